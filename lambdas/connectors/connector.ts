@@ -1,0 +1,97 @@
+/**
+ * The Connector port: every operation a run needs on one target, for one account at a time.
+ *
+ * Contract for adapters (Okta, Entra via Graph, SCIM 2.0):
+ *  - Every write is idempotent: a call that finds the account already in the wanted state makes
+ *    no write and returns `changed: false`.
+ *  - Every write returns the target's request id when the target sends one
+ *    (Okta `X-Okta-Request-Id`, Graph `request-id`, SCIM apps vary) for the evidence log.
+ *  - Failures are thrown as the typed errors in `#core/errors` (TargetThrottled, TargetUnavailable,
+ *    TargetConflict, TargetRejected, AccountNotFound) so the workflow can retry or open an exception.
+ *  - Entitlements are addressed by `type` + `value` (the name the target knows); the adapter
+ *    resolves names to ids (and may cache that mapping per instance).
+ *  - Secrets (tokens, TAP codes) never appear in errors, change records or audit entries.
+ */
+import type { ActualAccount, EntitlementRef, TargetKind } from '#core/access';
+import type { TargetCapabilities, TargetOp } from '#core/target-plan';
+
+/** The attributes a connector writes when it creates an account. */
+export interface AccountProfile {
+  employeeId: string;
+  /** Login / userPrincipalName / SCIM userName. */
+  userName: string;
+  email: string;
+  givenName: string;
+  familyName: string;
+  displayName: string;
+  department: string;
+  jobCode: string;
+  location: string;
+  employmentType: 'employee' | 'contractor';
+  managerEmail?: string;
+}
+
+/** One write (or the decision not to write) on a target, as recorded in the execution log. */
+export interface ChangeRecord {
+  target: string;
+  op: TargetOp;
+  accountId: string;
+  /** False when the target was already in the wanted state. */
+  changed: boolean;
+  entitlement?: EntitlementRef;
+  /** The target's request id(s) for the call(s) made. */
+  requestIds: string[];
+  detail?: string;
+}
+
+/** One entry of the target's own audit trail (Okta System Log, Entra directory audit, …). */
+export interface AuditEntry {
+  id: string;
+  time: string;
+  eventType: string;
+  outcome: string;
+  actor?: string;
+  targetIds: string[];
+  summary: string;
+}
+
+export interface AccountPage {
+  accounts: ActualAccount[];
+  /** Opaque cursor for the next page; absent on the last page. */
+  nextCursor?: string;
+}
+
+export interface TemporaryAccessPass {
+  /** The one-time secret. Goes only to the manager's email; never logged, never in evidence. */
+  secret: string;
+  startDateTime: string;
+  lifetimeInMinutes: number;
+  change: ChangeRecord;
+}
+
+export interface Connector {
+  /** Target name as in the policy (`okta`, `entra`, `slack`, …). */
+  readonly name: string;
+  readonly kind: TargetKind;
+  readonly capabilities: TargetCapabilities;
+
+  /**
+   * Accounts that belong to the person: matched by correlation key (Okta profile.employeeNumber,
+   * Entra employeeId, SCIM externalId) and by stored link ids. Several results mean a conflict;
+   * the caller decides, the adapter never picks one.
+   */
+  findAccounts(query: { employeeId: string; linkIds?: string[] }): Promise<ActualAccount[]>;
+  getAccount(accountId: string): Promise<ActualAccount>;
+  createAccount(profile: AccountProfile, options: { enabled: boolean }): Promise<{ account: ActualAccount; change: ChangeRecord }>;
+  setStatus(accountId: string, status: 'enabled' | 'suspended' | 'disabled'): Promise<ChangeRecord>;
+  revokeSessions(accountId: string): Promise<ChangeRecord>;
+  addEntitlement(accountId: string, entitlement: EntitlementRef): Promise<ChangeRecord>;
+  removeEntitlement(accountId: string, entitlement: EntitlementRef): Promise<ChangeRecord>;
+  deleteAccount(accountId: string): Promise<ChangeRecord>;
+  /** One page of all accounts on the target (reconciliation, orphan detection). */
+  listAccounts(cursor?: string): Promise<AccountPage>;
+  /** The target's own audit entries about the account since `since` (ISO time). */
+  auditEvidence(accountId: string, since: string): Promise<AuditEntry[]>;
+  /** Entra only: a Temporary Access Pass for day one. */
+  createTemporaryAccessPass?(accountId: string, lifetimeInMinutes: number): Promise<TemporaryAccessPass>;
+}

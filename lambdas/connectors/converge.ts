@@ -1,0 +1,98 @@
+/**
+ * Converge one target for one person: read actual, plan (core), apply in plan order.
+ *
+ * Retrying is safe because every call re-reads first; running it twice makes no write the
+ * second time (the plan against a converged target is empty). Shadow-mode targets are planned
+ * and reported but never written.
+ */
+import type { ActualAccount, DesiredTarget } from '#core/access';
+import { TargetConflict } from '#core/errors';
+import { planTarget, type PlannedOp, type TargetPlanOptions } from '#core/target-plan';
+import type { AccountProfile, ChangeRecord, Connector } from './connector.ts';
+
+export interface ConvergeResult {
+  target: string;
+  mode: DesiredTarget['mode'];
+  /** The account acted on (created or found); absent when the person has none and needs none. */
+  accountId?: string;
+  /** Account state read before acting. */
+  before: ActualAccount | null;
+  planned: PlannedOp[];
+  changes: ChangeRecord[];
+  /** Number of writes that changed something. */
+  writes: number;
+}
+
+export interface ConvergeOptions extends TargetPlanOptions {
+  linkIds?: string[];
+}
+
+export async function converge(
+  connector: Connector,
+  profile: AccountProfile,
+  desired: DesiredTarget,
+  options: ConvergeOptions = {},
+): Promise<ConvergeResult> {
+  const accounts = await connector.findAccounts({ employeeId: profile.employeeId, linkIds: options.linkIds });
+  if (accounts.length > 1) {
+    throw new TargetConflict(
+      connector.name,
+      `${accounts.length} accounts claim employee ${profile.employeeId}`,
+      accounts.map((a) => a.id),
+    );
+  }
+  const before = accounts[0] ?? null;
+  const planned = planTarget(desired, before, connector.capabilities, options);
+  const result: ConvergeResult = {
+    target: connector.name,
+    mode: desired.mode,
+    accountId: before?.id,
+    before,
+    planned,
+    changes: [],
+    writes: 0,
+  };
+  if (desired.mode === 'shadow') return result;
+
+  for (const step of planned) {
+    const change = await apply(connector, profile, step, result.accountId);
+    if (step.op === 'create') result.accountId = change.accountId;
+    result.changes.push(change);
+    if (change.changed) result.writes += 1;
+  }
+  return result;
+}
+
+async function apply(
+  connector: Connector,
+  profile: AccountProfile,
+  step: PlannedOp,
+  accountId: string | undefined,
+): Promise<ChangeRecord> {
+  if (step.op === 'create') {
+    return (await connector.createAccount(profile, { enabled: true })).change;
+  }
+  if (!accountId) throw new Error(`internal: ${step.op} planned without an account`);
+  switch (step.op) {
+    case 'disable':
+      return connector.setStatus(accountId, 'disabled');
+    case 'suspend':
+      return connector.setStatus(accountId, 'suspended');
+    case 'enable':
+    case 'unsuspend':
+      return connector.setStatus(accountId, 'enabled');
+    case 'revokeSessions':
+      return connector.revokeSessions(accountId);
+    case 'addEntitlement':
+      return connector.addEntitlement(accountId, pickRef(step));
+    case 'removeEntitlement':
+      return connector.removeEntitlement(accountId, pickRef(step));
+    case 'delete':
+      return connector.deleteAccount(accountId);
+  }
+}
+
+function pickRef(step: PlannedOp) {
+  if (!step.entitlement) throw new Error(`internal: ${step.op} planned without an entitlement`);
+  return { type: step.entitlement.type, value: step.entitlement.value };
+}
