@@ -31,6 +31,8 @@ export interface Entitlement extends EntitlementRef {
   /** Id of the policy rule that selected the bundle ("why does this person get this"). */
   rule: string;
   privileged: boolean;
+  /** Other bundles/rules that grant the same entitlement (provenance is complete, not first-wins). */
+  alsoGrantedBy?: Array<{ bundle: string; rule: string }>;
   /** ISO timestamp after which a time-bound grant is removed. */
   expiresAt?: string;
 }

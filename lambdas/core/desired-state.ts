@@ -1,0 +1,138 @@
+/**
+ * Desired state: what every managed target should hold for one person, computed only from the
+ * person's *current* canonical record and the policy (state-based, not event-based — a stale or
+ * replayed event cannot regress access). Every entitlement carries the rule and bundle that
+ * granted it.
+ */
+import { entitlementKey, type DesiredTarget, type Entitlement } from './access.ts';
+import type { PersonStatus, Worker } from './hr-event.ts';
+import { durationMs, inScope, type Policy } from './policy.ts';
+
+export interface PersonState {
+  worker: Worker;
+  status: PersonStatus;
+}
+
+export interface BundleGrant {
+  bundle: string;
+  rule: string;
+  kind: 'baseline' | 'privileged';
+  /** Set for time-bound bundles. */
+  expiresAt?: string;
+}
+
+/** A bounded re-grant of a named bundle outside the rules (mover exception grant). */
+export interface ExceptionGrant {
+  bundle: string;
+  reason: string;
+  expiresAt: string;
+}
+
+export interface DesiredState {
+  employeeId: string;
+  status: PersonStatus;
+  inScope: boolean;
+  mappingVersion: string;
+  bundles: BundleGrant[];
+  /** Managed targets, IdP first. */
+  targets: DesiredTarget[];
+}
+
+export interface DesiredStateOptions {
+  /** When each time-bound bundle was granted (ISO), to compute its expiry. */
+  grantedAt?: Record<string, string>;
+  exceptionGrants?: ExceptionGrant[];
+  /** Evaluation time (ISO); expired time-bound grants are not desired. */
+  now?: string;
+}
+
+/** Bundles the rules select for a worker, in rule order, each with the first rule that selected it. */
+export function selectBundles(worker: Worker, policy: Policy, options: DesiredStateOptions = {}): BundleGrant[] {
+  const out: BundleGrant[] = [];
+  const seen = new Set<string>();
+  const now = options.now ? Date.parse(options.now) : Date.now();
+  const add = (bundle: string, rule: string, expiresAt?: string) => {
+    if (seen.has(bundle)) return;
+    const def = policy.document.bundles[bundle];
+    if (!def) return;
+    let expiry = expiresAt;
+    if (!expiry && def.expiresAfter) {
+      const granted = options.grantedAt?.[bundle];
+      expiry = new Date((granted ? Date.parse(granted) : now) + durationMs(def.expiresAfter)).toISOString();
+    }
+    if (expiry && Date.parse(expiry) <= now) return;
+    seen.add(bundle);
+    out.push({ bundle, rule, kind: def.kind, ...(expiry ? { expiresAt: expiry } : {}) });
+  };
+  for (const { rule, matches } of policy.matchers) {
+    if (matches(worker)) for (const b of rule.grant) add(b, rule.id);
+  }
+  for (const g of options.exceptionGrants ?? []) add(g.bundle, `exception:${g.reason}`, g.expiresAt);
+  return out;
+}
+
+export function desiredState(person: PersonState, policy: Policy, options: DesiredStateOptions = {}): DesiredState {
+  const { worker, status } = person;
+  const base = {
+    employeeId: worker.employeeId,
+    status,
+    mappingVersion: policy.mappingVersion,
+  };
+  if (!inScope(policy, worker)) return { ...base, inScope: false, bundles: [], targets: [] };
+
+  if (status === 'terminated') {
+    return {
+      ...base,
+      inScope: true,
+      bundles: [],
+      targets: policy.managedTargets.map((t) => ({
+        target: t.name,
+        kind: t.kind,
+        mode: t.mode,
+        account: 'disabled',
+        entitlements: [],
+      })),
+    };
+  }
+
+  const bundles = selectBundles(worker, policy, options);
+  const perTarget = new Map<string, Map<string, Entitlement>>();
+  const listed = new Set<string>();
+  for (const grant of bundles) {
+    const def = policy.document.bundles[grant.bundle]!;
+    for (const targetName of Object.keys(def.targets)) listed.add(targetName);
+    for (const e of policy.bundleEntitlements.get(grant.bundle) ?? []) {
+      let m = perTarget.get(e.target);
+      if (!m) perTarget.set(e.target, (m = new Map()));
+      const key = entitlementKey(e);
+      const existing = m.get(key);
+      if (existing) {
+        existing.alsoGrantedBy = [...(existing.alsoGrantedBy ?? []), { bundle: grant.bundle, rule: grant.rule }];
+        existing.privileged ||= grant.kind === 'privileged';
+        continue;
+      }
+      m.set(key, {
+        type: e.type,
+        value: e.value,
+        bundle: grant.bundle,
+        rule: grant.rule,
+        privileged: grant.kind === 'privileged',
+        ...(grant.expiresAt ? { expiresAt: grant.expiresAt } : {}),
+      });
+    }
+  }
+
+  const targets: DesiredTarget[] = policy.managedTargets.map((t) => {
+    const isIdp = t === policy.idp;
+    const wanted = isIdp || listed.has(t.name);
+    const account: DesiredTarget['account'] = !wanted ? 'disabled' : status === 'on_leave' && isIdp ? 'suspended' : 'enabled';
+    return {
+      target: t.name,
+      kind: t.kind,
+      mode: t.mode,
+      account,
+      entitlements: wanted ? [...(perTarget.get(t.name)?.values() ?? [])] : [],
+    };
+  });
+  return { ...base, inScope: true, bundles, targets };
+}
