@@ -1,0 +1,46 @@
+/**
+ * The operator CLI's command table (`bin/jml.ts` runs it). `npm run jml -- <command>` from a clone, or `jml <command>` once linked.
+ */
+import { diffCommand, explainCommand, planCommand, policyCheck } from './commands/policy.ts';
+import { UsageError, reportError } from './commands/io.ts';
+
+const HELP = `jml — Joiner / Mover / Leaver automation
+
+Usage: jml <command> [options]
+
+Policy
+  policy check [file]                      validate a policy, print its mappingVersion and a summary
+  policy explain --worker w.json           why this person gets each entitlement (provenance)
+  policy diff <old> <new> --roster r.csv   who gains and loses what if the policy changes
+  plan --worker w.json | --event e.json [--actual a.json] [--policy file] [--lifecycle l]
+                                           desired state with provenance and the ordered plan
+
+Options
+  --json        machine-readable output
+  --policy F    policy file (default config/access-policy.yaml)
+`;
+
+type Command = (args: string[]) => number | Promise<number>;
+const commands: Record<string, Command> = {
+  'policy check': policyCheck,
+  'policy explain': explainCommand,
+  'policy diff': diffCommand,
+  plan: planCommand,
+};
+
+export async function main(argv: string[]): Promise<number> {
+  if (!argv.length || argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') {
+    console.log(HELP);
+    return 0;
+  }
+  const two = argv.slice(0, 2).join(' ');
+  const [name, rest] = commands[two] ? [two, argv.slice(2)] : [argv[0]!, argv.slice(1)];
+  const command = commands[name];
+  try {
+    if (!command) throw new UsageError(`unknown command "${argv.slice(0, 2).join(' ')}" — run jml help`);
+    return await command(rest);
+  } catch (e) {
+    return reportError(e);
+  }
+}
+
