@@ -4,9 +4,9 @@
  * replayed event cannot regress access). Every entitlement carries the rule and bundle that
  * granted it.
  */
-import { entitlementKey, type DesiredTarget, type Entitlement } from './access.ts';
+import type { DesiredTarget, Entitlement } from './access.ts';
 import type { PersonStatus, Worker } from './hr-event.ts';
-import { durationMs, inScope, type Policy } from './policy.ts';
+import { durationMs, inScope, matchView, type Policy } from './policy.ts';
 
 export interface PersonState {
   worker: Worker;
@@ -64,8 +64,9 @@ export function selectBundles(worker: Worker, policy: Policy, options: DesiredSt
     seen.add(bundle);
     out.push({ bundle, rule, kind: def.kind, ...(expiry ? { expiresAt: expiry } : {}) });
   };
+  const view = matchView(worker);
   for (const { rule, matches } of policy.matchers) {
-    if (matches(worker)) for (const b of rule.grant) add(b, rule.id);
+    if (matches(view)) for (const b of rule.grant) add(b, rule.id);
   }
   for (const g of options.exceptionGrants ?? []) add(g.bundle, `exception:${g.reason}`, g.expiresAt);
   return out;
@@ -96,6 +97,33 @@ export function desiredState(person: PersonState, policy: Policy, options: Desir
   }
 
   const bundles = selectBundles(worker, policy, options);
+  const targets = targetsFor(bundles, status, policy);
+  return { ...base, inScope: true, bundles, targets };
+}
+
+/**
+ * Many people share a bundle selection (same department, site and job family), so the targets
+ * for a selection are assembled once per policy and shared. They are frozen: consumers derive
+ * new objects (as `applyDecisions` does) and never mutate a desired state.
+ */
+const assembled = new WeakMap<Policy, Map<string, readonly DesiredTarget[]>>();
+const ASSEMBLED_MAX = 20_000;
+
+function targetsFor(bundles: BundleGrant[], status: PersonStatus, policy: Policy): DesiredTarget[] {
+  let cache = assembled.get(policy);
+  if (!cache) assembled.set(policy, (cache = new Map()));
+  let key = status;
+  for (const b of bundles) key += `|${b.bundle}@${b.rule}@${b.expiresAt ?? ''}`;
+  let targets = cache.get(key);
+  if (!targets) {
+    if (cache.size >= ASSEMBLED_MAX) cache.clear();
+    targets = deepFreeze(assembleTargets(bundles, status, policy));
+    cache.set(key, targets);
+  }
+  return targets as DesiredTarget[];
+}
+
+function assembleTargets(bundles: BundleGrant[], status: PersonStatus, policy: Policy): DesiredTarget[] {
   const perTarget = new Map<string, Map<string, Entitlement>>();
   const listed = new Set<string>();
   for (const grant of bundles) {
@@ -104,14 +132,13 @@ export function desiredState(person: PersonState, policy: Policy, options: Desir
     for (const e of policy.bundleEntitlements.get(grant.bundle) ?? []) {
       let m = perTarget.get(e.target);
       if (!m) perTarget.set(e.target, (m = new Map()));
-      const key = entitlementKey(e);
-      const existing = m.get(key);
+      const existing = m.get(e.key);
       if (existing) {
         existing.alsoGrantedBy = [...(existing.alsoGrantedBy ?? []), { bundle: grant.bundle, rule: grant.rule }];
         existing.privileged ||= grant.kind === 'privileged';
         continue;
       }
-      m.set(key, {
+      m.set(e.key, {
         type: e.type,
         value: e.value,
         bundle: grant.bundle,
@@ -121,8 +148,7 @@ export function desiredState(person: PersonState, policy: Policy, options: Desir
       });
     }
   }
-
-  const targets: DesiredTarget[] = policy.managedTargets.map((t) => {
+  return policy.managedTargets.map((t) => {
     const isIdp = t === policy.idp;
     const wanted = isIdp || listed.has(t.name);
     const account: DesiredTarget['account'] = !wanted ? 'disabled' : status === 'on_leave' && isIdp ? 'suspended' : 'enabled';
@@ -134,5 +160,12 @@ export function desiredState(person: PersonState, policy: Policy, options: Desir
       entitlements: wanted ? [...(perTarget.get(t.name)?.values() ?? [])] : [],
     };
   });
-  return { ...base, inScope: true, bundles, targets };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
 }

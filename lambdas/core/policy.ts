@@ -190,6 +190,8 @@ export interface BundleEntitlement {
   target: string;
   type: EntitlementType;
   value: string;
+  /** `type:value`, precomputed (the planner's hot path compares these). */
+  key: string;
 }
 
 /** A validated policy with its derived lookups. */
@@ -201,7 +203,7 @@ export interface Policy {
   /** Targets jml provisions, IdP first (execution order). */
   managedTargets: PolicyTarget[];
   bundleEntitlements: Map<string, BundleEntitlement[]>;
-  /** Compiled rule matchers, in policy order. */
+  /** Compiled rule matchers, in policy order; they take a `matchView` of the worker. */
   matchers: Array<{ rule: Rule; matches: (w: MatchableWorker) => boolean }>;
 }
 
@@ -211,6 +213,17 @@ export interface MatchableWorker {
   jobCode: string;
   employmentType: string;
   managerId?: string;
+}
+
+/** Rule matching is case-insensitive; lower-case a worker's attributes once, not once per rule. */
+export function matchView(w: MatchableWorker): MatchableWorker {
+  return {
+    department: w.department.toLowerCase(),
+    location: w.location.toLowerCase(),
+    jobCode: w.jobCode,
+    employmentType: w.employmentType,
+    managerId: w.managerId?.toLowerCase(),
+  };
 }
 
 function specToEntitlement(spec: EntitlementSpec): { type: EntitlementType; value: string } {
@@ -291,7 +304,7 @@ function compileCondition(c: Condition | undefined): ((w: MatchableWorker) => bo
   const eqAny = (values: string[] | undefined, pick: (w: MatchableWorker) => string | undefined) => {
     if (!values) return;
     const set = new Set(values.map((v) => v.toLowerCase()));
-    checks.push((w) => set.has((pick(w) ?? '').toLowerCase()));
+    checks.push((w) => set.has(pick(w) ?? ''));
   };
   eqAny(c.department, (w) => w.department);
   eqAny(c.location, (w) => w.location);
@@ -301,7 +314,10 @@ function compileCondition(c: Condition | undefined): ((w: MatchableWorker) => bo
     const patterns = c.jobCode.map(globToRegExp);
     checks.push((w) => patterns.some((p) => p.test(w.jobCode)));
   }
-  return (w) => checks.every((check) => check(w));
+  return (w) => {
+    for (const check of checks) if (!check(w)) return false;
+    return true;
+  };
 }
 
 /** Validates a parsed policy document and compiles it. Throws ValidationError with every problem. */
@@ -315,7 +331,12 @@ export function compilePolicy(input: unknown): Policy {
   for (const [name, bundle] of Object.entries(document.bundles)) {
     bundleEntitlements.set(
       name,
-      Object.entries(bundle.targets).flatMap(([target, specs]) => specs.map((s) => ({ target, ...specToEntitlement(s) }))),
+      Object.entries(bundle.targets).flatMap(([target, specs]) =>
+        specs.map((s) => {
+          const e = specToEntitlement(s);
+          return { target, ...e, key: `${e.type}:${e.value}` };
+        }),
+      ),
     );
   }
   const matchers = document.rules.map((rule) => {
@@ -353,11 +374,10 @@ export function inScope(policy: Policy, w: { employeeId: string; department: str
   const s = policy.document.scope;
   if (s.excludeEmployeeIds.includes(w.employeeId)) return false;
   if (s.employeeIds && s.employeeIds.includes(w.employeeId)) return true;
-  const lc = (xs: string[] | undefined) => xs?.map((x) => x.toLowerCase());
-  const deps = lc(s.departments);
-  const locs = lc(s.locations);
-  if (deps && !deps.includes(w.department.toLowerCase())) return false;
-  if (locs && !locs.includes(w.location.toLowerCase())) return false;
+  const deps = s.departments;
+  const locs = s.locations;
+  if (deps && !deps.some((d) => d.toLowerCase() === w.department.toLowerCase())) return false;
+  if (locs && !locs.some((l) => l.toLowerCase() === w.location.toLowerCase())) return false;
   if (s.employeeIds && !deps && !locs) return false; // an explicit list only
   return true;
 }
