@@ -13,7 +13,8 @@
  *  - Secrets (tokens, TAP codes) never appear in errors, change records or audit entries.
  */
 import type { ActualAccount, EntitlementRef, TargetKind } from '#core/access';
-import type { TargetCapabilities, TargetOp } from '#core/target-plan';
+import type { TargetCapabilities } from '#core/target-plan';
+import type { AuditEntry, ChangeRecord } from '#core/change';
 
 /** The attributes a connector writes when it creates an account. */
 export interface AccountProfile {
@@ -31,29 +32,7 @@ export interface AccountProfile {
   managerEmail?: string;
 }
 
-/** One write (or the decision not to write) on a target, as recorded in the execution log. */
-export interface ChangeRecord {
-  target: string;
-  op: TargetOp;
-  accountId: string;
-  /** False when the target was already in the wanted state. */
-  changed: boolean;
-  entitlement?: EntitlementRef;
-  /** The target's request id(s) for the call(s) made. */
-  requestIds: string[];
-  detail?: string;
-}
-
-/** One entry of the target's own audit trail (Okta System Log, Entra directory audit, …). */
-export interface AuditEntry {
-  id: string;
-  time: string;
-  eventType: string;
-  outcome: string;
-  actor?: string;
-  targetIds: string[];
-  summary: string;
-}
+export type { AuditEntry, ChangeRecord } from '#core/change';
 
 export interface AccountPage {
   accounts: ActualAccount[];

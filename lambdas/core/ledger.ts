@@ -1,0 +1,188 @@
+/**
+ * The run ledger: persons, runs, steps, approvals, exceptions and identity links — the state
+ * store every phase reads and writes. This file is the port (types + interface); the DynamoDB
+ * adapter lives in `lambdas/aws/ledger.dynamodb.ts` and runs against dynalite locally.
+ *
+ * Every state change is a conditional write (no transactions: each write is safe alone, and the
+ * order of writes is chosen so a crash between two of them is recoverable by a retry).
+ */
+import type { ChangeRecord } from './change.ts';
+import type { HrEventType, Lifecycle, PersonStatus, Worker } from './hr-event.ts';
+
+export const RUN_STATUSES = [
+  'RECEIVED',
+  'SCHEDULED',
+  'HELD',
+  'PLANNED',
+  'AWAITING_APPROVAL',
+  'EXECUTING',
+  'RECONCILING',
+  'COMPLETED',
+  'EXCEPTION_OPEN',
+  'FAILED',
+  'SUPERSEDED',
+  'STALE',
+  'OUT_OF_SCOPE',
+] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+export const TERMINAL_RUN_STATUSES: ReadonlySet<RunStatus> = new Set([
+  'COMPLETED',
+  'EXCEPTION_OPEN',
+  'FAILED',
+  'SUPERSEDED',
+  'STALE',
+  'OUT_OF_SCOPE',
+]);
+
+/** The canonical person: current HR record, status, version and links to target accounts. */
+export interface PersonRecord {
+  employeeId: string;
+  worker: Worker;
+  status: PersonStatus;
+  /** `occurredAt` of the last applied event: an older event is stale. */
+  version: string;
+  /** Run that last changed the record. */
+  lastRunId: string;
+  /** Target name → account id on that target. */
+  links: Record<string, string>;
+  /** Bundle → when it was granted (time-bound bundles expire from here). */
+  grantedAt: Record<string, string>;
+  /** Bundles approved (so a reconcile can restore them without asking again). */
+  approvedBundles: string[];
+  /** Bundles an approver rejected (a reconcile never grants them). */
+  rejectedBundles: string[];
+  /** sha256 of the last evidence manifest for this person (the hash chain's head). */
+  lastManifestSha256: string | null;
+  updatedAt: string;
+}
+
+export interface RunRecord {
+  runId: string;
+  idempotencyKey: string;
+  employeeId: string;
+  eventId: string;
+  eventType: HrEventType | 'reconcile' | 'drift';
+  lifecycle: Lifecycle | 'reconcile';
+  status: RunStatus;
+  /** sha256 of the raw payload as received. */
+  eventHash: string;
+  /** The raw payload (kept for the evidence bundle). */
+  rawEvent: string;
+  /** Normalised event (JSON). */
+  event: unknown;
+  effectiveAt: string;
+  occurredAt: string;
+  mappingVersion: string;
+  createdAt: string;
+  updatedAt: string;
+  /** Set once the message is on the queue (an accepted event is never lost between the two writes). */
+  enqueuedAt?: string;
+  executionName?: string;
+  statusReason?: string;
+  supersededBy?: string;
+  plan?: unknown;
+  desired?: unknown;
+  reconciliation?: unknown;
+  evidence?: { prefix: string; manifestSha256: string };
+  kpis?: Record<string, number>;
+  /** Phase timestamps for the timeline (`planned`, `approved`, `idpDisabled`, …). */
+  timeline?: Array<{ phase: string; at: string; note?: string }>;
+}
+
+export interface StepRecord {
+  runId: string;
+  /** Ordering within the run (`001-okta`). */
+  stepId: string;
+  target: string;
+  phase: string;
+  startedAt: string;
+  finishedAt: string;
+  outcome: 'ok' | 'error' | 'skipped';
+  changes: ChangeRecord[];
+  writes: number;
+  error?: { name: string; message: string };
+}
+
+export interface ApprovalRecord {
+  approvalId: string;
+  runId: string;
+  employeeId: string;
+  /** Plan approval request id (`baseline`, `bundle:x`, `data:y`). */
+  requestId: string;
+  approver: string;
+  approverRole: 'manager' | 'appOwner' | 'fallback' | 'escalation';
+  /** Step Functions task token: server-side only, never in a URL or an email. */
+  taskToken?: string;
+  status: 'PENDING' | 'APPROVED' | 'REJECTED' | 'EXPIRED' | 'ESCALATED';
+  requestedAt: string;
+  expiresAt: string;
+  /** The request as shown to the approver (bundles, entitlements, risk, why). */
+  request: unknown;
+  decidedAt?: string;
+  rationale?: string;
+  sourceIp?: string;
+  userAgent?: string;
+  escalationOf?: string;
+}
+
+export interface ExceptionRecord {
+  exceptionId: string;
+  runId?: string;
+  employeeId?: string;
+  target: string;
+  /** Owner of record of the target (team email). */
+  owner: string;
+  kind: 'step_failed' | 'conflict' | 'orphan' | 'drift' | 'leaver_enabled' | 'approval_expired' | 'out_of_band_change' | 'exception_grant';
+  reason: string;
+  evidence: unknown;
+  status: 'open' | 'resolved';
+  openedAt: string;
+  resolvedAt?: string;
+  resolution?: string;
+  resolvedBy?: string;
+}
+
+export class ConditionFailed extends Error {
+  override name = 'ConditionFailed';
+}
+
+export interface Ledger {
+  getPerson(employeeId: string): Promise<PersonRecord | null>;
+  /**
+   * Writes the person if `expectedVersion` still matches (null = must not exist).
+   * Throws ConditionFailed when another run changed the person first.
+   */
+  putPerson(person: PersonRecord, expectedUpdatedAt: string | null): Promise<void>;
+  /** Reverse link: which person owns an account on a target. */
+  findPersonByAccount(target: string, accountId: string): Promise<string | null>;
+  listPersons(cursor?: string, limit?: number): Promise<{ persons: PersonRecord[]; nextCursor?: string }>;
+
+  /** Conditional put on the run id (derived from the idempotency key). Returns false if it existed. */
+  createRun(run: RunRecord): Promise<boolean>;
+  getRun(runId: string): Promise<RunRecord | null>;
+  /** Updates fields if the run's status is one of `fromStatuses` (when given). Returns the new record. */
+  updateRun(runId: string, patch: Partial<RunRecord>, fromStatuses?: readonly RunStatus[]): Promise<RunRecord>;
+  listRunsByEmployee(employeeId: string): Promise<RunRecord[]>;
+  listRunsByStatus(status: RunStatus): Promise<RunRecord[]>;
+
+  putStep(step: StepRecord): Promise<void>;
+  listSteps(runId: string): Promise<StepRecord[]>;
+
+  putApproval(approval: ApprovalRecord): Promise<void>;
+  getApproval(approvalId: string): Promise<ApprovalRecord | null>;
+  /** Decides once: succeeds only while PENDING and not expired at `now`. */
+  decideApproval(
+    approvalId: string,
+    decision: Pick<ApprovalRecord, 'status' | 'decidedAt' | 'rationale' | 'sourceIp' | 'userAgent'>,
+    now: string,
+  ): Promise<ApprovalRecord>;
+  listApprovals(runId: string): Promise<ApprovalRecord[]>;
+
+  openException(e: ExceptionRecord): Promise<void>;
+  resolveException(exceptionId: string, resolution: { resolvedAt: string; resolution: string; resolvedBy: string }): Promise<ExceptionRecord>;
+  listExceptions(filter: { status?: 'open' | 'resolved'; runId?: string }): Promise<ExceptionRecord[]>;
+
+  /** Generic key-value for small state (delta links, bulk-guard windows, schedules). */
+  getMeta<T>(key: string): Promise<T | null>;
+  putMeta<T>(key: string, value: T, ttlEpochSeconds?: number): Promise<void>;
+}
