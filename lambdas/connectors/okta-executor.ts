@@ -1,0 +1,214 @@
+/**
+ * The Okta SDK's HTTP seam, configured for Lambda.
+ *
+ * `@okta/okta-sdk-nodejs` sends every call through a `RequestExecutor`. This one:
+ *  - sends each attempt through the connector's `RateGovernor` (concurrency cap + pacing from
+ *    Okta's `X-Rate-Limit-*` headers, observed on every response, so we slow down before a 429);
+ *  - gives every attempt its own timeout (the SDK default has none, and a Lambda must not hang);
+ *  - retries a 429 only when Okta says when to (`X-Rate-Limit-Reset`), waiting until then, and
+ *    gives up early when that wait is longer than a Lambda should idle (the workflow retries);
+ *  - retries 5xx, timeouts and connection resets a bounded number of times with jittered
+ *    exponential back-off, marking retries with Okta's `X-Okta-Retry-For` / `X-Okta-Retry-Count`;
+ *  - records the `X-Okta-Request-Id` of every response for the change records (see
+ *    `captureRequests`), and keeps connections alive across calls of a warm Lambda.
+ * Retrying writes is safe here because the connector's writes are idempotent on Okta's side
+ * (membership PUT/DELETE, lifecycle transitions that Okta refuses when they no longer apply); the
+ * one exception, user creation, is reconciled by the connector (see `createAccount`).
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import okta from '@okta/okta-sdk-nodejs';
+import type { RateGovernor } from './governor.ts';
+
+/** What one connector operation sent: the request ids Okta returned and whether anything was retried. */
+export interface RequestCapture {
+  requestIds: string[];
+  attempts: number;
+  retried: boolean;
+}
+
+const captureStore = new AsyncLocalStorage<RequestCapture>();
+
+export function newCapture(): RequestCapture {
+  return { requestIds: [], attempts: 0, retried: false };
+}
+
+/**
+ * Runs `fn`, collecting into `capture` the Okta request ids of every call it makes (nested
+ * captures roll up into their parent). The caller keeps `capture`, so it can read it on failure.
+ */
+export async function captureRequests<T>(capture: RequestCapture, fn: () => Promise<T>): Promise<T> {
+  const parent = captureStore.getStore();
+  try {
+    return await captureStore.run(capture, fn);
+  } finally {
+    if (parent) {
+      parent.requestIds.push(...capture.requestIds);
+      parent.attempts += capture.attempts;
+      parent.retried ||= capture.retried;
+    }
+  }
+}
+
+/** The capture of the operation in progress, if any. */
+export function currentCapture(): RequestCapture | undefined {
+  return captureStore.getStore();
+}
+
+export interface ExecutorOptions {
+  governor: RateGovernor;
+  requestTimeoutMs: number;
+  maxRetries: number;
+  /** Longest wait for a rate-limit reset before giving up with a 429 (the caller retries later). */
+  maxRetryWaitMs: number;
+  /** First back-off step for 5xx / network retries (doubles per attempt, full jitter). */
+  backoffBaseMs?: number;
+  maxSockets?: number;
+  now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+  random?: () => number;
+}
+
+/** Minimal view of node-fetch's Response that the executor reads. */
+interface FetchResponse {
+  status: number;
+  headers: { get(name: string): string | null };
+  text(): Promise<string>;
+}
+
+type SdkRequest = Record<string, unknown> & { url?: string; headers?: Record<string, unknown> };
+
+const RETRYABLE_NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND', 'EHOSTUNREACH']);
+
+/** node-fetch reports timeouts as `type: 'request-timeout'` and socket errors as `type: 'system'`. */
+export function isRetryableNetworkError(e: unknown): boolean {
+  if (!e || typeof e !== 'object') return false;
+  const err = e as { name?: string; type?: string; code?: string };
+  if (err.name !== 'FetchError') return false;
+  return err.type === 'request-timeout' || (err.type === 'system' && RETRYABLE_NETWORK_CODES.has(err.code ?? ''));
+}
+
+export class GovernedRequestExecutor extends okta.RequestExecutor {
+  private readonly now: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly random: () => number;
+  private readonly httpAgent: HttpAgent;
+  private readonly httpsAgent: HttpsAgent;
+  /**
+   * Our clock minus Okta's, estimated from `Date` headers. `Date` has whole-second precision and
+   * is never later than Okta's true time, so the smallest `now - Date` seen is an upper bound of
+   * the skew: converting Okta's reset time with it never resumes early.
+   */
+  private clockOffsetMs: number | undefined;
+  /** Counters for benchmarks and logs: attempts sent, retries by cause. */
+  readonly stats = { attempts: 0, retried429: 0, retried5xx: 0, retriedNetwork: 0 };
+
+  constructor(private readonly options: ExecutorOptions) {
+    super();
+    this.now = options.now ?? Date.now;
+    this.sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+    this.random = options.random ?? Math.random;
+    const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 16 };
+    this.httpAgent = new HttpAgent(agentOptions);
+    this.httpsAgent = new HttpsAgent(agentOptions);
+  }
+
+  /** Okta's reset time (epoch seconds) on our clock, in ms. */
+  resetToLocalMs(resetEpochSeconds: number): number {
+    return resetEpochSeconds * 1000 + (this.clockOffsetMs ?? 0);
+  }
+
+  override async fetch(request: SdkRequest): Promise<never> {
+    const capture = captureStore.getStore();
+    const url = String(request.url);
+    const agent = url.startsWith('https:') ? this.httpsAgent : this.httpAgent;
+    let retryFor: string | undefined;
+    for (let attempt = 0; ; attempt += 1) {
+      const headers: Record<string, unknown> = { ...(request.headers ?? {}) };
+      if (attempt > 0) {
+        if (retryFor) headers['X-Okta-Retry-For'] = retryFor;
+        headers['X-Okta-Retry-Count'] = String(attempt);
+      }
+      const attemptRequest = { ...request, headers, agent, timeout: this.options.requestTimeoutMs };
+      this.stats.attempts += 1;
+      if (capture) {
+        capture.attempts += 1;
+        if (attempt > 0) capture.retried = true;
+      }
+      let response: FetchResponse;
+      try {
+        response = (await this.options.governor.run(() => super.fetch(attemptRequest as never))) as unknown as FetchResponse;
+      } catch (e) {
+        if (attempt < this.options.maxRetries && isRetryableNetworkError(e)) {
+          this.stats.retriedNetwork += 1;
+          await this.sleep(this.backoff(attempt));
+          continue;
+        }
+        throw e;
+      }
+
+      const requestId = response.headers.get('x-okta-request-id') ?? undefined;
+      if (requestId) {
+        capture?.requestIds.push(requestId);
+        retryFor ??= requestId;
+      }
+      this.observe(response);
+
+      if (response.status === 429) {
+        const resetAt = this.resetHeaderMs(response);
+        if (resetAt === undefined) return response as never; // Okta always sends it; without it we cannot know when to retry.
+        // Nothing goes out before the reset (plus a little, as Okta counts by its own clock).
+        const until = resetAt + 100;
+        this.options.governor.throttled(until);
+        if (attempt >= this.options.maxRetries || until - this.now() > this.options.maxRetryWaitMs) return response as never;
+        this.stats.retried429 += 1;
+        await response.text().catch(() => undefined);
+        continue;
+      }
+      if (response.status >= 500 && attempt < this.options.maxRetries) {
+        this.stats.retried5xx += 1;
+        await response.text().catch(() => undefined);
+        await this.sleep(this.backoff(attempt));
+        continue;
+      }
+      return response as never;
+    }
+  }
+
+  /** Releases pooled sockets (tests and scripts; a Lambda keeps them for the next invocation). */
+  destroy(): void {
+    this.httpAgent.destroy();
+    this.httpsAgent.destroy();
+  }
+
+  private backoff(attempt: number): number {
+    const base = this.options.backoffBaseMs ?? 200;
+    const cap = Math.min(base * 2 ** attempt, 5_000);
+    return Math.round(cap / 2 + (this.random() * cap) / 2);
+  }
+
+  private resetHeaderMs(response: FetchResponse): number | undefined {
+    const raw = response.headers.get('x-rate-limit-reset');
+    // Duplicate headers arrive comma-joined (OKTA-112507); the SDK refuses to trust those too.
+    if (!raw || raw.includes(',')) return undefined;
+    const seconds = Number(raw);
+    return Number.isFinite(seconds) && seconds > 0 ? this.resetToLocalMs(seconds) : undefined;
+  }
+
+  private observe(response: FetchResponse): void {
+    const date = Date.parse(response.headers.get('date') ?? '');
+    if (!Number.isNaN(date)) {
+      const offset = this.now() - date;
+      this.clockOffsetMs = this.clockOffsetMs === undefined ? offset : Math.min(this.clockOffsetMs, offset);
+    }
+    const limit = Number(response.headers.get('x-rate-limit-limit'));
+    const remaining = Number(response.headers.get('x-rate-limit-remaining'));
+    const resetAt = response.status === 429 ? undefined : this.resetHeaderMs(response);
+    this.options.governor.observe({
+      ...(Number.isFinite(limit) && limit > 0 ? { limit } : {}),
+      ...(Number.isFinite(remaining) && response.headers.get('x-rate-limit-remaining') !== null ? { remaining } : {}),
+      ...(resetAt !== undefined ? { resetAt } : {}),
+    });
+  }
+}
