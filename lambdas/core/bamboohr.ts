@@ -425,7 +425,6 @@ function mapEntry(
       problems: formatIssues(checked.error).map((line) => {
         const m = /^worker\.(\w+): (.*)$/.exec(line);
         if (m && attributeField[m[1]!]) return `${attributeField[m[1]!]}: ${m[2]}`;
-        if (line.startsWith('eventId:')) return `${at}.id: ${line.slice('eventId: '.length)}`;
         return `${at}: ${line}`;
       }),
     };
