@@ -14,7 +14,7 @@ import type {
   EvidenceException,
   EvidenceKpis,
   EvidencePerson,
-  ExecutionLogEntry,
+  ExecutionStepEvidence,
   IdpEvidenceEntry,
   ReconciliationEvidence,
   TimelineEntry,
@@ -35,7 +35,7 @@ export interface SummaryInput {
   plan: Plan | null;
   desired: DesiredState | null;
   approvals: EvidenceApproval[];
-  executionLog: ExecutionLogEntry[];
+  executionLog: ExecutionStepEvidence[];
   idpEvidence: IdpEvidenceEntry[];
   reconciliation: ReconciliationEvidence | null;
   exceptions: EvidenceException[];
@@ -59,6 +59,7 @@ const STATUS: Record<ClosedRunStatus, { text: string; tone: 'ok' | 'warn' | 'bad
   FAILED: { text: 'Failed', tone: 'bad' },
   SUPERSEDED: { text: 'Superseded by a newer run', tone: 'neutral' },
   STALE: { text: 'Stale event (not applied)', tone: 'neutral' },
+  OUT_OF_SCOPE: { text: 'Out of scope (nothing managed)', tone: 'neutral' },
 };
 
 // Colours chosen for ≥ 4.5:1 text contrast on their backgrounds (WCAG AA).
@@ -75,7 +76,7 @@ h2{font-size:1.2rem;margin:2rem 0 .5rem;padding-bottom:.25rem;border-bottom:1px 
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.875em;overflow-wrap:anywhere}
 .status{display:inline-block;padding:.1rem .5rem;border-radius:1rem;font-weight:600;border:1px solid currentColor}
 .tone-ok{color:#0b5d27;background:#e6f4ea}.tone-warn{color:#6b4200;background:#fff4d6}
-.tone-bad{color:#a1151a;background:#fde8e8}.tone-neutral{color:#3d4450;background:#eef1f4}
+.tone-bad{color:#a1151a;background:#fde8e8}.error{color:#a1151a}.tone-neutral{color:#3d4450;background:#eef1f4}
 dl.facts{display:grid;grid-template-columns:minmax(8rem,max-content) 1fr;gap:.25rem 1rem;margin:0}
 dl.facts dt{color:var(--muted)}dl.facts dd{margin:0;overflow-wrap:anywhere}
 ul.kpis{list-style:none;padding:0;margin:0;display:grid;grid-template-columns:repeat(auto-fit,minmax(13rem,1fr));gap:.75rem}
@@ -88,6 +89,7 @@ table{border-collapse:collapse;width:100%;font-size:.9375rem}
 caption{text-align:left;padding:.5rem .75rem;color:var(--muted)}
 th,td{text-align:left;vertical-align:top;padding:.45rem .75rem;border-top:1px solid var(--line)}
 thead th{background:var(--panel);white-space:nowrap}
+th[scope=rowgroup]{background:#fbfcfd;font-weight:600}
 @media (max-width:40rem){header,main,footer{padding:.75rem}dl.facts{grid-template-columns:1fr}dl.facts dd{margin-bottom:.5rem}}
 @media print{.table-wrap{overflow:visible;border:0}}
 `;
@@ -118,12 +120,16 @@ export function formatDuration(ms: number): string {
 const none = html`<span class="muted">—</span>`;
 const text = (v: string | undefined | null): SafeHtml | string => (v === undefined || v === null || v === '' ? none : v);
 
-function table(id: string, caption: SafeHtml | string, headers: string[], rows: SafeHtml[]): SafeHtml {
+/** A captioned table in a focusable scroll region; `groups` puts each group of rows in its own tbody. */
+function table(id: string, caption: SafeHtml | string, headers: string[], rows: SafeHtml[], groups?: SafeHtml[][]): SafeHtml {
+  const bodies = groups ? groups.map((g) => html`<tbody>
+${g}</tbody>
+`) : html`<tbody>
+${rows}</tbody>`;
   return html`<div class="table-wrap" role="region" aria-labelledby="${id}" tabindex="0"><table>
 <caption id="${id}">${caption}</caption>
 <thead><tr>${headers.map((h) => html`<th scope="col">${h}</th>`)}</tr></thead>
-<tbody>
-${rows}</tbody></table></div>`;
+${bodies}</table></div>`;
 }
 
 function str(v: unknown): string | undefined {
@@ -160,25 +166,45 @@ function facts(input: SummaryInput): SafeHtml {
   return html`<dl class="facts">${rows.map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>`;
 }
 
+const KNOWN_KPIS = new Set([
+  'timeToDisableMs',
+  'disableSlaMs',
+  'revocationDisabledWithinSla',
+  'revocationEnumerated',
+  'driftCount',
+  'exceptionCount',
+  'runDurationMs',
+]);
+
 function kpis(k: EvidenceKpis): SafeHtml {
+  const num = (name: string) => (typeof k[name] === 'number' && Number.isFinite(k[name]) ? (k[name] as number) : undefined);
   const items: SafeHtml[] = [];
-  if (k.timeToDisableMs !== undefined) {
-    const sla = k.disableSlaMs;
+  if ('timeToDisableMs' in k) {
+    const ttd = num('timeToDisableMs');
+    const sla = num('disableSlaMs');
     let verdict = '';
-    if (k.timeToDisableMs === null) verdict = 'not disabled yet';
-    else if (sla !== undefined) verdict = k.timeToDisableMs <= sla ? `within the ${formatDuration(sla)} SLA` : `SLA of ${formatDuration(sla)} breached`;
+    if (ttd === undefined) verdict = 'not disabled yet';
+    else if (sla !== undefined) verdict = ttd <= sla ? `within the ${formatDuration(sla)} SLA` : `SLA of ${formatDuration(sla)} breached`;
     items.push(
-      html`<li><span class="kpi-value">${k.timeToDisableMs === null ? 'n/a' : formatDuration(k.timeToDisableMs)}</span>Time to disable${verdict && html` <span class="muted">(${verdict})</span>`}</li>`,
+      html`<li><span class="kpi-value">${ttd === undefined ? 'n/a' : formatDuration(ttd)}</span>Time to disable${verdict && html` <span class="muted">(${verdict})</span>`}</li>`,
     );
   }
-  if (k.revocation) {
-    const { disabledWithinSla, enumerated } = k.revocation;
-    const pct = enumerated > 0 ? `${Math.round((disabledWithinSla / enumerated) * 1000) / 10} %` : 'n/a';
-    items.push(html`<li><span class="kpi-value">${pct}</span>Revocation completeness <span class="muted">(${disabledWithinSla} of ${enumerated} accounts disabled within SLA)</span></li>`);
+  const within = num('revocationDisabledWithinSla');
+  const enumerated = num('revocationEnumerated');
+  if (within !== undefined && enumerated !== undefined) {
+    const pct = enumerated > 0 ? `${Math.round((within / enumerated) * 1000) / 10} %` : 'n/a';
+    items.push(html`<li><span class="kpi-value">${pct}</span>Revocation completeness <span class="muted">(${within} of ${enumerated} accounts disabled within SLA)</span></li>`);
   }
-  if (k.driftCount !== undefined) items.push(html`<li><span class="kpi-value">${k.driftCount}</span>Drift findings</li>`);
-  if (k.exceptionCount !== undefined) items.push(html`<li><span class="kpi-value">${k.exceptionCount}</span>Exceptions opened</li>`);
-  if (k.runDurationMs !== undefined) items.push(html`<li><span class="kpi-value">${formatDuration(k.runDurationMs)}</span>Run duration (received to closed)</li>`);
+  const drift = num('driftCount');
+  if (drift !== undefined) items.push(html`<li><span class="kpi-value">${drift}</span>Drift findings</li>`);
+  const exceptions = num('exceptionCount');
+  if (exceptions !== undefined) items.push(html`<li><span class="kpi-value">${exceptions}</span>Exceptions opened</li>`);
+  const duration = num('runDurationMs');
+  if (duration !== undefined) items.push(html`<li><span class="kpi-value">${formatDuration(duration)}</span>Run duration (received to closed)</li>`);
+  for (const name of Object.keys(k).sort()) {
+    const v = num(name);
+    if (!KNOWN_KPIS.has(name) && v !== undefined) items.push(html`<li><span class="kpi-value">${v}</span><code>${name}</code></li>`);
+  }
   return items.length ? html`<ul class="kpis">${items}</ul>` : html`<p>No KPIs apply to this run.</p>`;
 }
 
@@ -189,18 +215,26 @@ function timeline(entries: TimelineEntry[]): SafeHtml {
 
 const DECISION_LABEL: Record<string, string> = {
   approved: 'Approved',
-  rejected: 'Rejected',
+  rejected: 'Rejected (not granted)',
   expired: 'Expired (not granted)',
+  escalated: 'Escalated',
   auto: 'Auto-approved (low risk)',
   pending: 'Pending',
 };
 
 function approver(a: EvidenceApproval): SafeHtml | string {
-  if (!a.approver) return none;
+  const role = a.approverRole && html`<br><span class="muted">${a.approverRole}</span>`;
+  if (!a.approver) return a.approverRole ? html`${none}${role}` : none;
+  if (typeof a.approver === 'string') return html`${a.approver}${role}`;
   const { name, email, id } = a.approver;
   const who = name ?? email ?? id;
   if (!who) return none;
-  return html`${who}${name && email && html` <span class="muted">&lt;${email}&gt;</span>`}${a.approverRole && html`<br><span class="muted">${a.approverRole}</span>`}`;
+  return html`${who}${name && email && html` <span class="muted">&lt;${email}&gt;</span>`}${role}`;
+}
+
+function bundlesOf(a: EvidenceApproval): string[] {
+  const b = (a.request as { bundles?: unknown } | undefined)?.bundles;
+  return Array.isArray(b) ? b.filter((x): x is string => typeof x === 'string') : [];
 }
 
 function approvals(list: EvidenceApproval[]): SafeHtml {
@@ -209,13 +243,14 @@ function approvals(list: EvidenceApproval[]): SafeHtml {
     'cap-approvals',
     'Approval requests and decisions',
     ['Request', 'Approver', 'Decision', 'Rationale', 'Decided', 'Window', 'Source'],
-    list.map(
-      (a) => html`<tr><td><code>${a.requestId}</code>${a.bundles?.length ? html`<br><span class="muted">${a.bundles.join(', ')}</span>` : ''}</td>
-<td>${approver(a)}</td><td>${DECISION_LABEL[a.decision] ?? a.decision}</td><td>${text(a.rationale)}</td><td>${when(a.decidedAt)}</td>
-<td>${when(a.requestedAt)} to ${when(a.expiresAt)}${a.escalatedAt && html`<br><span class="muted">escalated ${when(a.escalatedAt)}</span>`}</td>
+    list.map((a) => {
+      const bundles = bundlesOf(a);
+      return html`<tr><td><code>${a.requestId}</code>${bundles.length ? html`<br><span class="muted">${bundles.join(', ')}</span>` : ''}${a.escalationOf && html`<br><span class="muted">escalation of ${a.escalationOf}</span>`}</td>
+<td>${approver(a)}</td><td>${DECISION_LABEL[a.status.toLowerCase()] ?? a.status}</td><td>${text(a.rationale)}</td><td>${when(a.decidedAt)}</td>
+<td>${when(a.requestedAt)} to ${when(a.expiresAt)}</td>
 <td>${a.sourceIp ? html`<code>${a.sourceIp}</code>` : none}${a.userAgent && html`<br><span class="muted">${a.userAgent}</span>`}</td></tr>
-`,
-    ),
+`;
+    }),
   );
 }
 
@@ -225,38 +260,48 @@ function why(step: PlanStep | undefined): string | undefined {
   return step?.reason;
 }
 
-const OUTCOME_LABEL: Record<ExecutionLogEntry['outcome'], string> = {
+const OUTCOME_LABEL: Record<string, string> = {
   ok: 'Done',
-  failed: 'Failed',
+  error: 'Failed',
   skipped: 'Skipped',
   shadow: 'Shadow mode (not written)',
 };
 
 function changes(input: SummaryInput): SafeHtml {
   const log = input.executionLog;
-  if (log.length === 0) return html`<p>Nothing needed to change: every target already matched the desired state.</p>`;
-  const steps = new Map<string, PlanStep>();
-  for (const t of input.plan?.targets ?? []) for (const s of t.steps) steps.set(s.id, s);
-  const changed = log.filter((e) => e.outcome === 'ok' && e.changed !== false).length;
-  const already = log.filter((e) => e.outcome === 'ok' && e.changed === false).length;
-  const failed = log.filter((e) => e.outcome === 'failed').length;
-  const other = log.length - changed - already - failed;
-  const counts = `${changed} changed, ${already} already in the wanted state, ${failed} failed${other ? `, ${other} skipped or shadow` : ''}.`;
-  return html`<p>${counts}</p>${table(
-    'cap-changes',
-    'Execution log: one row per step, in the order run',
-    ['Target', 'Operation', 'Why', 'Result', 'Request ids', 'Duration'],
-    log.map((e) => {
-      const result = e.outcome === 'ok' ? (e.changed === false ? 'Already in place' : 'Changed') : OUTCOME_LABEL[e.outcome] ?? e.outcome;
-      return html`<tr><td>${e.target}${e.accountId && html`<br><code class="muted">${e.accountId}</code>`}</td>
-<td>${e.op}${e.entitlement && html`<br><span class="muted">${e.entitlement.type}: ${e.entitlement.value}</span>`}</td>
-<td>${text(why(e.stepId ? steps.get(e.stepId) : undefined))}</td>
-<td>${result}${e.attempts && e.attempts > 1 ? html` <span class="muted">(${e.attempts} attempts)</span>` : ''}${e.error && html`<br><span class="muted">${e.error.name}: ${e.error.message}</span>`}</td>
-<td>${e.requestIds.length ? joinHtml(e.requestIds.map((id) => html`<code>${id}</code>`), trustedHtml('<br>')) : none}</td>
-<td>${e.durationMs !== undefined ? formatDuration(e.durationMs) : none}</td></tr>
-`;
-    }),
-  )}`;
+  if (log.length === 0) return html`<p>Nothing was executed: every target already matched the desired state, or the run stopped before executing.</p>`;
+  const planned = new Map<string, PlanStep>();
+  for (const t of input.plan?.targets ?? []) for (const s of t.steps) planned.set(s.id, s);
+  const all = log.flatMap((s) => s.changes ?? []);
+  const changed = all.filter((c) => c.changed).length;
+  const failed = log.filter((s) => s.outcome === 'error').length;
+  const counts = `${changed} change${changed === 1 ? '' : 's'} made, ${all.length - changed} already in the wanted state, ${failed} failed step${failed === 1 ? '' : 's'}.`;
+  const groups: SafeHtml[][] = [];
+  for (const step of log) {
+    const rows: SafeHtml[] = [];
+    groups.push(rows);
+    const timing = step.startedAt && step.finishedAt ? formatDuration(Date.parse(step.finishedAt) - Date.parse(step.startedAt)) : undefined;
+    const attempts = step.attempts && step.attempts > 1 ? html` <span class="muted">(${step.attempts} attempts)</span>` : '';
+    const outcome = OUTCOME_LABEL[step.outcome] ?? step.outcome;
+    rows.push(
+      html`<tr><th scope="rowgroup" colspan="5">${step.target} <span class="muted">— ${outcome}${timing ? `, ${timing}` : ''}, started ${when(step.startedAt)}</span>${attempts}${
+        step.error && html`<br><span class="error">${step.error.name}: ${step.error.message}</span>`
+      }</th></tr>
+`,
+    );
+    if ((step.changes ?? []).length === 0 && !step.error) rows.push(html`<tr><td colspan="5" class="muted">No change needed.</td></tr>
+`);
+    for (const c of step.changes ?? []) {
+      const key = c.entitlement ? `${c.target}/${c.op}/${c.entitlement.type}:${c.entitlement.value}` : `${c.target}/${c.op}`;
+      rows.push(html`<tr><td>${c.op}${c.entitlement && html`<br><span class="muted">${c.entitlement.type}: ${c.entitlement.value}</span>`}</td>
+<td>${c.accountId ? html`<code>${c.accountId}</code>` : none}</td>
+<td>${text(why(planned.get(key)))}</td>
+<td>${c.changed ? 'Changed' : 'Already in place'}${c.detail && html`<br><span class="muted">${c.detail}</span>`}</td>
+<td>${c.requestIds.length ? joinHtml(c.requestIds.map((id) => html`<code>${id}</code>`), trustedHtml('<br>')) : none}</td></tr>
+`);
+    }
+  }
+  return html`<p>${counts}</p>${table('cap-changes', 'Execution log: each target converged, then the writes it made', ['Operation', 'Account', 'Why', 'Result', 'Request ids'], [], groups)}`;
 }
 
 const RESULT_LABEL: Record<string, string> = {
@@ -316,7 +361,7 @@ function exceptions(list: EvidenceException[]): SafeHtml {
     'Exceptions opened by this run',
     ['Exception', 'Target', 'Owner', 'Reason', 'Status', 'Opened'],
     list.map(
-      (x) => html`<tr><td><code>${x.id}</code></td><td>${text(x.target)}</td><td>${text(x.owner)}</td><td>${x.reason}</td><td>${x.status}</td><td>${when(x.openedAt)}</td></tr>
+      (x) => html`<tr><td><code>${x.exceptionId}</code>${x.kind && html`<br><span class="muted">${x.kind}</span>`}</td><td>${text(x.target)}</td><td>${text(x.owner)}</td><td>${x.reason}</td><td>${x.status}</td><td>${when(x.openedAt)}</td></tr>
 `,
     ),
   );

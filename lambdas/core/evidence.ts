@@ -22,11 +22,13 @@
  * indent, trailing newline), so a retried close step writes the same bytes.
  */
 import { z } from 'zod';
+import type { AuditEntry, ChangeRecord } from './change.ts';
 import type { DesiredState } from './desired-state.ts';
 import { REDACTED, redactSecrets } from './evidence-redact.ts';
 import { renderSummaryHtml } from './evidence-summary.ts';
 import { canonicalJson, sha256Hex } from './hash.ts';
 import type { Lifecycle } from './hr-event.ts';
+import { TERMINAL_RUN_STATUSES, type RunStatus } from './ledger.ts';
 import type { Plan } from './plan.ts';
 import { formatIssues, parseOrThrow } from './validation.ts';
 
@@ -34,8 +36,8 @@ import { formatIssues, parseOrThrow } from './validation.ts';
 // Input: what the run's phases produced. Loose where other phases own the shape, typed where the
 // summary and the checks read it.
 
-/** Statuses a run can close with (DESIGN.md "Runs and phases"). */
-export type ClosedRunStatus = 'COMPLETED' | 'EXCEPTION_OPEN' | 'FAILED' | 'SUPERSEDED' | 'STALE';
+/** Statuses a run can close with (the ledger's terminal statuses). */
+export type ClosedRunStatus = Extract<RunStatus, 'COMPLETED' | 'EXCEPTION_OPEN' | 'FAILED' | 'SUPERSEDED' | 'STALE' | 'OUT_OF_SCOPE'>;
 
 export interface EvidencePerson {
   displayName?: string;
@@ -46,54 +48,50 @@ export interface EvidencePerson {
   managerId?: string;
 }
 
+/** One approval request and its outcome. A ledger `ApprovalRecord` fits this shape (its task token is redacted). */
 export interface EvidenceApproval {
+  approvalId?: string;
   /** The plan's approval request id (`baseline`, `bundle:<name>`, `data:<id>`). */
   requestId: string;
-  kind?: 'bundle' | 'dataHandling';
-  bundles?: string[];
+  /** Who decided (email or id, or a richer object); null when nobody did (auto-approved). */
+  approver: string | { id?: string; email?: string; name?: string } | null;
   approverRole?: string;
-  /** Who decided; null when nobody did (auto-approved, expired). */
-  approver: { id?: string; email?: string; name?: string } | null;
-  decision: 'approved' | 'rejected' | 'expired' | 'auto' | 'pending' | (string & {});
+  /** Ledger status (`APPROVED`, `REJECTED`, `EXPIRED`, `ESCALATED`, `PENDING`) or `AUTO` (low risk, no approver). */
+  status: string;
   rationale?: string;
   requestedAt?: string;
   decidedAt?: string;
   /** End of the window in which the decision could be made. */
   expiresAt?: string;
-  escalatedAt?: string;
+  /** The approval this one escalated (approver did not answer in time). */
+  escalationOf?: string;
   sourceIp?: string;
   userAgent?: string;
+  /** The request as shown to the approver (bundles, entitlements, why). */
+  request?: unknown;
 }
 
-/** One execute step. A connector `ChangeRecord` plus outcome and timings fits this shape. */
-export interface ExecutionLogEntry {
-  stepId?: string;
+/**
+ * One execute step: the converge of one target. A ledger `StepRecord` fits this shape; each
+ * change is a connector `ChangeRecord` (op, request ids, changed).
+ */
+export interface ExecutionStepEvidence {
+  stepId: string;
   target: string;
-  op: string;
-  accountId?: string;
-  entitlement?: { type: string; value: string };
-  /** False when the target was already in the wanted state. */
-  changed?: boolean;
-  requestIds: string[];
-  outcome: 'ok' | 'failed' | 'skipped' | 'shadow';
+  phase?: string;
   startedAt?: string;
   finishedAt?: string;
-  durationMs?: number;
+  outcome: 'ok' | 'error' | 'skipped' | 'shadow' | (string & {});
+  changes: ChangeRecord[];
+  /** Writes made (changes with `changed: true`). */
+  writes?: number;
   attempts?: number;
   error?: { name: string; message: string };
-  detail?: string;
 }
 
 /** A connector `AuditEntry` and the target it came from. */
-export interface IdpEvidenceEntry {
+export interface IdpEvidenceEntry extends AuditEntry {
   target: string;
-  id: string;
-  time: string;
-  eventType: string;
-  outcome: string;
-  actor?: string;
-  targetIds: string[];
-  summary: string;
 }
 
 export interface ReconciliationTarget {
@@ -117,26 +115,28 @@ export interface ReconciliationEvidence {
   exceptionsOpened?: string[];
 }
 
+/** An exception the run opened. A ledger `ExceptionRecord` fits this shape. */
 export interface EvidenceException {
-  id: string;
-  target?: string;
-  owner?: string;
+  exceptionId: string;
+  target: string;
+  owner: string;
+  kind?: string;
   reason: string;
   status: string;
   openedAt: string;
+  resolvedAt?: string;
+  resolution?: string;
+  evidence?: unknown;
 }
 
-export interface EvidenceKpis {
-  /** Termination effective → IdP disabled and sessions revoked (leavers). */
-  timeToDisableMs?: number | null;
-  disableSlaMs?: number;
-  /** Accounts disabled within the SLA / accounts enumerated for the person. */
-  revocation?: { disabledWithinSla: number; enumerated: number };
-  driftCount?: number;
-  exceptionCount?: number;
-  /** Received → closed. */
-  runDurationMs?: number;
-}
+/**
+ * Run figures (the ledger's `kpis`). Known names are rendered with their meaning; any other
+ * number is listed by name.
+ *  - `timeToDisableMs`: termination effective → IdP disabled and sessions revoked; `disableSlaMs` its SLA;
+ *  - `revocationDisabledWithinSla` / `revocationEnumerated`: revocation completeness;
+ *  - `driftCount`, `exceptionCount`, `runDurationMs` (received → closed).
+ */
+export type EvidenceKpis = Record<string, number | null | undefined>;
 
 export interface TimelineEntry {
   phase: string;
@@ -157,7 +157,7 @@ export interface EvidenceInput {
   plan: Plan | null;
   desired: DesiredState | null;
   approvals: EvidenceApproval[];
-  executionLog: ExecutionLogEntry[];
+  executionLog: ExecutionStepEvidence[];
   idpEvidence: IdpEvidenceEntry[];
   reconciliation: ReconciliationEvidence | null;
   exceptions: EvidenceException[];
@@ -252,6 +252,7 @@ export function bundlePrefix(runId: string, closedAt: string): string {
 const InputEnvelope = z.looseObject({
   runId: z.string().regex(RUN_ID_PATTERN, 'must be a run id (letters, digits, . _ -)'),
   employeeId: z.string().regex(EMPLOYEE_ID_PATTERN, 'must be an employee id (letters, digits, . _ -)'),
+  status: z.string().refine((v) => TERMINAL_RUN_STATUSES.has(v as RunStatus), 'must be a terminal run status'),
   closedAt: z.iso.datetime({ offset: true }),
   rawEvent: z.looseObject({ body: z.string(), receivedAt: z.iso.datetime({ offset: true }) }),
   approvals: z.array(z.unknown()),
