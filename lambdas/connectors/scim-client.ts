@@ -88,7 +88,6 @@ export class ScimClient {
       const { status, headers: h, text } = outcome;
       const requestId = REQUEST_ID_HEADERS.map((n) => h.get(n)).find((v) => v);
       if (requestId) opts.trace.push(requestId);
-      this.governor.observe(rateObservation(h, Date.now()));
       const retryAfter = parseRetryAfter(h.get('retry-after'), Date.now());
 
       if (status >= 200 && status < 300) return { status, body: this.parse(label, text, opts), etag: h.get('etag') ?? undefined };
@@ -121,6 +120,8 @@ export class ScimClient {
           redirect: 'manual',
           signal: AbortSignal.timeout(this.options.requestTimeoutMs),
         });
+        // Observed while this call still holds its slot: the governor discounts calls in flight.
+        this.governor.observe(rateObservation(res.headers, Date.now()));
         // Reading the body is inside the timeout and the governor slot too.
         const text = await res.text();
         return { kind: 'response', status: res.status, headers: res.headers, text } as const;

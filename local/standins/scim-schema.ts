@@ -259,7 +259,7 @@ function checkScalar(def: AttributeDef, v: unknown, where: string): unknown {
  * names. readOnly sub-attributes are dropped (RFC 7644 §3.3: ignored on input).
  */
 export function normalizeSingle(def: AttributeDef, v: unknown, where: string): unknown {
-  if (v === null) return undefined;
+  if (v === null || v === undefined) return undefined;
   if (def.type !== 'complex') return checkScalar(def, v, where);
   if (!isObject(v)) throw new ScimProblem(400, 'invalidValue', `${where} must be an object`);
   const out: Record<string, unknown> = {};
@@ -275,7 +275,7 @@ export function normalizeSingle(def: AttributeDef, v: unknown, where: string): u
 
 /** A whole attribute value; multi-valued ones become arrays (a lone value is wrapped). */
 export function normalizeValue(def: AttributeDef, v: unknown, where: string): unknown {
-  if (v === null) return undefined;
+  if (v === null || v === undefined) return undefined;
   if (!def.multiValued) return normalizeSingle(def, v, where);
   const list = Array.isArray(v) ? v : [v];
   return dedupeValues(list.map((item, i) => normalizeSingle(def, item, `${where}[${i}]`)).filter((x) => x !== undefined));
@@ -317,7 +317,7 @@ export function settlePrimary(list: unknown[]): unknown[] {
 export function normalizeResource(rs: ResourceSchema, body: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(body)) {
-    if (key.toLowerCase() === 'schemas') continue;
+    if (key.toLowerCase() === 'schemas' || value === undefined) continue;
     const ext = extensionFor(rs, key);
     if (ext) {
       if (value === null) continue;

@@ -187,7 +187,9 @@ export class ScimStore {
     for (const g of this.groups.values()) {
       const members = g.data.members;
       if (Array.isArray(members) && members.some((m) => isObject(m) && m.value === id)) {
-        this.update(g, { ...g.data, members: members.filter((m) => !(isObject(m) && m.value === id)) });
+        const { members: _all, ...rest } = g.data;
+        const left = members.filter((m) => !(isObject(m) && m.value === id));
+        this.update(g, left.length ? { ...rest, members: left } : rest);
       }
     }
     return true;

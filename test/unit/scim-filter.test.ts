@@ -39,7 +39,7 @@ describe('SCIM filter parser', () => {
   it('binds "and" tighter than "or"', () => {
     const f = parseFilter('title eq "x" or title eq "Engineer" and active eq false');
     expect(f.kind).toBe('or');
-    expect((f as Extract<Filter, { kind: 'or' }>).right.kind).toBe('and');
+    expect((f as Extract<Filter, { left: Filter }>).right.kind).toBe('and');
     // Read as x or (Engineer and inactive): false for an active engineer.
     expect(test('title eq "x" or title eq "Engineer" and active eq false')).toBe(false);
     expect(test('(title eq "x" or title eq "Engineer") and active eq true')).toBe(true);
