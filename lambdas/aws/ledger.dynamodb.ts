@@ -1,0 +1,721 @@
+/**
+ * The run ledger on one DynamoDB table (design in `./table.ts`, explained in docs/ledger.md).
+ *
+ * Every state change is one conditional write; there are no transactions (dynalite has none,
+ * and none are needed): where a change touches two items, the writes are ordered so that a crash
+ * between them leaves state a retry repairs and no reader is misled (see `putPerson`).
+ *
+ * Records never carry layout attributes (keys, index keys, entity marker). Opaque JSON fields
+ * (`event`, `plan`, `desired`, `reconciliation`, approval `request`, exception `evidence`, meta
+ * values) are stored as JSON strings: their size is then exact (the 400 KB item limit is checked
+ * before writing) and arbitrarily deep documents cannot hit DynamoDB's nesting limit.
+ */
+import {
+  DeleteCommand,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  ScanCommand,
+  UpdateCommand,
+  type DynamoDBDocumentClient,
+  type QueryCommandInput,
+} from '@aws-sdk/lib-dynamodb';
+import { z } from 'zod';
+import { JmlError } from '#core/errors';
+import {
+  ConditionFailed,
+  RUN_STATUSES,
+  type ApprovalRecord,
+  type ExceptionRecord,
+  type Ledger,
+  type PersonRecord,
+  type RunRecord,
+  type RunStatus,
+  type StepRecord,
+} from '#core/ledger';
+import {
+  ENTITY_ATTRIBUTE,
+  GSI1,
+  GSI1_SK_PREFIX,
+  GSI2,
+  LAYOUT_ATTRIBUTES,
+  MAX_ITEM_BYTES,
+  PERSONS_INDEX,
+  STEP_SK_PREFIX,
+  TABLE_KEYS,
+  TTL_ATTRIBUTE,
+  indexKeys,
+  keys,
+  ownerPartition,
+  statusPartition,
+  type Entity,
+  type ItemKey,
+} from './table.ts';
+
+/** Marshalling for every Document client on the ledger table (Lambda and local alike). */
+export const LEDGER_TRANSLATE_CONFIG = {
+  marshallOptions: { removeUndefinedValues: true },
+} as const;
+
+/** A write would exceed DynamoDB's 400 KB item limit. Names the largest attributes, never values. */
+export class LedgerItemTooLarge extends JmlError {}
+
+/** A stored item does not have the shape its kind requires (the message names the field). */
+export class LedgerItemInvalid extends JmlError {}
+
+export interface DynamoLedgerOptions {
+  client: DynamoDBDocumentClient;
+  tableName: string;
+  now?: () => Date;
+}
+
+type Item = Record<string, unknown>;
+
+/** Fields held as JSON strings, per item kind. */
+const JSON_FIELDS: Record<'run' | 'approval' | 'exception', readonly string[]> = {
+  run: ['event', 'plan', 'desired', 'reconciliation'],
+  approval: ['request'],
+  exception: ['evidence'],
+};
+
+/** Run fields that keys are derived from: changing them would orphan index entries. */
+const IMMUTABLE_RUN_FIELDS = ['runId', 'employeeId', 'createdAt'] as const;
+
+const APPROVAL_STATUSES = ['PENDING', 'APPROVED', 'REJECTED', 'EXPIRED', 'ESCALATED'] as const;
+const EXCEPTION_STATUSES = ['open', 'resolved'] as const;
+
+// Shapes checked on read: the fields that workflow decisions depend on. Other fields pass through.
+const itemSchemas = {
+  person: z.looseObject({
+    employeeId: z.string(),
+    updatedAt: z.string(),
+    links: z.record(z.string(), z.string()),
+    worker: z.looseObject({}),
+  }),
+  run: z.looseObject({
+    runId: z.string(),
+    employeeId: z.string(),
+    status: z.enum(RUN_STATUSES),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  }),
+  step: z.looseObject({ runId: z.string(), stepId: z.string(), changes: z.array(z.unknown()) }),
+  approval: z.looseObject({
+    approvalId: z.string(),
+    runId: z.string(),
+    status: z.enum(APPROVAL_STATUSES),
+    expiresAt: z.string(),
+  }),
+  exception: z.looseObject({ exceptionId: z.string(), status: z.enum(EXCEPTION_STATUSES), openedAt: z.string() }),
+  link: z.looseObject({ employeeId: z.string(), target: z.string(), accountId: z.string() }),
+  meta: z.looseObject({ value: z.string() }),
+} satisfies Record<Entity, z.ZodType>;
+
+const cursorSchema = z.record(z.string(), z.string());
+
+/**
+ * ISO-8601 in UTC with milliseconds (`Date#toISOString`). Sort keys and the approval expiry
+ * comparison rely on it: `…:00Z` and `…:00.000Z` are the same instant but do not compare
+ * correctly as strings.
+ */
+function isoUtc(value: string, field: string): string {
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw new TypeError(`${field}: not an ISO-8601 timestamp`);
+  return new Date(ms).toISOString();
+}
+
+const isConditionalCheckFailed = (err: unknown): boolean =>
+  (err as { name?: unknown } | null)?.name === 'ConditionalCheckFailedException';
+
+const isItemSizeError = (err: unknown): boolean =>
+  (err as { name?: unknown } | null)?.name === 'ValidationException' && /item size/i.test(String((err as Error).message));
+
+/** Approximate DynamoDB size of an attribute value (UTF-8 strings, ~1 byte per 2 digits, map/list overhead). */
+function valueBytes(value: unknown): number {
+  if (value === null || value === undefined || typeof value === 'boolean') return 1;
+  if (typeof value === 'string') return Buffer.byteLength(value);
+  if (typeof value === 'number' || typeof value === 'bigint') return Math.ceil(String(value).length / 2) + 1;
+  if (value instanceof Uint8Array) return value.byteLength;
+  if (Array.isArray(value)) return 3 + value.reduce<number>((n, v) => n + 1 + valueBytes(v), 0);
+  if (value instanceof Set) return [...value].reduce<number>((n, v) => n + valueBytes(v), 0);
+  return 3 + Object.entries(value as Item).reduce((n, [k, v]) => n + 1 + Buffer.byteLength(k) + valueBytes(v), 0);
+}
+
+function largestAttributes(item: Item): string {
+  return Object.entries(item)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => [k, Buffer.byteLength(k) + valueBytes(v)] as const)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 3)
+    .map(([k, n]) => `${k} ≈ ${Math.round(n / 1024)} KB`)
+    .join(', ');
+}
+
+function checkSize(item: Item, what: string): void {
+  const size = Object.entries(item).reduce((n, [k, v]) => (v === undefined ? n : n + Buffer.byteLength(k) + valueBytes(v)), 0);
+  if (size > MAX_ITEM_BYTES) {
+    throw new LedgerItemTooLarge(
+      `${what}: item would be ≈ ${Math.round(size / 1024)} KB, over DynamoDB's 400 KB limit (largest: ${largestAttributes(item)})`,
+    );
+  }
+}
+
+/** Attribute-name placeholders for an expression. */
+class Expr {
+  readonly names: Record<string, string> = {};
+  readonly values: Record<string, unknown> = {};
+  private n = 0;
+  name(attr: string): string {
+    const existing = Object.entries(this.names).find(([, a]) => a === attr);
+    if (existing) return existing[0];
+    const ph = `#n${this.n++}`;
+    this.names[ph] = attr;
+    return ph;
+  }
+  value(v: unknown): string {
+    const ph = `:v${this.n++}`;
+    this.values[ph] = v;
+    return ph;
+  }
+  /** Name/value maps for a command input (DynamoDB rejects empty maps). */
+  maps(): { ExpressionAttributeNames?: Record<string, string>; ExpressionAttributeValues?: Record<string, unknown> } {
+    return {
+      ...(Object.keys(this.names).length ? { ExpressionAttributeNames: this.names } : {}),
+      ...(Object.keys(this.values).length ? { ExpressionAttributeValues: this.values } : {}),
+    };
+  }
+}
+
+export class DynamoLedger implements Ledger {
+  private readonly client: DynamoDBDocumentClient;
+  private readonly tableName: string;
+  private readonly now: () => Date;
+
+  constructor(options: DynamoLedgerOptions) {
+    this.client = options.client;
+    this.tableName = options.tableName;
+    this.now = options.now ?? (() => new Date());
+  }
+
+  // ---------------------------------------------------------------- persons
+
+  async getPerson(employeeId: string): Promise<PersonRecord | null> {
+    const item = await this.getItem(keys.person(employeeId));
+    return item ? this.toRecord<PersonRecord>('person', item) : null;
+  }
+
+  /**
+   * Conditional put on `updatedAt` (or on absence). Reverse links are written *before* the
+   * person and stale ones removed *after* it, and `findPersonByAccount` confirms a link against
+   * the person record. So a crash or a lost race between the writes can leave an extra link item
+   * (ignored on read, repaired by the next put), never a person whose account cannot be found.
+   */
+  async putPerson(person: PersonRecord, expectedUpdatedAt: string | null): Promise<void> {
+    const { employeeId } = person;
+    if (expectedUpdatedAt !== null && person.updatedAt === expectedUpdatedAt) {
+      throw new TypeError(`person ${employeeId}: updatedAt must change on every write (it is the version)`);
+    }
+    const current = await this.getPerson(employeeId);
+    this.assertPersonVersion(employeeId, current, expectedUpdatedAt);
+
+    const oldLinks = current?.links ?? {};
+    for (const [target, accountId] of Object.entries(person.links)) {
+      if (oldLinks[target] !== accountId) await this.claimLink(target, accountId, employeeId);
+    }
+
+    const condition = new Expr();
+    const conditionExpression =
+      expectedUpdatedAt === null
+        ? `attribute_not_exists(${condition.name(TABLE_KEYS.pk)})`
+        : `${condition.name('updatedAt')} = ${condition.value(expectedUpdatedAt)}`;
+    const item: Item = {
+      ...keys.person(employeeId),
+      [ENTITY_ATTRIBUTE]: 'person',
+      [PERSONS_INDEX.pk]: employeeId,
+      ...person,
+    };
+    checkSize(item, `person ${employeeId}`);
+    const written = await this.putItem(item, conditionExpression, condition);
+    if (!written) {
+      // Lost the race after the read: say what the record is now.
+      this.assertPersonVersion(employeeId, await this.getPerson(employeeId), expectedUpdatedAt);
+      throw new ConditionFailed(`person ${employeeId} changed concurrently`);
+    }
+
+    for (const [target, accountId] of Object.entries(oldLinks)) {
+      if (person.links[target] !== accountId) await this.releaseLink(target, accountId, employeeId);
+    }
+  }
+
+  /** Returns the owner only when the person record still lists the account (see putPerson). */
+  async findPersonByAccount(target: string, accountId: string): Promise<string | null> {
+    const link = await this.getItem(keys.link(target, accountId));
+    if (!link) return null;
+    const { employeeId } = this.validate('link', link);
+    const person = await this.getPerson(employeeId);
+    return person?.links[target] === accountId ? employeeId : null;
+  }
+
+  /**
+   * Pages through persons for the nightly reconciliation. A Scan of the sparse `persons` index:
+   * it reads person items only (not the ever-growing runs and steps), `limit` items per call,
+   * so memory is bounded by the page. The cursor is opaque (base64url of LastEvaluatedKey).
+   */
+  async listPersons(cursor?: string, limit = 100): Promise<{ persons: PersonRecord[]; nextCursor?: string }> {
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new RangeError('limit: an integer from 1 to 1000');
+    const out = await this.client.send(
+      new ScanCommand({
+        TableName: this.tableName,
+        IndexName: PERSONS_INDEX.indexName,
+        Limit: limit,
+        ...(cursor ? { ExclusiveStartKey: decodeCursor(cursor) } : {}),
+      }),
+    );
+    const persons = (out.Items ?? []).filter((i) => this.live(i)).map((i) => this.toRecord<PersonRecord>('person', i));
+    return { persons, ...(out.LastEvaluatedKey ? { nextCursor: encodeCursor(out.LastEvaluatedKey) } : {}) };
+  }
+
+  private assertPersonVersion(employeeId: string, current: PersonRecord | null, expected: string | null): void {
+    if (expected === null && current) {
+      throw new ConditionFailed(`person ${employeeId} already exists (updatedAt ${current.updatedAt})`);
+    }
+    if (expected !== null && !current) throw new ConditionFailed(`person ${employeeId} does not exist`);
+    if (expected !== null && current && current.updatedAt !== expected) {
+      throw new ConditionFailed(`person ${employeeId} changed: updatedAt is ${current.updatedAt}, expected ${expected}`);
+    }
+  }
+
+  /** Points the account's reverse link at `employeeId`, unless another person really owns it. */
+  private async claimLink(target: string, accountId: string, employeeId: string): Promise<void> {
+    const item: Item = {
+      ...keys.link(target, accountId),
+      [ENTITY_ATTRIBUTE]: 'link',
+      target,
+      accountId,
+      employeeId,
+      linkedAt: this.now().toISOString(),
+    };
+    const free = new Expr();
+    const freeOrMine = `attribute_not_exists(${free.name(TABLE_KEYS.pk)}) OR ${free.name('employeeId')} = ${free.value(employeeId)}`;
+    if (await this.putItem(item, freeOrMine, free)) return;
+
+    const existing = await this.getItem(keys.link(target, accountId));
+    const owner = existing ? this.validate('link', existing).employeeId : undefined;
+    if (owner !== undefined) {
+      const ownerRecord = await this.getPerson(owner);
+      if (ownerRecord?.links[target] === accountId) {
+        throw new ConditionFailed(`account ${accountId} on ${target} is linked to employee ${owner}, not ${employeeId}`);
+      }
+      // A leftover of an interrupted write: the named owner no longer lists the account.
+      const stale = new Expr();
+      if (await this.putItem(item, `${stale.name('employeeId')} = ${stale.value(owner)}`, stale)) return;
+    } else if (await this.putItem(item, freeOrMine, free)) {
+      return;
+    }
+    throw new ConditionFailed(`account ${accountId} on ${target} was linked concurrently`);
+  }
+
+  private async releaseLink(target: string, accountId: string, employeeId: string): Promise<void> {
+    const e = new Expr();
+    try {
+      await this.client.send(
+        new DeleteCommand({
+          TableName: this.tableName,
+          Key: keys.link(target, accountId),
+          ConditionExpression: `${e.name('employeeId')} = ${e.value(employeeId)}`,
+          ...e.maps(),
+        }),
+      );
+    } catch (err) {
+      // Gone already, or someone else's now: nothing of ours to remove.
+      if (!isConditionalCheckFailed(err)) throw err;
+    }
+  }
+
+  // ---------------------------------------------------------------- runs
+
+  async createRun(run: RunRecord): Promise<boolean> {
+    const item: Item = {
+      ...keys.run(run.runId),
+      [ENTITY_ATTRIBUTE]: 'run',
+      ...indexKeys.runByEmployee(run.employeeId, isoUtc(run.createdAt, 'createdAt'), run.runId),
+      ...indexKeys.runByStatus(run.status, isoUtc(run.updatedAt, 'updatedAt'), run.runId),
+      ...this.encodeJson('run', run as unknown as Item),
+    };
+    checkSize(item, `run ${run.runId}`);
+    const e = new Expr();
+    return this.putItem(item, `attribute_not_exists(${e.name(TABLE_KEYS.pk)})`, e);
+  }
+
+  async getRun(runId: string): Promise<RunRecord | null> {
+    const item = await this.getItem(keys.run(runId));
+    return item ? this.toRecord<RunRecord>('run', item) : null;
+  }
+
+  async updateRun(runId: string, patch: Partial<RunRecord>, fromStatuses?: readonly RunStatus[]): Promise<RunRecord> {
+    for (const field of IMMUTABLE_RUN_FIELDS) {
+      if (patch[field] !== undefined && !(field === 'runId' && patch.runId === runId)) {
+        throw new TypeError(`updateRun ${runId}: ${field} cannot change (index keys derive from it)`);
+      }
+    }
+    if (fromStatuses && fromStatuses.length === 0) throw new TypeError(`updateRun ${runId}: fromStatuses is empty`);
+
+    const updatedAt = patch.updatedAt ?? this.now().toISOString();
+    const fields: Item = { ...this.encodeJson('run', patch as Item), updatedAt };
+    delete fields.runId;
+    // The status index sorts by updatedAt, so its sort key moves on every update.
+    const index: Item = { [GSI2.sk]: indexKeys.runByStatus('', isoUtc(updatedAt, 'updatedAt'), runId)[GSI2.sk] };
+    if (patch.status !== undefined) index[GSI2.pk] = statusPartition.run(patch.status);
+    checkSize(fields, `run ${runId} update`);
+
+    const e = new Expr();
+    const sets = Object.entries({ ...fields, ...index })
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${e.name(k)} = ${e.value(v)}`);
+    let condition = `attribute_exists(${e.name(TABLE_KEYS.pk)})`;
+    if (fromStatuses) condition += ` AND ${e.name('status')} IN (${fromStatuses.map((s) => e.value(s)).join(', ')})`;
+
+    try {
+      const out = await this.client.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: keys.run(runId),
+          UpdateExpression: `SET ${sets.join(', ')}`,
+          ConditionExpression: condition,
+          ...e.maps(),
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return this.toRecord<RunRecord>('run', out.Attributes ?? {});
+    } catch (err) {
+      if (isItemSizeError(err)) {
+        throw new LedgerItemTooLarge(`run ${runId}: update would exceed DynamoDB's 400 KB item limit (largest fields: ${largestAttributes(fields)})`, {
+          cause: err,
+        });
+      }
+      if (!isConditionalCheckFailed(err)) throw err;
+      const current = await this.getRun(runId);
+      if (!current) throw new ConditionFailed(`run ${runId} not found`);
+      throw new ConditionFailed(`run ${runId} is ${current.status}, expected one of ${(fromStatuses ?? []).join(', ')}`);
+    }
+  }
+
+  /** Oldest first (by `createdAt`). */
+  async listRunsByEmployee(employeeId: string): Promise<RunRecord[]> {
+    const items = await this.queryIndex(GSI1.indexName, GSI1.pk, ownerPartition.employee(employeeId));
+    return items.map((i) => this.toRecord<RunRecord>('run', i));
+  }
+
+  /** Least recently updated first: the head of the list is the run that has waited longest. */
+  async listRunsByStatus(status: RunStatus): Promise<RunRecord[]> {
+    const items = await this.queryIndex(GSI2.indexName, GSI2.pk, statusPartition.run(status));
+    return items.map((i) => this.toRecord<RunRecord>('run', i));
+  }
+
+  // ---------------------------------------------------------------- steps
+
+  /** Last write wins: a retried step records its latest attempt under the same stepId. */
+  async putStep(step: StepRecord): Promise<void> {
+    const item: Item = { ...keys.step(step.runId, step.stepId), [ENTITY_ATTRIBUTE]: 'step', ...step };
+    checkSize(item, `step ${step.runId}/${step.stepId}`);
+    await this.client.send(new PutCommand({ TableName: this.tableName, Item: item }));
+  }
+
+  /** In stepId order (`001-okta` before `002-entra`). */
+  async listSteps(runId: string): Promise<StepRecord[]> {
+    const e = new Expr();
+    const items = await this.queryAll({
+      TableName: this.tableName,
+      KeyConditionExpression: `${e.name(TABLE_KEYS.pk)} = ${e.value(keys.run(runId).pk)} AND begins_with(${e.name(TABLE_KEYS.sk)}, ${e.value(STEP_SK_PREFIX)})`,
+      ConsistentRead: true,
+      ...e.maps(),
+    });
+    return items.map((i) => this.toRecord<StepRecord>('step', i));
+  }
+
+  // ---------------------------------------------------------------- approvals
+
+  /**
+   * Creates the approval, or refreshes it while it is still PENDING (a retried request step may
+   * carry a new task token). A decided approval is never overwritten: ConditionFailed.
+   * `expiresAt` is stored as `toISOString()` so the expiry check can compare strings.
+   */
+  async putApproval(approval: ApprovalRecord): Promise<void> {
+    const requestedAt = isoUtc(approval.requestedAt, 'requestedAt');
+    const item: Item = {
+      ...keys.approval(approval.approvalId),
+      [ENTITY_ATTRIBUTE]: 'approval',
+      ...indexKeys.approvalByRun(approval.runId, requestedAt, approval.approvalId),
+      ...this.encodeJson('approval', approval as unknown as Item),
+      expiresAt: isoUtc(approval.expiresAt, 'expiresAt'),
+    };
+    checkSize(item, `approval ${approval.approvalId}`);
+    const e = new Expr();
+    const newOrPending = `attribute_not_exists(${e.name(TABLE_KEYS.pk)}) OR ${e.name('status')} = ${e.value('PENDING')}`;
+    if (await this.putItem(item, newOrPending, e)) return;
+    const current = await this.getApproval(approval.approvalId);
+    throw new ConditionFailed(`approval ${approval.approvalId} already decided (${current?.status ?? 'unknown'})`);
+  }
+
+  async getApproval(approvalId: string): Promise<ApprovalRecord | null> {
+    const item = await this.getItem(keys.approval(approvalId));
+    return item ? this.toRecord<ApprovalRecord>('approval', item) : null;
+  }
+
+  async decideApproval(
+    approvalId: string,
+    decision: Pick<ApprovalRecord, 'status' | 'decidedAt' | 'rationale' | 'sourceIp' | 'userAgent'>,
+    now: string,
+  ): Promise<ApprovalRecord> {
+    if (decision.status === 'PENDING') throw new TypeError(`approval ${approvalId}: a decision cannot be PENDING`);
+    const at = isoUtc(now, 'now');
+    const e = new Expr();
+    const { status, decidedAt, rationale, sourceIp, userAgent } = decision;
+    const sets = Object.entries({ status, decidedAt, rationale, sourceIp, userAgent })
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${e.name(k)} = ${e.value(v)}`);
+    const condition = `attribute_exists(${e.name(TABLE_KEYS.pk)}) AND ${e.name('status')} = ${e.value('PENDING')} AND ${e.name('expiresAt')} > ${e.value(at)}`;
+    try {
+      const out = await this.client.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: keys.approval(approvalId),
+          UpdateExpression: `SET ${sets.join(', ')}`,
+          ConditionExpression: condition,
+          ...e.maps(),
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return this.toRecord<ApprovalRecord>('approval', out.Attributes ?? {});
+    } catch (err) {
+      if (!isConditionalCheckFailed(err)) throw err;
+      const current = await this.getApproval(approvalId);
+      if (!current) throw new ConditionFailed(`approval ${approvalId} not found`);
+      if (current.status !== 'PENDING') {
+        const when = current.decidedAt ? ` at ${current.decidedAt}` : '';
+        throw new ConditionFailed(`approval ${approvalId} already decided (${current.status}${when})`);
+      }
+      throw new ConditionFailed(`approval ${approvalId} expired at ${current.expiresAt}`);
+    }
+  }
+
+  /** In request order. */
+  async listApprovals(runId: string): Promise<ApprovalRecord[]> {
+    const items = await this.queryIndex(GSI1.indexName, GSI1.pk, ownerPartition.run(runId), { sk: GSI1.sk, prefix: GSI1_SK_PREFIX.approval });
+    return items.map((i) => this.toRecord<ApprovalRecord>('approval', i));
+  }
+
+  // ---------------------------------------------------------------- exceptions
+
+  /** Idempotent on exceptionId: a retry that opens the same exception again changes nothing. */
+  async openException(exception: ExceptionRecord): Promise<void> {
+    const openedAt = isoUtc(exception.openedAt, 'openedAt');
+    const item: Item = {
+      ...keys.exception(exception.exceptionId),
+      [ENTITY_ATTRIBUTE]: 'exception',
+      ...(exception.runId ? indexKeys.exceptionByRun(exception.runId, openedAt, exception.exceptionId) : {}),
+      ...indexKeys.exceptionByStatus(exception.status, openedAt, exception.exceptionId),
+      ...this.encodeJson('exception', exception as unknown as Item),
+    };
+    checkSize(item, `exception ${exception.exceptionId}`);
+    const e = new Expr();
+    await this.putItem(item, `attribute_not_exists(${e.name(TABLE_KEYS.pk)})`, e);
+  }
+
+  async resolveException(
+    exceptionId: string,
+    resolution: { resolvedAt: string; resolution: string; resolvedBy: string },
+  ): Promise<ExceptionRecord> {
+    const e = new Expr();
+    const fields: Item = {
+      resolvedAt: resolution.resolvedAt,
+      resolution: resolution.resolution,
+      resolvedBy: resolution.resolvedBy,
+      status: 'resolved',
+      [GSI2.pk]: statusPartition.exception('resolved'),
+    };
+    const sets = Object.entries(fields).map(([k, v]) => `${e.name(k)} = ${e.value(v)}`);
+    try {
+      const out = await this.client.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: keys.exception(exceptionId),
+          UpdateExpression: `SET ${sets.join(', ')}`,
+          ConditionExpression: `attribute_exists(${e.name(TABLE_KEYS.pk)}) AND ${e.name('status')} = ${e.value('open')}`,
+          ...e.maps(),
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return this.toRecord<ExceptionRecord>('exception', out.Attributes ?? {});
+    } catch (err) {
+      if (!isConditionalCheckFailed(err)) throw err;
+      const item = await this.getItem(keys.exception(exceptionId));
+      if (!item) throw new ConditionFailed(`exception ${exceptionId} not found`);
+      const current = this.toRecord<ExceptionRecord>('exception', item);
+      throw new ConditionFailed(
+        `exception ${exceptionId} already resolved${current.resolvedAt ? ` at ${current.resolvedAt}` : ''}${current.resolvedBy ? ` by ${current.resolvedBy}` : ''}`,
+      );
+    }
+  }
+
+  /** Oldest first (by `openedAt`). With neither filter, all exceptions (open, then resolved, merged). */
+  async listExceptions(filter: { status?: 'open' | 'resolved'; runId?: string }): Promise<ExceptionRecord[]> {
+    let items: Item[];
+    if (filter.runId) {
+      items = await this.queryIndex(GSI1.indexName, GSI1.pk, ownerPartition.run(filter.runId), {
+        sk: GSI1.sk,
+        prefix: GSI1_SK_PREFIX.exception,
+        ...(filter.status ? { status: filter.status } : {}),
+      });
+    } else {
+      const statuses = filter.status ? [filter.status] : EXCEPTION_STATUSES;
+      const lists = await Promise.all(
+        statuses.map((s) => this.queryIndex(GSI2.indexName, GSI2.pk, statusPartition.exception(s))),
+      );
+      items = lists.flat().sort((a, b) => String(a[GSI2.sk]).localeCompare(String(b[GSI2.sk])));
+    }
+    return items.map((i) => this.toRecord<ExceptionRecord>('exception', i));
+  }
+
+  // ---------------------------------------------------------------- meta
+
+  async getMeta<T>(key: string): Promise<T | null> {
+    const item = await this.getItem(keys.meta(key));
+    if (!item) return null;
+    const { value } = this.validate('meta', item);
+    return parseJsonField(value, `meta ${key}`, 'value') as T;
+  }
+
+  /** Last write wins. With `ttlEpochSeconds`, reads return null from that second on. */
+  async putMeta<T>(key: string, value: T, ttlEpochSeconds?: number): Promise<void> {
+    const json = JSON.stringify(value);
+    if (json === undefined) throw new TypeError(`meta ${key}: value is not JSON-serialisable`);
+    const item: Item = {
+      ...keys.meta(key),
+      [ENTITY_ATTRIBUTE]: 'meta',
+      value: json,
+      ...(ttlEpochSeconds !== undefined ? { [TTL_ATTRIBUTE]: Math.floor(ttlEpochSeconds) } : {}),
+    };
+    checkSize(item, `meta ${key}`);
+    await this.client.send(new PutCommand({ TableName: this.tableName, Item: item }));
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  /** Strongly consistent read; an expired item reads as absent. */
+  private async getItem(key: ItemKey): Promise<Item | null> {
+    const out = await this.client.send(new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }));
+    return out.Item && this.live(out.Item) ? out.Item : null;
+  }
+
+  /** Conditional put. False when the condition failed. */
+  private async putItem(item: Item, conditionExpression: string, expr: Expr): Promise<boolean> {
+    try {
+      await this.client.send(
+        new PutCommand({ TableName: this.tableName, Item: item, ConditionExpression: conditionExpression, ...expr.maps() }),
+      );
+      return true;
+    } catch (err) {
+      if (isConditionalCheckFailed(err)) return false;
+      if (isItemSizeError(err)) {
+        throw new LedgerItemTooLarge(`${String(item[TABLE_KEYS.pk])}: over DynamoDB's 400 KB item limit (largest: ${largestAttributes(item)})`, {
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  }
+
+  /** Every item of one index partition, in sort-key order (eventually consistent in AWS). */
+  private async queryIndex(
+    indexName: string,
+    pkAttr: string,
+    pkValue: string,
+    options: { sk?: string; prefix?: string; status?: string } = {},
+  ): Promise<Item[]> {
+    const e = new Expr();
+    let keyCondition = `${e.name(pkAttr)} = ${e.value(pkValue)}`;
+    if (options.sk && options.prefix) keyCondition += ` AND begins_with(${e.name(options.sk)}, ${e.value(options.prefix)})`;
+    const filter = options.status ? `${e.name('status')} = ${e.value(options.status)}` : undefined;
+    return this.queryAll({
+      TableName: this.tableName,
+      IndexName: indexName,
+      KeyConditionExpression: keyCondition,
+      ...(filter ? { FilterExpression: filter } : {}),
+      ...e.maps(),
+    });
+  }
+
+  private async queryAll(input: QueryCommandInput): Promise<Item[]> {
+    const items: Item[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.client.send(new QueryCommand({ ...input, ...(start ? { ExclusiveStartKey: start } : {}) }));
+      for (const item of out.Items ?? []) if (this.live(item)) items.push(item);
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return items;
+  }
+
+  /** False for an item whose TTL (epoch seconds, a Number) has passed. DynamoDB deletes late; dynalite never. */
+  private live(item: Item): boolean {
+    const ttl = item[TTL_ATTRIBUTE];
+    return typeof ttl !== 'number' || ttl * 1000 > this.now().getTime();
+  }
+
+  private validate<E extends Entity>(entity: E, item: Item): z.infer<(typeof itemSchemas)[E]> {
+    const result = itemSchemas[entity].safeParse(item);
+    if (!result.success) {
+      const issue = result.error.issues[0];
+      const where = `${String(item[TABLE_KEYS.pk])}/${String(item[TABLE_KEYS.sk])}`;
+      throw new LedgerItemInvalid(`ledger ${entity} item ${where}: ${issue?.path.join('.') || '(item)'}: ${issue?.message ?? 'invalid'}`);
+    }
+    return result.data as z.infer<(typeof itemSchemas)[E]>;
+  }
+
+  /** Validated item → record: layout attributes dropped, JSON fields parsed. */
+  private toRecord<R>(entity: 'person' | 'run' | 'step' | 'approval' | 'exception', item: Item): R {
+    this.validate(entity, item);
+    const record: Item = {};
+    for (const [k, v] of Object.entries(item)) if (!LAYOUT_ATTRIBUTES.includes(k)) record[k] = v;
+    if (entity === 'run' || entity === 'approval' || entity === 'exception') {
+      const where = `${entity} ${String(item[TABLE_KEYS.pk])}`;
+      for (const field of JSON_FIELDS[entity]) {
+        if (typeof record[field] === 'string') record[field] = parseJsonField(record[field] as string, where, field);
+      }
+    }
+    return record as R;
+  }
+
+  private encodeJson(entity: 'run' | 'approval' | 'exception', record: Item): Item {
+    const out: Item = { ...record };
+    for (const field of JSON_FIELDS[entity]) {
+      if (out[field] !== undefined) out[field] = JSON.stringify(out[field]);
+    }
+    return out;
+  }
+}
+
+function parseJsonField(text: string, where: string, field: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new LedgerItemInvalid(`${where}: ${field} is not valid JSON`);
+  }
+}
+
+function encodeCursor(key: Record<string, unknown>): string {
+  return Buffer.from(JSON.stringify(key)).toString('base64url');
+}
+
+function decodeCursor(cursor: string): Record<string, string> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw new TypeError('cursor: not a cursor returned by listPersons');
+  }
+  const result = cursorSchema.safeParse(parsed);
+  if (!result.success || !(PERSONS_INDEX.pk in result.data)) throw new TypeError('cursor: not a cursor returned by listPersons');
+  return result.data;
+}

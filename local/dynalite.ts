@@ -1,0 +1,128 @@
+/**
+ * A local DynamoDB for tests and `npm run local`: dynalite (the DynamoDB API over LevelDB) on
+ * 127.0.0.1, in memory or persisted to a directory, plus a Document client configured for it.
+ *
+ * dynalite has no TransactWriteItems and no TTL; the ledger needs neither (single conditional
+ * writes, expiry checked on read). See docs/ledger.md.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  DynamoDBClient,
+  ResourceNotFoundException,
+  type CreateTableCommandOutput,
+  type DescribeTableCommandOutput,
+} from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { LEDGER_TRANSLATE_CONFIG } from '#aws/ledger.dynamodb';
+import { createTableInput } from '#aws/table';
+
+interface DynaliteOptions {
+  path?: string;
+  createTableMs?: number;
+  deleteTableMs?: number;
+  updateTableMs?: number;
+}
+/** dynalite ships no types; this is the part of its API used here. */
+type DynaliteFactory = (options: DynaliteOptions) => Server;
+const dynalite = createRequire(import.meta.url)('dynalite') as DynaliteFactory;
+
+export interface LocalDynamo {
+  /** `http://127.0.0.1:<port>` */
+  endpoint: string;
+  port: number;
+  client: DynamoDBDocumentClient;
+  /** Destroys the client, drops open connections and closes the store (flushes LevelDB). */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts dynalite on 127.0.0.1. With `path`, data lives in that directory (LevelDB) and
+ * survives a restart on the same path; without, it is in memory. `port` 0/absent = a free port.
+ */
+export async function startDynalite(options: { path?: string; port?: number } = {}): Promise<LocalDynamo> {
+  const server = dynalite({
+    ...(options.path ? { path: options.path } : {}),
+    // Table state changes are instant enough for tests; ensureTable still waits for ACTIVE.
+    createTableMs: 5,
+    deleteTableMs: 5,
+    updateTableMs: 5,
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const endpoint = `http://127.0.0.1:${port}`;
+  const base = new DynamoDBClient({
+    endpoint,
+    region: 'local',
+    // dynalite does not check signatures; a fresh throwaway pair keeps real ones out of reach.
+    credentials: { accessKeyId: `local${randomBytes(4).toString('hex')}`, secretAccessKey: randomBytes(24).toString('base64url') },
+    maxAttempts: 3,
+  });
+  const client = DynamoDBDocumentClient.from(base, LEDGER_TRANSLATE_CONFIG);
+
+  let closed: Promise<void> | undefined;
+  const close = () =>
+    (closed ??= new Promise<void>((resolve, reject) => {
+      client.destroy();
+      base.destroy();
+      // dynalite's close stops the listener, then closes LevelDB (which releases its lock).
+      server.close((err) => (err ? reject(err) : resolve()));
+      server.closeAllConnections();
+    }));
+  return { endpoint, port, client, close };
+}
+
+type TableClient = DynamoDBDocumentClient | DynamoDBClient;
+interface TableCommands {
+  send(command: CreateTableCommand): Promise<CreateTableCommandOutput>;
+  send(command: DescribeTableCommand): Promise<DescribeTableCommandOutput>;
+}
+
+/**
+ * Creates the ledger table from `createTableInput` unless it exists, then waits until it and its
+ * indexes are ACTIVE. Safe to call concurrently and on every start.
+ */
+export async function ensureTable(client: TableClient, tableName: string, timeoutMs = 60_000): Promise<void> {
+  // The Document client sends plain DynamoDB commands through the same handler; its types
+  // only list the document commands.
+  const dynamo = client as unknown as TableCommands;
+  const describe = async () => {
+    try {
+      return (await dynamo.send(new DescribeTableCommand({ TableName: tableName }))).Table;
+    } catch (err) {
+      if (err instanceof ResourceNotFoundException || (err as Error).name === 'ResourceNotFoundException') return undefined;
+      throw err;
+    }
+  };
+  if (!(await describe())) {
+    try {
+      await dynamo.send(new CreateTableCommand(createTableInput(tableName)));
+    } catch (err) {
+      // Someone else created it in between: wait for theirs.
+      if ((err as Error).name !== 'ResourceInUseException') throw err;
+    }
+  }
+  const deadline = Date.now() + timeoutMs;
+  let delay = 10;
+  for (;;) {
+    const table = await describe();
+    const ready =
+      table?.TableStatus === 'ACTIVE' && (table.GlobalSecondaryIndexes ?? []).every((i) => i.IndexStatus === 'ACTIVE');
+    if (ready) return;
+    if (Date.now() > deadline) {
+      throw new Error(`table ${tableName} not ACTIVE after ${timeoutMs} ms (status ${table?.TableStatus ?? 'missing'})`);
+    }
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 1000);
+  }
+}
