@@ -52,6 +52,8 @@ const REQUEST_ID_HEADERS = ['x-request-id', 'request-id', 'x-correlation-id', 'x
 export class ScimClient {
   readonly governor: RateGovernor;
   private readonly baseUrl: string;
+  /** Epoch ms before which the target asked us not to call (last Retry-After). */
+  private blockedUntil = 0;
 
   constructor(private readonly options: ScimClientOptions) {
     this.governor = new RateGovernor({ maxConcurrent: options.maxConcurrent });
@@ -70,6 +72,11 @@ export class ScimClient {
     if (opts.body !== undefined) headers['Content-Type'] = SCIM_CONTENT_TYPE;
     if (opts.ifMatch) headers['If-Match'] = opts.ifMatch;
     const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+
+    // A warm instance still under a long Retry-After fails fast instead of sleeping in the
+    // governor past the invocation's timeout; the workflow retries after the wait.
+    const blockedMs = this.blockedUntil - Date.now();
+    if (blockedMs > this.options.maxRetryAfterSeconds * 1000) throw new TargetThrottled(target, Math.ceil(blockedMs / 1000));
 
     for (let attempt = 0; ; attempt += 1) {
       const attempts = attempt + 1;
@@ -94,6 +101,7 @@ export class ScimClient {
 
       if (status === 429) {
         const wait = retryAfter ?? Math.ceil(this.backoff(attempt) / 1000);
+        this.blockedUntil = Math.max(this.blockedUntil, Date.now() + wait * 1000);
         this.governor.throttled(Date.now() + wait * 1000);
         if (retriesLeft && wait <= this.options.maxRetryAfterSeconds) continue;
         throw new TargetThrottled(target, wait);

@@ -15,7 +15,8 @@
  *   account's `meta` (lastModified / version) and state as read back, or its absence (404).
  *
  * Every write first reads the current state and makes no call when the account is already as
- * wanted (`changed: false`), so converge and retries are idempotent.
+ * wanted (`changed: false`), so converge and retries are idempotent. PATCH / PUT answers are not
+ * read (apps answer 200 with the resource or 204 No Content, both fine); reads are validated.
  */
 import { z } from 'zod';
 import type { ActualAccount, EntitlementRef } from '#core/access';
@@ -280,7 +281,6 @@ export function createScimConnector(input: ScimConnectorConfig): ScimConnector {
       if (quirks.putOnly) {
         await client.call('PUT', userPath(accountId), {
           body: replacement(current.user, { active }),
-          schema: scimUserSchema,
           what: 'SCIM User',
           trace,
           ifMatch: current.etag,
@@ -288,7 +288,6 @@ export function createScimConnector(input: ScimConnectorConfig): ScimConnector {
       } else {
         await client.call('PATCH', userPath(accountId), {
           body: patchOp({ op: 'replace', path: 'active', value: active }),
-          schema: scimUserSchema,
           what: 'SCIM User',
           trace,
         });
@@ -405,7 +404,6 @@ export function createScimConnector(input: ScimConnectorConfig): ScimConnector {
         const next = adding ? [...roles, { value: ref.value }] : roles.filter((r) => r.value !== ref.value);
         await client.call('PUT', userPath(accountId), {
           body: replacement(user, { roles: next }),
-          schema: scimUserSchema,
           what: 'SCIM User',
           trace,
           ifMatch: etag,
@@ -415,7 +413,6 @@ export function createScimConnector(input: ScimConnectorConfig): ScimConnector {
           body: adding
             ? patchOp({ op: 'add', path: 'roles', value: [{ value: ref.value }] })
             : patchOp({ op: 'remove', path: `roles[value eq ${scimString(ref.value)}]` }),
-          schema: scimUserSchema,
           what: 'SCIM User',
           trace,
         });
@@ -465,7 +462,6 @@ export function createScimConnector(input: ScimConnectorConfig): ScimConnector {
     const { id: _id, meta: _meta, members: _members, ...rest } = group;
     await client.call('PUT', groupPath(groupId), {
       body: { ...rest, schemas: [SCIM_GROUP_SCHEMA], members: next },
-      schema: scimGroupSchema,
       what: `SCIM Group ${groupId}`,
       trace,
       ifMatch: reply.etag ?? group.meta?.version,

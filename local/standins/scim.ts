@@ -90,7 +90,7 @@ export interface ScimRequestLogEntry extends RequestLogEntry {
   /** Raw query string without `?` ('' when none). */
   query: string;
   requestId: string;
-  /** Parsed JSON body of writes. */
+  /** Parsed JSON body of writes (a top-level `password` is redacted). */
   body?: unknown;
 }
 
@@ -398,7 +398,7 @@ export async function startScimStandIn(options: ScimStandInOptions): Promise<Sci
         } catch {
           throw new ScimProblem(400, 'invalidSyntax', 'request body is not valid JSON');
         }
-        entry.body = body;
+        entry.body = isObject(body) && findKey(body, 'password') !== undefined ? { ...body, [findKey(body, 'password')!]: '[redacted]' } : body;
       }
       route(method, url, req, body, send, fail);
     } catch (err) {

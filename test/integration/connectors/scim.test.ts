@@ -115,6 +115,7 @@ describe('SCIM stand-in (RFC 7643 / 7644)', () => {
     const user = created.body!;
     expect(user.id).not.toBe('client-chosen-id-is-ignored');
     expect(user.password).toBeUndefined();
+    expect(JSON.stringify(s.requestLog)).not.toContain('not-returned');
     expect(user.meta).toMatchObject({ resourceType: 'User', location: `${s.url}/Users/${user.id}`, version: 'W/"1"' });
     expect(Date.parse(user.meta.created)).not.toBeNaN();
     expect(user.meta.lastModified).toBe(user.meta.created);
@@ -617,9 +618,18 @@ describe('SCIM connector under faults', () => {
 
   it('throws TargetThrottled when the target asks for a longer wait than one invocation should spend', async () => {
     const s = await start({ controls: { faults: [{ kind: 'throttle', retryAfterSeconds: 120 }] } });
-    const err = await connectorFor(s).getAccount('mgr-1').catch((e: unknown) => e);
+    const c = connectorFor(s);
+    const err = await c.getAccount('mgr-1').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TargetThrottled);
     expect(err).toMatchObject({ name: 'TargetThrottled', retryAfterSeconds: 120 });
+    expect(s.requestLog).toHaveLength(1);
+
+    // The same (warm) instance fails fast while the wait lasts, without calling the target.
+    const t0 = Date.now();
+    const again = await c.findAccounts({ employeeId: 'E1001' }).catch((e: unknown) => e);
+    expect(again).toBeInstanceOf(TargetThrottled);
+    expect((again as TargetThrottled).retryAfterSeconds).toBeGreaterThan(100);
+    expect(Date.now() - t0).toBeLessThan(100);
     expect(s.requestLog).toHaveLength(1);
   });
 
@@ -670,6 +680,22 @@ describe('SCIM connector under faults', () => {
     running.push(server);
     const c = createScimConnector({ name: 'odd', baseUrl: `${server.url}/scim/v2`, token: 't0k3n', maxRetries: 0 });
     await expect(c.getAccount('u1')).rejects.toThrow('odd: GET /Users/u1 answered with an invalid SCIM User u1: userName: Invalid input: expected string, received number');
+  });
+
+  it('accepts apps that answer PATCH with 204 No Content', async () => {
+    let active = true;
+    const server = await listen((req, res) => {
+      if (req.method === 'PATCH') {
+        active = false;
+        res.writeHead(204).end();
+      } else {
+        sendJson(res, 200, { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], id: 'u1', userName: 'kim@example.com', active }, {}, 'application/scim+json');
+      }
+    });
+    running.push(server);
+    const c = createScimConnector({ name: 'terse', baseUrl: `${server.url}/scim/v2`, token: 't0k3n' });
+    expect(await c.setStatus('u1', 'disabled')).toMatchObject({ changed: true });
+    expect((await c.getAccount('u1')).status).toBe('disabled');
   });
 
   it('paces itself from X-RateLimit headers instead of running into 429s', async () => {
