@@ -24,14 +24,17 @@ import type { RateGovernor } from './governor.ts';
 /** What one connector operation sent: the request ids Okta returned and whether anything was retried. */
 export interface RequestCapture {
   requestIds: string[];
+  /** Attempts sent, all calls together. */
   attempts: number;
+  /** Attempts the most recent call needed (1 when it was not retried). */
+  lastCallAttempts: number;
   retried: boolean;
 }
 
 const captureStore = new AsyncLocalStorage<RequestCapture>();
 
 export function newCapture(): RequestCapture {
-  return { requestIds: [], attempts: 0, retried: false };
+  return { requestIds: [], attempts: 0, lastCallAttempts: 0, retried: false };
 }
 
 /**
@@ -134,6 +137,7 @@ export class GovernedRequestExecutor extends okta.RequestExecutor {
       this.stats.attempts += 1;
       if (capture) {
         capture.attempts += 1;
+        capture.lastCallAttempts = attempt + 1;
         if (attempt > 0) capture.retried = true;
       }
       let response: FetchResponse;

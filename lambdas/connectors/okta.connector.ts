@@ -720,10 +720,10 @@ export class OktaConnector implements Connector {
         return new TargetThrottled(
           this.name,
           seconds,
-          `${this.name}: rate limited while trying to ${what} (${capture.attempts} attempts); retry after ${seconds}s${ref}`,
+          `${this.name}: rate limited while trying to ${what} (${capture.lastCallAttempts} attempts); retry after ${seconds}s${ref}`,
         );
       }
-      if (status >= 500) return new TargetUnavailable(this.name, `${what} failed after ${capture.attempts} attempts: ${summary}${ref}`);
+      if (status >= 500) return new TargetUnavailable(this.name, `${what} failed after ${capture.lastCallAttempts} attempts: ${summary}${ref}`);
       if (status === 404) return new AccountNotFound(this.name, `${what}: ${summary}${ref}`);
       if (status === 409) return new TargetConflict(this.name, `${what}: ${summary}${ref}`);
       return new TargetRejected(this.name, status, `${what}: ${summary}${ref}`);
@@ -734,7 +734,7 @@ export class OktaConnector implements Connector {
         fetchError.type === 'request-timeout' || fetchError.type === 'body-timeout'
           ? 'timed out'
           : `connection failed (${fetchError.code ?? fetchError.type ?? 'network error'})`;
-      return new TargetUnavailable(this.name, `${what} ${reason} after ${capture.attempts} attempts${ref}`);
+      return new TargetUnavailable(this.name, `${what} ${reason} after ${capture.lastCallAttempts} attempts${ref}`);
     }
     if ((e as { constructor?: { name?: string } })?.constructor?.name === 'ApiException') {
       const code = (e as { code?: number }).code;

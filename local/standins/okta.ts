@@ -43,6 +43,8 @@ export interface OktaRequestLogEntry extends RequestLogEntry {
   requestId: string;
   /** `X-Okta-Retry-Count` sent by the client, when it retried. */
   retryCount?: number;
+  /** `X-Okta-Retry-For`: the request id of the first attempt, when the client retried. */
+  retryFor?: string;
   /** The rate-limit reset (epoch ms) announced on this response. */
   rateLimitResetAt?: number;
 }
@@ -131,6 +133,7 @@ export async function startOktaStandIn(options: OktaStandInOptions): Promise<Okt
     const path = url.pathname;
     const requestId = state.randomToken(27);
     const retryHeader = req.headers['x-okta-retry-count'];
+    const retryFor = req.headers['x-okta-retry-for'];
     const entry: OktaRequestLogEntry = {
       method: req.method ?? 'GET',
       path,
@@ -139,6 +142,7 @@ export async function startOktaStandIn(options: OktaStandInOptions): Promise<Okt
       at: now(),
       requestId,
       ...(typeof retryHeader === 'string' ? { retryCount: Number(retryHeader) } : {}),
+      ...(typeof retryFor === 'string' ? { retryFor } : {}),
     };
     requestLog.push(entry);
     const rate = takeRate();
