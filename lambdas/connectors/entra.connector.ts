@@ -227,11 +227,22 @@ export function createEntraConnector(config: EntraConnectorConfig): EntraConnect
     return { status: raw.status, body, requestId: raw.headers.get('request-id') ?? undefined, headers: raw.headers };
   }
 
+  /**
+   * The Graph client wraps whatever its middleware throws in a GraphError whose `code` is the
+   * original error's name: a TransportFailure (no response), or — when a token refresh inside
+   * the AuthenticationHandler fails — one of our typed errors, which is rebuilt here.
+   */
   function clientFailure(err: unknown, secrets?: string[]): Error {
     if (err instanceof JmlError) return err;
     const e = err as { code?: string | null; message?: string };
-    const message = redact(e?.message ?? String(err), [config.clientSecret, ...(secrets ?? [])]);
-    if (err instanceof GraphError && e.code === 'TargetRejected') return new TargetRejected(name, 401, message);
+    const message = redact(e?.message ?? String(err), [config.clientSecret, ...(secrets ?? [])]).replace(`${name}: `, '');
+    if (err instanceof GraphError && e.code === 'TargetRejected') {
+      const status = Number(/\(HTTP (\d{3})\)$/.exec(message)?.[1] ?? 400);
+      return new TargetRejected(name, status, message.replace(/\s*\(HTTP \d{3}\)$/, ''));
+    }
+    if (err instanceof GraphError && e.code === 'TargetThrottled') {
+      return new TargetThrottled(name, Number(/retry after (\d+)s/.exec(message)?.[1] ?? 1));
+    }
     return new TargetUnavailable(name, message);
   }
 

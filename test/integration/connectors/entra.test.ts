@@ -140,6 +140,18 @@ describe('transport: https, tokens, governor', () => {
     expect(graph.requestLog.filter((r) => r.status === 401)).toHaveLength(1);
   });
 
+  it('a refused token refresh in the middle of a call keeps its type and status', async () => {
+    graph.seed({ users: [{ userPrincipalName: `u1@${DOMAIN}`, employeeId: 'E1' }] });
+    const entra = connector();
+    await entra.findAccounts({ employeeId: 'E1' });
+    graph.revokeTokens();
+    graph.controls.faults.push({ kind: 'status', status: 401, path: /\/oauth2\/v2\.0\/token$/ });
+    const err = await rejection(entra.findAccounts({ employeeId: 'E1' }));
+    expect(err).toMatchObject({ name: 'TargetRejected', status: 401 });
+    expect(err.message).toMatch(/^entra: token request refused/);
+    expect(err.message).not.toContain(clientSecret);
+  });
+
   it('a wrong client secret is TargetRejected with the AADSTS reason and without the secret', async () => {
     const wrong = randomBytes(24).toString('base64url');
     const entra = connector({ clientSecret: wrong });
@@ -451,6 +463,32 @@ describe('failures', () => {
     expect(entra.stats().governor.throttled).toBeGreaterThanOrEqual(1);
     expect(elapsed).toBeGreaterThanOrEqual(950); // Retry-After: 1 was honoured
     expect(elapsed).toBeLessThan(5_000);
+  });
+
+  it('under a tenant rate limit, throttled requests inside $batch are resent until every read succeeds', async () => {
+    graph.seed({
+      users: Array.from({ length: 6 }, (_, i) => ({ userPrincipalName: `r${i}@${DOMAIN}`, employeeId: `R${i}` })),
+      memberships: [{ group: 'Finance', user: `r5@${DOMAIN}` }],
+    });
+    const ids = [...graph.state.users.keys()];
+    const entra = connector({ maxConcurrent: 2 });
+    graph.controls.rateLimit = { limit: 10, windowMs: 1_000 };
+    const accounts = await Promise.all(ids.map((id) => entra.getAccount(id)));
+    expect(accounts.map((a) => a.id)).toEqual(ids);
+    expect(accounts[5]!.entitlements).toEqual([{ type: 'group', value: 'Finance' }]);
+    const innerThrottled = graph.operations.filter((o) => o.via === 'batch' && o.status === 429);
+    expect(innerThrottled.length).toBeGreaterThan(0);
+    expect(entra.stats().governor.throttled).toBeGreaterThan(0);
+  });
+
+  it('an unavailable token endpoint is TargetUnavailable after bounded retries', async () => {
+    graph.controls.faults.push({ kind: 'status', status: 503, path: /\/oauth2\/v2\.0\/token$/ });
+    const entra = connector({ maxRetries: 2 });
+    const err = await rejection(entra.findAccounts({ employeeId: 'E1' }));
+    expect(err).toMatchObject({ name: 'TargetUnavailable' });
+    expect(err.message).toMatch(/token endpoint answered HTTP 503/);
+    expect(graph.requestLog.filter((r) => r.path.endsWith('/token'))).toHaveLength(3);
+    expect(graphCalls()).toHaveLength(0);
   });
 
   it('throttling beyond what may be waited out is TargetThrottled with the Retry-After', async () => {
