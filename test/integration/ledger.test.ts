@@ -1,0 +1,545 @@
+/**
+ * The DynamoDB ledger against a real dynalite on 127.0.0.1: real SDK calls, real conditional
+ * writes, real indexes. One dynalite for the file; each test gets its own table so lists and
+ * status partitions are not shared between tests.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConditionFailed, type ApprovalRecord, type ExceptionRecord, type PersonRecord, type RunRecord, type StepRecord } from '#core/ledger';
+import { DynamoLedger, LedgerItemTooLarge } from '#aws/ledger.dynamodb';
+import { LAYOUT_ATTRIBUTES, keys } from '#aws/table';
+import { ensureTable, startDynalite, type LocalDynamo } from '#local/dynalite';
+
+let dynamo: LocalDynamo;
+beforeAll(async () => {
+  dynamo = await startDynalite();
+});
+afterAll(async () => {
+  await dynamo?.close();
+});
+
+/** A settable clock, so expiry can be tested without waiting. */
+class Clock {
+  constructor(public ms = Date.parse('2030-03-01T09:00:00.000Z')) {}
+  now = () => new Date(this.ms);
+  advance(seconds: number) {
+    this.ms += seconds * 1000;
+  }
+  iso() {
+    return new Date(this.ms).toISOString();
+  }
+}
+
+async function freshLedger(clock = new Clock()) {
+  const tableName = `ledger-${randomUUID()}`;
+  await ensureTable(dynamo.client, tableName);
+  return { ledger: new DynamoLedger({ client: dynamo.client, tableName, now: clock.now }), tableName, clock };
+}
+
+function person(employeeId: string, overrides: Partial<PersonRecord> = {}): PersonRecord {
+  return {
+    employeeId,
+    worker: {
+      employeeId,
+      givenName: 'Ada',
+      familyName: 'Lovelace',
+      email: `${employeeId.toLowerCase()}@example.com`,
+      department: 'Engineering',
+      location: 'London',
+      jobCode: 'ENG2',
+      managerId: 'E0001',
+      employmentType: 'employee',
+      startDate: '2030-01-06',
+    },
+    status: 'active',
+    version: '2030-01-01T08:00:00.000Z',
+    lastRunId: 'run-0',
+    links: {},
+    grantedAt: { 'eng-baseline': '2030-01-06T09:00:00.000Z' },
+    approvedBundles: ['eng-baseline'],
+    rejectedBundles: [],
+    lastManifestSha256: null,
+    updatedAt: '2030-01-01T08:00:00.000Z',
+    ...overrides,
+  };
+}
+
+function run(runId: string, overrides: Partial<RunRecord> = {}): RunRecord {
+  return {
+    runId,
+    idempotencyKey: `key-${runId}`,
+    employeeId: 'E1001',
+    eventId: `evt-${runId}`,
+    eventType: 'hire',
+    lifecycle: 'joiner',
+    status: 'RECEIVED',
+    eventHash: 'a'.repeat(64),
+    rawEvent: '{"eventId":"evt"}',
+    event: { eventType: 'hire', worker: { employeeId: 'E1001', department: 'Engineering' } },
+    effectiveAt: '2030-01-06T09:00:00.000Z',
+    occurredAt: '2030-01-01T08:00:00.000Z',
+    mappingVersion: 'sha256:policy',
+    createdAt: '2030-01-01T08:00:01.000Z',
+    updatedAt: '2030-01-01T08:00:01.000Z',
+    ...overrides,
+  };
+}
+
+function approval(approvalId: string, overrides: Partial<ApprovalRecord> = {}): ApprovalRecord {
+  return {
+    approvalId,
+    runId: 'run-1',
+    employeeId: 'E1001',
+    requestId: 'baseline',
+    approver: 'manager@example.com',
+    approverRole: 'manager',
+    taskToken: randomBytes(32).toString('base64url'),
+    status: 'PENDING',
+    requestedAt: '2030-03-01T08:00:00.000Z',
+    expiresAt: '2030-03-04T08:00:00.000Z',
+    request: { bundles: ['eng-baseline'], risk: 'low' },
+    ...overrides,
+  };
+}
+
+function exception(exceptionId: string, overrides: Partial<ExceptionRecord> = {}): ExceptionRecord {
+  return {
+    exceptionId,
+    runId: 'run-1',
+    employeeId: 'E1001',
+    target: 'wiki',
+    owner: 'wiki-owners@example.com',
+    kind: 'step_failed',
+    reason: 'wiki: HTTP 503 after 4 attempts',
+    evidence: { requestIds: ['req-1', 'req-2'] },
+    status: 'open',
+    openedAt: '2030-03-01T09:00:00.000Z',
+    ...overrides,
+  };
+}
+
+function step(runId: string, stepId: string, overrides: Partial<StepRecord> = {}): StepRecord {
+  return {
+    runId,
+    stepId,
+    target: stepId.slice(4),
+    phase: 'execute',
+    startedAt: '2030-03-01T09:00:00.000Z',
+    finishedAt: '2030-03-01T09:00:02.000Z',
+    outcome: 'ok',
+    changes: [{ target: stepId.slice(4), op: 'create', accountId: 'acc-1', changed: true, requestIds: ['r-1'] }],
+    writes: 1,
+    ...overrides,
+  };
+}
+
+function expectNoLayout(record: object) {
+  for (const attr of LAYOUT_ATTRIBUTES) expect(record).not.toHaveProperty(attr);
+}
+
+describe('persons', () => {
+  it('round-trips a person exactly, without key attributes', async () => {
+    const { ledger } = await freshLedger();
+    const p = person('E1001', { links: { okta: '00u1abc' }, lastManifestSha256: 'f'.repeat(64) });
+    await ledger.putPerson(p, null);
+    const read = await ledger.getPerson('E1001');
+    expect(read).toEqual(p);
+    expectNoLayout(read!);
+    expect(await ledger.getPerson('E404')).toBeNull();
+  });
+
+  it('refuses a create over an existing person and an update from a stale version', async () => {
+    const { ledger } = await freshLedger();
+    const p = person('E1002');
+    await ledger.putPerson(p, null);
+    await expect(ledger.putPerson({ ...p, updatedAt: '2030-01-02T00:00:00.000Z' }, null)).rejects.toThrow(
+      /person E1002 already exists/,
+    );
+    await ledger.putPerson({ ...p, status: 'on_leave', updatedAt: '2030-01-03T00:00:00.000Z' }, p.updatedAt);
+    const stale = ledger.putPerson({ ...p, status: 'terminated', updatedAt: '2030-01-04T00:00:00.000Z' }, p.updatedAt);
+    await expect(stale).rejects.toBeInstanceOf(ConditionFailed);
+    await expect(stale).rejects.toThrow('person E1002 changed: updatedAt is 2030-01-03T00:00:00.000Z, expected 2030-01-01T08:00:00.000Z');
+    expect((await ledger.getPerson('E1002'))?.status).toBe('on_leave');
+    await expect(ledger.putPerson({ ...p, updatedAt: '2030-01-05T00:00:00.000Z' }, '2030-01-01T00:00:00.000Z').catch((e) => e.name)).resolves.toBe(
+      'ConditionFailed',
+    );
+    await expect(ledger.putPerson(person('E404', { updatedAt: '2030-01-02T00:00:00.000Z' }), '2030-01-01T00:00:00.000Z')).rejects.toThrow(
+      'person E404 does not exist',
+    );
+  });
+
+  it('rejects a write that does not move updatedAt (it is the version)', async () => {
+    const { ledger } = await freshLedger();
+    const p = person('E1003');
+    await ledger.putPerson(p, null);
+    await expect(ledger.putPerson({ ...p, status: 'terminated' }, p.updatedAt)).rejects.toThrow(/updatedAt must change/);
+  });
+
+  it('two writers from the same version: exactly one wins, and the record is the winner’s', async () => {
+    const { ledger } = await freshLedger();
+    const base = person('E1004');
+    await ledger.putPerson(base, null);
+    for (let round = 0; round < 8; round++) {
+      const current = (await ledger.getPerson('E1004'))!;
+      const next = new Date(Date.parse(current.updatedAt) + 1000).toISOString();
+      const writers = [
+        { ...current, lastRunId: `run-a-${round}`, updatedAt: next },
+        { ...current, lastRunId: `run-b-${round}`, updatedAt: next },
+      ];
+      const results = await Promise.allSettled(writers.map((w) => ledger.putPerson(w, current.updatedAt)));
+      const won = results.flatMap((r, i) => (r.status === 'fulfilled' ? [writers[i]!] : []));
+      const lost = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
+      expect(won).toHaveLength(1);
+      expect(lost.map((e) => e.name)).toEqual(['ConditionFailed']);
+      expect((await ledger.getPerson('E1004'))?.lastRunId).toBe(won[0]!.lastRunId);
+    }
+  });
+
+  it('pages through persons only, bounded by the limit, with an opaque cursor', async () => {
+    const { ledger } = await freshLedger();
+    const ids = Array.from({ length: 7 }, (_, i) => `E20${i}`);
+    for (const id of ids) await ledger.putPerson(person(id), null);
+    await ledger.createRun(run('run-noise', { employeeId: 'E200' }));
+    await ledger.putMeta('noise', { a: 1 });
+
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const page = await ledger.listPersons(cursor, 3);
+      expect(page.persons.length).toBeLessThanOrEqual(3);
+      page.persons.forEach(expectNoLayout);
+      seen.push(...page.persons.map((p) => p.employeeId));
+      cursor = page.nextCursor;
+      pages++;
+    } while (cursor && pages < 10);
+    expect(seen.sort()).toEqual(ids);
+    expect(pages).toBeGreaterThanOrEqual(3);
+    await expect(ledger.listPersons('not-a-cursor', 3)).rejects.toThrow(/cursor/);
+  });
+});
+
+describe('account links', () => {
+  it('finds the person by account, follows a relink, and drops the old account', async () => {
+    const { ledger } = await freshLedger();
+    const p = person('E3001', { links: { okta: '00u-old', wiki: 'w-17' } });
+    await ledger.putPerson(p, null);
+    expect(await ledger.findPersonByAccount('okta', '00u-old')).toBe('E3001');
+    expect(await ledger.findPersonByAccount('wiki', 'w-17')).toBe('E3001');
+    expect(await ledger.findPersonByAccount('wiki', '00u-old')).toBeNull();
+
+    await ledger.putPerson({ ...p, links: { okta: '00u-new' }, updatedAt: '2030-02-01T00:00:00.000Z' }, p.updatedAt);
+    expect(await ledger.findPersonByAccount('okta', '00u-new')).toBe('E3001');
+    expect(await ledger.findPersonByAccount('okta', '00u-old')).toBeNull();
+    expect(await ledger.findPersonByAccount('wiki', 'w-17')).toBeNull();
+  });
+
+  it('refuses to link an account another person owns, and writes nothing for the newcomer', async () => {
+    const { ledger } = await freshLedger();
+    await ledger.putPerson(person('E3002', { links: { okta: '00u-shared' } }), null);
+    const claim = ledger.putPerson(person('E3003', { links: { okta: '00u-shared' } }), null);
+    await expect(claim).rejects.toBeInstanceOf(ConditionFailed);
+    await expect(claim).rejects.toThrow('account 00u-shared on okta is linked to employee E3002, not E3003');
+    expect(await ledger.getPerson('E3003')).toBeNull();
+    expect(await ledger.findPersonByAccount('okta', '00u-shared')).toBe('E3002');
+  });
+
+  it('ignores a link left behind by an interrupted write, and lets the real owner take it', async () => {
+    const { ledger, tableName } = await freshLedger();
+    // A link written before a person write that never happened (crash between the two writes).
+    await dynamo.client.send(
+      new PutCommand({
+        TableName: tableName,
+        Item: { ...keys.link('okta', '00u-orphan'), entity: 'link', target: 'okta', accountId: '00u-orphan', employeeId: 'E3004' },
+      }),
+    );
+    expect(await ledger.findPersonByAccount('okta', '00u-orphan')).toBeNull();
+    await ledger.putPerson(person('E3005', { links: { okta: '00u-orphan' } }), null);
+    expect(await ledger.findPersonByAccount('okta', '00u-orphan')).toBe('E3005');
+  });
+});
+
+describe('runs', () => {
+  it('createRun is a conditional put: a duplicate returns false and the first record stays', async () => {
+    const { ledger } = await freshLedger();
+    const first = run('run-dup', {
+      plan: { targets: [{ target: 'okta', ops: [{ op: 'create' }, { op: 'addEntitlement', value: 'g-eng' }] }] },
+      desired: { okta: { groups: ['g-eng'] } },
+      timeline: [{ phase: 'received', at: '2030-01-01T08:00:01.000Z' }],
+    });
+    expect(await ledger.createRun(first)).toBe(true);
+    expect(await ledger.createRun({ ...first, status: 'PLANNED', eventHash: 'b'.repeat(64), plan: { targets: [] } })).toBe(false);
+    const read = await ledger.getRun('run-dup');
+    expect(read).toEqual(first);
+    expectNoLayout(read!);
+    expect(await ledger.getRun('run-missing')).toBeNull();
+  });
+
+  it('updateRun applies the patch, stamps updatedAt and returns the new record', async () => {
+    const clock = new Clock();
+    const { ledger } = await freshLedger(clock);
+    await ledger.createRun(run('run-up'));
+    const updated = await ledger.updateRun('run-up', { status: 'PLANNED', plan: { targets: ['okta'] }, kpis: { writes: 3 } }, ['RECEIVED']);
+    expect(updated).toMatchObject({ runId: 'run-up', status: 'PLANNED', plan: { targets: ['okta'] }, kpis: { writes: 3 }, updatedAt: clock.iso() });
+    expectNoLayout(updated);
+    expect(await ledger.getRun('run-up')).toEqual(updated);
+  });
+
+  it('updateRun from a wrong status fails and changes nothing; a missing run is not created', async () => {
+    const { ledger } = await freshLedger();
+    await ledger.createRun(run('run-st', { status: 'PLANNED' }));
+    const wrong = ledger.updateRun('run-st', { status: 'COMPLETED' }, ['EXECUTING', 'RECONCILING']);
+    await expect(wrong).rejects.toBeInstanceOf(ConditionFailed);
+    await expect(wrong).rejects.toThrow('run run-st is PLANNED, expected one of EXECUTING, RECONCILING');
+    expect((await ledger.getRun('run-st'))?.status).toBe('PLANNED');
+
+    await expect(ledger.updateRun('run-ghost', { status: 'COMPLETED' })).rejects.toThrow('run run-ghost not found');
+    expect(await ledger.getRun('run-ghost')).toBeNull();
+    await expect(ledger.updateRun('run-st', { employeeId: 'E9' })).rejects.toThrow(/employeeId cannot change/);
+  });
+
+  it('the status index follows every status change, least recently updated first', async () => {
+    const clock = new Clock();
+    const { ledger } = await freshLedger(clock);
+    for (const id of ['r1', 'r2', 'r3']) await ledger.createRun(run(id, { updatedAt: clock.iso() }));
+    clock.advance(60);
+    await ledger.updateRun('r2', { status: 'PLANNED' }, ['RECEIVED']);
+    clock.advance(60);
+    await ledger.updateRun('r1', { status: 'PLANNED' }, ['RECEIVED']);
+    clock.advance(60);
+    await ledger.updateRun('r3', { statusReason: 'waiting for start date' });
+
+    expect((await ledger.listRunsByStatus('PLANNED')).map((r) => r.runId)).toEqual(['r2', 'r1']);
+    expect((await ledger.listRunsByStatus('RECEIVED')).map((r) => r.runId)).toEqual(['r3']);
+
+    await ledger.updateRun('r2', { status: 'EXECUTING' }, ['PLANNED']);
+    expect((await ledger.listRunsByStatus('PLANNED')).map((r) => r.runId)).toEqual(['r1']);
+    const executing = await ledger.listRunsByStatus('EXECUTING');
+    expect(executing.map((r) => [r.runId, r.status])).toEqual([['r2', 'EXECUTING']]);
+    executing.forEach(expectNoLayout);
+    expect(await ledger.listRunsByStatus('COMPLETED')).toEqual([]);
+  });
+
+  it('lists an employee’s runs oldest first, and only theirs', async () => {
+    const { ledger } = await freshLedger();
+    await ledger.createRun(run('run-c', { createdAt: '2030-01-03T00:00:00.000Z' }));
+    await ledger.createRun(run('run-a', { createdAt: '2030-01-01T00:00:00.000Z' }));
+    await ledger.createRun(run('run-b', { createdAt: '2030-01-02T00:00:00Z' }));
+    await ledger.createRun(run('run-other', { employeeId: 'E7777' }));
+    expect((await ledger.listRunsByEmployee('E1001')).map((r) => r.runId)).toEqual(['run-a', 'run-b', 'run-c']);
+    expect((await ledger.listRunsByEmployee('E7777')).map((r) => r.runId)).toEqual(['run-other']);
+    expect(await ledger.listRunsByEmployee('E0000')).toEqual([]);
+  });
+
+  it('refuses an item over 400 KB before writing it, and maps DynamoDB’s own size refusal', async () => {
+    const { ledger } = await freshLedger();
+    const big = { blob: 'x'.repeat(420 * 1024) };
+    const tooBig = ledger.createRun(run('run-big', { plan: big }));
+    await expect(tooBig).rejects.toBeInstanceOf(LedgerItemTooLarge);
+    await expect(tooBig).rejects.toThrow(/run run-big: item would be ≈ 4\d\d KB.*largest: plan/);
+    expect(await ledger.getRun('run-big')).toBeNull();
+
+    // Each half fits; together they do not: only DynamoDB knows the whole item.
+    await ledger.createRun(run('run-half', { desired: { blob: 'd'.repeat(250 * 1024) } }));
+    const update = ledger.updateRun('run-half', { plan: { blob: 'p'.repeat(250 * 1024) } });
+    await expect(update).rejects.toBeInstanceOf(LedgerItemTooLarge);
+    await expect(update).rejects.toThrow(/largest fields: plan/);
+    expect((await ledger.getRun('run-half'))?.plan).toBeUndefined();
+  });
+});
+
+describe('steps', () => {
+  it('lists a run’s steps in step order, latest attempt of each', async () => {
+    const { ledger } = await freshLedger();
+    await ledger.createRun(run('run-s'));
+    await ledger.putStep(step('run-s', '003-wiki'));
+    await ledger.putStep(step('run-s', '001-okta', { outcome: 'error', error: { name: 'TargetUnavailable', message: 'okta: 503' } }));
+    await ledger.putStep(step('run-s', '002-scim'));
+    await ledger.putStep(step('run-s', '001-okta', { writes: 4 }));
+    await ledger.putStep(step('run-other', '001-okta'));
+    const steps = await ledger.listSteps('run-s');
+    expect(steps.map((s) => s.stepId)).toEqual(['001-okta', '002-scim', '003-wiki']);
+    expect(steps[0]).toEqual(step('run-s', '001-okta', { writes: 4 }));
+    steps.forEach(expectNoLayout);
+  });
+});
+
+describe('approvals', () => {
+  it('decides once; a second decision fails with "already decided"', async () => {
+    const { ledger } = await freshLedger();
+    const a = approval('ap-1');
+    await ledger.putApproval(a);
+    expect(await ledger.getApproval('ap-1')).toEqual(a);
+    const decided = await ledger.decideApproval(
+      'ap-1',
+      { status: 'APPROVED', decidedAt: '2030-03-01T10:00:00.000Z', rationale: 'ok', sourceIp: '203.0.113.9', userAgent: 'Mail/1' },
+      '2030-03-01T10:00:00.000Z',
+    );
+    expect(decided).toEqual({ ...a, status: 'APPROVED', decidedAt: '2030-03-01T10:00:00.000Z', rationale: 'ok', sourceIp: '203.0.113.9', userAgent: 'Mail/1' });
+    expectNoLayout(decided);
+
+    const again = ledger.decideApproval('ap-1', { status: 'REJECTED', decidedAt: '2030-03-01T10:05:00.000Z' }, '2030-03-01T10:05:00.000Z');
+    await expect(again).rejects.toBeInstanceOf(ConditionFailed);
+    await expect(again).rejects.toThrow('approval ap-1 already decided (APPROVED at 2030-03-01T10:00:00.000Z)');
+    expect((await ledger.getApproval('ap-1'))?.status).toBe('APPROVED');
+
+    // A decided approval cannot be reset to PENDING by a retried request step.
+    await expect(ledger.putApproval(a)).rejects.toThrow('approval ap-1 already decided (APPROVED)');
+    expect((await ledger.getApproval('ap-1'))?.status).toBe('APPROVED');
+  });
+
+  it('refuses a decision after expiry, even when expiry was written without milliseconds', async () => {
+    const { ledger } = await freshLedger();
+    await ledger.putApproval(approval('ap-exp', { expiresAt: '2030-03-04T08:00:00Z' }));
+    const late = ledger.decideApproval('ap-exp', { status: 'APPROVED', decidedAt: '2030-03-04T08:00:00.500Z' }, '2030-03-04T08:00:00.500Z');
+    await expect(late).rejects.toBeInstanceOf(ConditionFailed);
+    await expect(late).rejects.toThrow('approval ap-exp expired at 2030-03-04T08:00:00.000Z');
+    expect((await ledger.getApproval('ap-exp'))?.status).toBe('PENDING');
+    const inTime = await ledger.decideApproval('ap-exp', { status: 'REJECTED', decidedAt: '2030-03-04T07:59:59.999Z' }, '2030-03-04T07:59:59.999Z');
+    expect(inTime.status).toBe('REJECTED');
+    await expect(ledger.decideApproval('ap-none', { status: 'APPROVED' }, '2030-03-01T00:00:00.000Z')).rejects.toThrow('approval ap-none not found');
+  });
+
+  it('two concurrent decisions: exactly one succeeds, and the stored decision is that one', async () => {
+    const { ledger } = await freshLedger();
+    for (let i = 0; i < 10; i++) {
+      const id = `ap-race-${i}`;
+      await ledger.putApproval(approval(id));
+      const decisions = [
+        { status: 'APPROVED' as const, decidedAt: '2030-03-01T10:00:00.000Z', rationale: 'manager' },
+        { status: 'REJECTED' as const, decidedAt: '2030-03-01T10:00:00.000Z', rationale: 'delegate' },
+      ];
+      const results = await Promise.allSettled(decisions.map((d) => ledger.decideApproval(id, d, '2030-03-01T10:00:00.000Z')));
+      const ok = results.filter((r) => r.status === 'fulfilled');
+      const failed = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
+      expect(ok).toHaveLength(1);
+      expect(failed).toHaveLength(1);
+      expect(failed[0]!.message).toMatch(/already decided/);
+      const stored = await ledger.getApproval(id);
+      expect(stored?.rationale).toBe((ok[0] as PromiseFulfilledResult<ApprovalRecord>).value.rationale);
+    }
+  });
+
+  it('lists a run’s approvals in request order, not its exceptions', async () => {
+    const { ledger } = await freshLedger();
+    await ledger.putApproval(approval('ap-b', { requestId: 'bundle:admin', requestedAt: '2030-03-01T08:05:00.000Z' }));
+    await ledger.putApproval(approval('ap-a', { requestedAt: '2030-03-01T08:00:00.000Z' }));
+    await ledger.putApproval(approval('ap-x', { runId: 'run-2' }));
+    await ledger.openException(exception('ex-run1'));
+    const list = await ledger.listApprovals('run-1');
+    expect(list.map((a) => a.approvalId)).toEqual(['ap-a', 'ap-b']);
+    expect(list[1]?.request).toEqual({ bundles: ['eng-baseline'], risk: 'low' });
+  });
+});
+
+describe('exceptions', () => {
+  it('opens, resolves once, and lists by status and by run', async () => {
+    const { ledger } = await freshLedger();
+    await ledger.openException(exception('ex-1', { openedAt: '2030-03-01T09:00:00.000Z' }));
+    await ledger.openException(exception('ex-2', { openedAt: '2030-03-01T09:01:00.000Z', target: 'okta' }));
+    await ledger.openException(exception('ex-3', { runId: undefined, kind: 'orphan', openedAt: '2030-03-01T08:00:00.000Z' }));
+    await ledger.openException(exception('ex-4', { runId: 'run-9', openedAt: '2030-03-01T07:00:00.000Z' }));
+
+    const resolved = await ledger.resolveException('ex-1', {
+      resolvedAt: '2030-03-02T09:00:00.000Z',
+      resolution: 'retried after the outage',
+      resolvedBy: 'wiki-owners@example.com',
+    });
+    expect(resolved).toEqual({
+      ...exception('ex-1'),
+      status: 'resolved',
+      resolvedAt: '2030-03-02T09:00:00.000Z',
+      resolution: 'retried after the outage',
+      resolvedBy: 'wiki-owners@example.com',
+    });
+    expectNoLayout(resolved);
+
+    const ids = (list: ExceptionRecord[]) => list.map((e) => e.exceptionId);
+    expect(ids(await ledger.listExceptions({ status: 'open' }))).toEqual(['ex-4', 'ex-3', 'ex-2']);
+    expect(ids(await ledger.listExceptions({ status: 'resolved' }))).toEqual(['ex-1']);
+    expect(ids(await ledger.listExceptions({ runId: 'run-1' }))).toEqual(['ex-1', 'ex-2']);
+    expect(ids(await ledger.listExceptions({ runId: 'run-1', status: 'open' }))).toEqual(['ex-2']);
+    expect(ids(await ledger.listExceptions({}))).toEqual(['ex-4', 'ex-3', 'ex-1', 'ex-2']);
+
+    await expect(
+      ledger.resolveException('ex-1', { resolvedAt: '2030-03-03T00:00:00.000Z', resolution: 'again', resolvedBy: 'someone' }),
+    ).rejects.toThrow('exception ex-1 already resolved at 2030-03-02T09:00:00.000Z by wiki-owners@example.com');
+    await expect(ledger.resolveException('ex-none', { resolvedAt: 'x', resolution: 'y', resolvedBy: 'z' })).rejects.toThrow(
+      'exception ex-none not found',
+    );
+
+    // Opening the same exception again (a retried step) leaves the record as it is.
+    await ledger.openException(exception('ex-1'));
+    expect(ids(await ledger.listExceptions({ status: 'resolved' }))).toEqual(['ex-1']);
+  });
+});
+
+describe('meta', () => {
+  it('stores small values, and ignores them once their TTL has passed', async () => {
+    const clock = new Clock();
+    const { ledger, tableName } = await freshLedger(clock);
+    const nowSeconds = Math.floor(clock.ms / 1000);
+    await ledger.putMeta('okta:delta', { link: 'https://example.okta.com/delta?token=x', n: 3 });
+    await ledger.putMeta('bulk-guard:okta', { disables: 12 }, nowSeconds + 60);
+    expect(await ledger.getMeta('okta:delta')).toEqual({ link: 'https://example.okta.com/delta?token=x', n: 3 });
+    expect(await ledger.getMeta('bulk-guard:okta')).toEqual({ disables: 12 });
+    expect(await ledger.getMeta('absent')).toBeNull();
+
+    clock.advance(59);
+    expect(await ledger.getMeta('bulk-guard:okta')).toEqual({ disables: 12 });
+    clock.advance(1);
+    expect(await ledger.getMeta('bulk-guard:okta')).toBeNull();
+    expect(await ledger.getMeta('okta:delta')).not.toBeNull();
+
+    // dynalite keeps the item (no TTL process): the read path is what hides it.
+    const raw = await dynamo.client.send(new GetCommand({ TableName: tableName, Key: keys.meta('bulk-guard:okta') }));
+    expect(raw.Item?.expiresAt).toBe(nowSeconds + 60);
+
+    await ledger.putMeta('bulk-guard:okta', { disables: 1 }, nowSeconds + 3600);
+    expect(await ledger.getMeta('bulk-guard:okta')).toEqual({ disables: 1 });
+  });
+});
+
+describe('local dynalite', () => {
+  it('ensureTable is idempotent and safe to call concurrently', async () => {
+    const tableName = `ledger-${randomUUID()}`;
+    await Promise.all([ensureTable(dynamo.client, tableName), ensureTable(dynamo.client, tableName)]);
+    await ensureTable(dynamo.client, tableName);
+    const ledger = new DynamoLedger({ client: dynamo.client, tableName });
+    expect(await ledger.createRun(run('run-t'))).toBe(true);
+  });
+
+  it('keeps data across a restart when given a path', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'jml-dynalite-'));
+    try {
+      const first = await startDynalite({ path: dir });
+      try {
+        await ensureTable(first.client, 'jml-ledger');
+        const ledger = new DynamoLedger({ client: first.client, tableName: 'jml-ledger' });
+        await ledger.putPerson(person('E5001', { links: { okta: '00u-persist' } }), null);
+        await ledger.createRun(run('run-persist'));
+      } finally {
+        await first.close();
+      }
+
+      const second = await startDynalite({ path: dir });
+      try {
+        expect(second.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+        await ensureTable(second.client, 'jml-ledger');
+        const ledger = new DynamoLedger({ client: second.client, tableName: 'jml-ledger' });
+        expect(await ledger.getPerson('E5001')).toEqual(person('E5001', { links: { okta: '00u-persist' } }));
+        expect(await ledger.findPersonByAccount('okta', '00u-persist')).toBe('E5001');
+        expect((await ledger.getRun('run-persist'))?.status).toBe('RECEIVED');
+        expect(await ledger.createRun(run('run-persist'))).toBe(false);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
