@@ -5,6 +5,7 @@
  * adjustable clock). Use cases never import an SDK.
  */
 import type { Connector } from '#connectors/connector';
+import type { EvidenceStore } from '#core/evidence-store';
 import type { Ledger } from '#core/ledger';
 import type { Policy } from '#core/policy';
 
@@ -27,6 +28,8 @@ export interface WorkflowEngine {
    * refused by Step Functions; the adapter reports it as `alreadyStarted` instead of throwing.
    */
   start(workflow: WorkflowName, name: string, input: unknown): Promise<{ executionId: string; alreadyStarted: boolean }>;
+  /** Stops a running execution (a superseded run); a finished or unknown one is left alone. */
+  stop(name: string, cause: string): Promise<void>;
 }
 
 /** Step Functions task-token callbacks. `gone`: the task timed out, finished or never existed. */
@@ -89,6 +92,7 @@ export interface Clock {
 /** Everything a use case may need; handlers build one per process (AWS) or per runtime (local). */
 export interface AppDeps {
   ledger: Ledger;
+  evidence: EvidenceStore;
   policy(): Promise<Policy>;
   connectors: ConnectorRegistry;
   queue: EventQueue;

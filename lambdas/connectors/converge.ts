@@ -7,7 +7,7 @@
  */
 import type { ActualAccount, DesiredTarget } from '#core/access';
 import { TargetConflict } from '#core/errors';
-import { planTarget, type PlannedOp, type TargetPlanOptions } from '#core/target-plan';
+import { planTarget, type PlannedOp, type TargetOp, type TargetPlanOptions } from '#core/target-plan';
 import type { AccountProfile, ChangeRecord, Connector } from './connector.ts';
 
 export interface ConvergeResult {
@@ -25,6 +25,11 @@ export interface ConvergeResult {
 
 export interface ConvergeOptions extends TargetPlanOptions {
   linkIds?: string[];
+  /**
+   * Apply only these operations (the rest stay planned for a later phase). A leaver's first
+   * step uses it to disable and revoke at the IdP before anything else, approvals included.
+   */
+  onlyOps?: readonly TargetOp[];
 }
 
 export async function converge(
@@ -42,7 +47,8 @@ export async function converge(
     );
   }
   const before = accounts[0] ?? null;
-  const planned = planTarget(desired, before, connector.capabilities, options);
+  const all = planTarget(desired, before, connector.capabilities, options);
+  const planned = options.onlyOps ? all.filter((s) => options.onlyOps!.includes(s.op)) : all;
   const result: ConvergeResult = {
     target: connector.name,
     mode: desired.mode,

@@ -51,8 +51,6 @@ export interface PersonRecord {
   approvedBundles: string[];
   /** Bundles an approver rejected (a reconcile never grants them). */
   rejectedBundles: string[];
-  /** sha256 of the last evidence manifest for this person (the hash chain's head). */
-  lastManifestSha256: string | null;
   updatedAt: string;
 }
 
@@ -83,6 +81,8 @@ export interface RunRecord {
   plan?: unknown;
   desired?: unknown;
   reconciliation?: unknown;
+  /** How many times Reconcile ran (it asks for one re-run of missing steps, once). */
+  reconcileAttempts?: number;
   evidence?: { prefix: string; manifestSha256: string };
   kpis?: Record<string, number>;
   /** Phase timestamps for the timeline (`planned`, `approved`, `idpDisabled`, …). */

@@ -1,0 +1,258 @@
+/**
+ * Step Functions, locally: runs the same `statemachines/*.asl.json` files with
+ * aws-local-stepfunctions, every Task mapped to the same handler code the Lambdas run.
+ *
+ * - Resources are `${XFunctionArn}` placeholders (the stack's definitionSubstitutions); each Task
+ *   state is overridden by name with the handler registered for its placeholder.
+ * - `lambda:invoke.waitForTaskToken` Tasks get the `{ FunctionName, Payload }` wrapper: the
+ *   handler is called with the Payload (a fresh task token injected, as Step Functions does per
+ *   task) and the state waits until `succeed` / `fail` is called with that token — what
+ *   SendTaskSuccess / SendTaskFailure do in AWS. A token whose task timed out answers `gone`.
+ * - The execution's path (states entered, retries, catches) is kept for tests and the CLI.
+ */
+import '#local/polyfills';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { StateMachine } from 'aws-local-stepfunctions';
+import type { TaskCallbacks, WorkflowEngine, WorkflowName } from '#app/ports';
+
+export type TaskFn = (input: any) => Promise<unknown>;
+
+export interface LocalWorkflowOptions {
+  /** Folder with the `*.asl.json` files. */
+  dir: string;
+  /** Handler per substitution key (`PlanFunctionArn` → the plan handler). */
+  handlers: Record<string, TaskFn>;
+  /** Wait between retries in ms (default: the definition's own intervals). */
+  retryIntervalMs?: number;
+  /** Called when an execution ends (for logs and the run's liveness). */
+  onEnd?: (name: string, outcome: ExecutionRecord) => void;
+}
+
+export interface PathEvent {
+  type: string;
+  state?: string;
+  error?: string;
+  at: number;
+}
+
+export interface ExecutionRecord {
+  name: string;
+  workflow: WorkflowName;
+  status: 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED';
+  startedAt: number;
+  endedAt?: number;
+  output?: unknown;
+  error?: { name: string; message: string };
+  path: PathEvent[];
+  done: Promise<void>;
+  abort(): void;
+}
+
+interface PendingTask {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+  timer?: NodeJS.Timeout;
+}
+
+const PLACEHOLDER = /^\$\{([A-Za-z0-9]+)\}$/;
+
+type StateDef = Record<string, any>;
+
+/** Every state of a definition, nested Map/Parallel states included, by name. */
+function allStates(states: Record<string, StateDef>, out: Array<[string, StateDef]> = []): Array<[string, StateDef]> {
+  for (const [name, state] of Object.entries(states)) {
+    out.push([name, state]);
+    const processor = state.ItemProcessor ?? state.Iterator;
+    if (processor?.States) allStates(processor.States, out);
+    for (const branch of state.Branches ?? []) allStates(branch.States, out);
+  }
+  return out;
+}
+
+export function placeholdersOf(definition: { States: Record<string, StateDef> }): Set<string> {
+  const keys = new Set<string>();
+  const text = JSON.stringify(definition);
+  for (const m of text.matchAll(/\$\{([A-Za-z0-9]+)\}/g)) keys.add(m[1]!);
+  return keys;
+}
+
+export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
+  private readonly machines = new Map<WorkflowName, { definition: any; machine: StateMachine }>();
+  private readonly executions = new Map<string, ExecutionRecord>();
+  private readonly pending = new Map<string, PendingTask>();
+
+  constructor(private readonly options: LocalWorkflowOptions) {}
+
+  private load(workflow: WorkflowName) {
+    let entry = this.machines.get(workflow);
+    if (!entry) {
+      const definition = JSON.parse(readFileSync(join(this.options.dir, `${workflow}.asl.json`), 'utf8'));
+      // Substitute every placeholder with a syntactically valid ARN; the overrides do the work.
+      const text = JSON.stringify(definition).replace(
+        /\$\{([A-Za-z0-9]+)\}/g,
+        (_, key: string) => `arn:aws:lambda:local:000000000000:function:jml-${key.replace(/FunctionArn$/, '')}`,
+      );
+      const substituted = JSON.parse(text);
+      entry = { definition, machine: new StateMachine(substituted, { validationOptions: { checkPaths: true } }) };
+      this.machines.set(workflow, entry);
+    }
+    return entry;
+  }
+
+  private overrides(definition: any) {
+    const taskResourceLocalHandlers: Record<string, (input: any) => Promise<any>> = {};
+    const retryIntervalOverrides: Record<string, number | number[]> = {};
+    for (const [name, state] of allStates(definition.States)) {
+      if (state.Retry && this.options.retryIntervalMs !== undefined) {
+        retryIntervalOverrides[name] = state.Retry.map(() => this.options.retryIntervalMs!);
+      }
+      if (state.Type !== 'Task') continue;
+      const direct = PLACEHOLDER.exec(state.Resource ?? '');
+      if (direct) {
+        const fn = this.handler(direct[1]!, name);
+        taskResourceLocalHandlers[name] = async (input) => (await fn(input)) ?? null;
+        continue;
+      }
+      if (String(state.Resource).startsWith('arn:aws:states:::lambda:invoke')) {
+        const key = PLACEHOLDER.exec(state.Parameters?.FunctionName ?? '')?.[1];
+        if (!key) throw new Error(`state ${name}: lambda:invoke without a \${…FunctionArn} FunctionName`);
+        const fn = this.handler(key, name);
+        const waits = String(state.Resource).endsWith('.waitForTaskToken');
+        taskResourceLocalHandlers[name] = async (input: { Payload?: Record<string, unknown> }) => {
+          const payload = { ...(input.Payload ?? {}) };
+          if (!waits) return { Payload: (await fn(payload)) ?? null };
+          const token = `local-${randomUUID()}`;
+          payload.taskToken = token;
+          const result = new Promise((resolve, reject) => this.pending.set(token, { resolve, reject }));
+          const timeoutSeconds = Number(payload.timeoutSeconds);
+          if (Number.isFinite(timeoutSeconds) && timeoutSeconds > 0) {
+            // The state machine raises States.Timeout at the same moment; the token is then gone.
+            const timer = setTimeout(() => this.pending.delete(token), timeoutSeconds * 1000);
+            timer.unref();
+            this.pending.get(token)!.timer = timer;
+          }
+          try {
+            await fn(payload);
+          } catch (e) {
+            this.pending.delete(token);
+            throw e;
+          }
+          return result;
+        };
+      }
+    }
+    return { taskResourceLocalHandlers, retryIntervalOverrides };
+  }
+
+  private handler(key: string, state: string): TaskFn {
+    const fn = this.options.handlers[key];
+    if (!fn) throw new Error(`state ${state}: no local handler for \${${key}}`);
+    return fn;
+  }
+
+  async start(workflow: WorkflowName, name: string, input: unknown): Promise<{ executionId: string; alreadyStarted: boolean }> {
+    const executionId = `arn:aws:states:local:000000000000:execution:jml-${workflow}:${name}`;
+    if (this.executions.has(name)) return { executionId, alreadyStarted: true };
+    const { definition, machine } = this.load(workflow);
+    const execution = machine.run(input as any, {
+      overrides: this.overrides(definition),
+      noThrowOnAbort: true,
+      context: { Execution: { Id: executionId, Name: name, Input: input as any, StartTime: new Date().toISOString() } } as any,
+    });
+    const record: ExecutionRecord = {
+      name,
+      workflow,
+      status: 'RUNNING',
+      startedAt: Date.now(),
+      path: [],
+      done: Promise.resolve(),
+      abort: () => execution.abort(),
+    };
+    this.executions.set(name, record);
+    const logs = (async () => {
+      for await (const ev of execution.eventLogs as AsyncGenerator<any>) {
+        record.path.push({
+          type: ev.type,
+          ...(ev.state?.name ? { state: ev.state.name } : {}),
+          ...(ev.Error ? { error: ev.Error } : {}),
+          at: ev.timestamp ?? Date.now(),
+        });
+      }
+    })();
+    record.done = execution.result
+      .then((output) => {
+        record.status = record.status === 'ABORTED' ? 'ABORTED' : 'SUCCEEDED';
+        record.output = output;
+      })
+      .catch((e: Error) => {
+        record.status = 'FAILED';
+        record.error = { name: e.name, message: e.message };
+      })
+      .then(() => logs.catch(() => undefined))
+      .finally(() => {
+        record.endedAt = Date.now();
+        this.options.onEnd?.(name, record);
+      });
+    return { executionId, alreadyStarted: false };
+  }
+
+  async stop(name: string): Promise<void> {
+    const record = this.executions.get(name);
+    if (!record || record.status !== 'RUNNING') return;
+    record.status = 'ABORTED';
+    record.abort();
+  }
+
+  async succeed(taskToken: string, output: unknown): Promise<'ok' | 'gone'> {
+    const task = this.take(taskToken);
+    if (!task) return 'gone';
+    task.resolve(output);
+    return 'ok';
+  }
+
+  async fail(taskToken: string, error: string, cause: string): Promise<'ok' | 'gone'> {
+    const task = this.take(taskToken);
+    if (!task) return 'gone';
+    const err = new Error(cause);
+    err.name = error;
+    task.reject(err);
+    return 'ok';
+  }
+
+  private take(token: string): PendingTask | undefined {
+    const task = this.pending.get(token);
+    if (!task) return undefined;
+    this.pending.delete(token);
+    if (task.timer) clearTimeout(task.timer);
+    return task;
+  }
+
+  execution(name: string): ExecutionRecord | undefined {
+    return this.executions.get(name);
+  }
+
+  /** Resolves when the execution has ended (succeeded, failed or aborted). */
+  async wait(name: string, timeoutMs = 60_000): Promise<ExecutionRecord> {
+    const record = this.executions.get(name);
+    if (!record) throw new Error(`no local execution named ${name}`);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      record.done,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`execution ${name} still running after ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    return record;
+  }
+
+  /** Names of the states entered, in order (the path a test asserts on). */
+  statesEntered(name: string): string[] {
+    return (this.executions.get(name)?.path ?? []).filter((e) => e.type === 'StateEntered').map((e) => e.state!);
+  }
+
+  running(): ExecutionRecord[] {
+    return [...this.executions.values()].filter((e) => e.status === 'RUNNING');
+  }
+}
