@@ -96,7 +96,7 @@ export class ClientCredentialsProvider implements AuthenticationProvider {
           return { status: r.status, headers: r.headers, text: await r.text() };
         });
       } catch (err) {
-        if (attempt < retry.maxRetries) {
+        if (attempt < retry.maxRetries && !untrustedCertificate(err)) {
           await sleep(backoff(retry.baseDelayMs, attempt));
           continue;
         }
@@ -190,7 +190,7 @@ export class GovernedRetryHandler implements Middleware {
         failure = err;
       }
       if (failure !== undefined) {
-        if (idempotent && attempt < this.retry.maxRetries) {
+        if (idempotent && attempt < this.retry.maxRetries && !untrustedCertificate(failure)) {
           await sleep(backoff(this.retry.baseDelayMs, attempt));
           continue;
         }
@@ -297,10 +297,27 @@ export function backoff(baseMs: number, attempt: number): number {
   return exp / 2 + Math.random() * (exp / 2);
 }
 
+const CERTIFICATE_ERRORS = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** A certificate the client does not trust will not become trusted by retrying. */
+function untrustedCertificate(err: unknown): boolean {
+  const code = (err as { cause?: { code?: string } })?.cause?.code;
+  return code !== undefined && CERTIFICATE_ERRORS.has(code);
+}
+
 export function describeFailure(err: unknown, timeoutMs: number): string {
   const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
   if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `timed out after ${timeoutMs} ms`;
   const code = e?.cause?.code;
+  if (code && CERTIFICATE_ERRORS.has(code)) return `TLS certificate not trusted (${code})`;
   if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET') return 'connection reset';
   if (code === 'ECONNREFUSED') return 'connection refused';
   if (code) return `network error ${code}`;
