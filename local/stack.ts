@@ -1,0 +1,272 @@
+/**
+ * The whole system in one process, no AWS account: the same use cases and handlers, the same
+ * ASL files and policy, with local stand-ins for the AWS parts (dynalite, aws-local-stepfunctions,
+ * an in-process FIFO queue, a folder for evidence, an outbox, an adjustable clock) and for the
+ * identity targets (Okta, Graph and SCIM stand-ins) — or a real Okta / Entra tenant from env.
+ *
+ * `npm run local` serves it over HTTP (local/server.ts); tests and `npm run demo` use it directly.
+ */
+import '#local/polyfills';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AppDeps, ConnectorRegistry, SecretName } from '#app/ports';
+import type { Connector } from '#connectors/connector';
+import { createOktaConnector } from '#connectors/okta.connector';
+import { createEntraConnector } from '#connectors/entra.connector';
+import { createScimConnector } from '#connectors/scim.connector';
+import { PolicyViolation } from '#core/errors';
+import { loadPolicyText, type Policy } from '#core/policy';
+import { DynamoLedger } from '#aws/ledger.dynamodb';
+import { createRequestApprovalHandler, createApprovalExpiredHandler } from '#handlers/request-approval';
+import {
+  createCloseHandler,
+  createConvergeHandler,
+  createPlanHandler,
+  createReconcileHandler,
+  createRecordFailureHandler,
+  createScheduleRetentionHandler,
+} from '#handlers/run-tasks';
+import { startRun } from '#app/start-run';
+import { ensureTable, startDynalite, type LocalDynamo } from './dynalite.ts';
+import { fsEvidenceStore } from './evidence-fs.ts';
+import { AdjustableClock, EnvSecrets, LocalFifoQueue, LocalScheduler, MemoryMetrics, Outbox, type QueueRecord, type ScheduledEntry } from './adapters.ts';
+import { LocalWorkflows } from './workflow-engine.ts';
+import { startOktaStandIn, type OktaStandIn } from './standins/okta.ts';
+import { startGraphStandIn, type GraphStandIn } from './standins/graph.ts';
+import { startScimStandIn, type ScimStandIn } from './standins/scim.ts';
+
+export const REPO_ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+export const TABLE_NAME = 'jml';
+
+/** Documented development defaults (never used in AWS, where Secrets Manager holds them). */
+export const DEV_SECRETS: Record<SecretName, string> = {
+  hrisWebhook: 'dev-hris-webhook-secret-change-me',
+  bambooHr: 'dev-bamboohr-private-key-change-me',
+  oktaHook: 'dev-okta-hook-secret-change-me',
+  linkSigning: 'dev-link-signing-key-change-me',
+};
+
+export interface LocalStackOptions {
+  /** Where state lives (ledger, evidence, outbox, schedules). Absent: in memory / a temp dir. */
+  dataDir?: string;
+  /** Start empty even when `dataDir` holds state. */
+  fresh?: boolean;
+  idp?: 'okta' | 'entra';
+  /** Policy file; default config/access-policy.yaml (okta) or access-policy.entra.yaml. */
+  policyFile?: string;
+  /** Base URL the approval links point at. */
+  publicBaseUrl?: string;
+  secrets?: Partial<Record<SecretName, string>>;
+  /** Wait between Step Functions retries, ms (tests use a few ms). */
+  retryIntervalMs?: number;
+  /** Override the approval window (seconds) so tests can watch an approval expire. */
+  approvalTimeoutSeconds?: number;
+  /** Latency added to every stand-in response. */
+  targetLatencyMs?: number;
+  /** Extra connectors per target (a test's own stand-in), replacing the defaults. */
+  connectorOverrides?: Record<string, Connector>;
+}
+
+export interface LocalStack {
+  deps: AppDeps;
+  policy: Policy;
+  clock: AdjustableClock;
+  outbox: Outbox;
+  metrics: MemoryMetrics;
+  scheduler: LocalScheduler;
+  queue: LocalFifoQueue;
+  workflows: LocalWorkflows;
+  dynamo: LocalDynamo;
+  targets: { okta?: OktaStandIn; graph?: GraphStandIn; scim: Record<string, ScimStandIn> };
+  /** Target name → connection facts (for `GET /local/targets`; tokens are throwaway). */
+  targetInfo(): Record<string, unknown>;
+  evidenceRoot: string;
+  /** Waits until the queue is drained and no execution is running. */
+  settle(timeoutMs?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+const throwaway = () => randomBytes(24).toString('base64url');
+
+export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  const idp = options.idp ?? 'okta';
+  const dataDir = options.dataDir ? resolve(options.dataDir) : undefined;
+  if (dataDir && options.fresh) rmSync(dataDir, { recursive: true, force: true });
+  if (dataDir) mkdirSync(dataDir, { recursive: true });
+  const policyFile = options.policyFile ?? join(REPO_ROOT, 'config', idp === 'entra' ? 'access-policy.entra.yaml' : 'access-policy.yaml');
+  const policy = loadPolicyText(readFileSync(policyFile, 'utf8'));
+  const clock = new AdjustableClock();
+
+  const dynamo = await startDynalite(dataDir ? { path: join(dataDir, 'dynamodb') } : {});
+  await ensureTable(dynamo.client, TABLE_NAME);
+  const ledger = new DynamoLedger({ client: dynamo.client, tableName: TABLE_NAME, now: () => clock.now() });
+  const evidenceRoot = dataDir ?? join(REPO_ROOT, '.jml-local', `mem-${process.pid}-${Date.now()}`);
+  const evidence = fsEvidenceStore(evidenceRoot);
+  const outbox = new Outbox(clock, dataDir ? join(dataDir, 'outbox.json') : undefined);
+  const metrics = new MemoryMetrics(clock);
+
+  // Identity targets: stand-ins seeded with every group, app and license the policy names.
+  const controls = { latencyMs: options.targetLatencyMs ?? 0 };
+  const targets: LocalStack['targets'] = { scim: {} };
+  const connectors = new Map<string, Connector>();
+  const groupsFor = (target: string, type: string) =>
+    [...new Set([...policy.bundleEntitlements.values()].flat().filter((e) => e.target === target && e.type === type).map((e) => e.value))];
+  if (policy.idp.kind === 'okta') {
+    const token = throwaway();
+    targets.okta = await startOktaStandIn({
+      token,
+      controls,
+      seed: { groups: groupsFor(policy.idp.name, 'group').map((name) => ({ name })), apps: groupsFor(policy.idp.name, 'app').map((label) => ({ label })) },
+    });
+    connectors.set(policy.idp.name, createOktaConnector({ name: policy.idp.name, orgUrl: targets.okta.url, token, maxRetries: 2 }));
+  } else {
+    const clientId = throwaway();
+    const clientSecret = throwaway();
+    targets.graph = await startGraphStandIn({
+      clientId,
+      clientSecret,
+      controls,
+      seed: {
+        groups: groupsFor(policy.idp.name, 'group').map((displayName) => ({ displayName })),
+        skus: groupsFor(policy.idp.name, 'license').map((skuPartNumber) => ({ skuPartNumber, prepaidUnits: 10_000 })),
+      },
+    });
+    connectors.set(
+      policy.idp.name,
+      createEntraConnector({
+        name: policy.idp.name,
+        tenantId: targets.graph.tenantId,
+        clientId,
+        clientSecret,
+        authorityHost: targets.graph.url,
+        graphBaseUrl: targets.graph.url,
+        customHosts: ['127.0.0.1'],
+        domain: policy.document.company.emailDomain,
+        usageLocation: 'GB',
+        maxRetries: 2,
+      }),
+    );
+  }
+  for (const t of policy.managedTargets.filter((x) => x.kind === 'scim')) {
+    const token = throwaway();
+    const standIn = await startScimStandIn({
+      name: t.name,
+      token,
+      controls,
+      seed: { groups: groupsFor(t.name, 'group').map((displayName) => ({ displayName })) },
+    });
+    targets.scim[t.name] = standIn;
+    connectors.set(t.name, createScimConnector({ name: t.name, baseUrl: standIn.url, token, maxRetries: 2, retryBaseDelayMs: 20 }));
+  }
+  for (const [name, c] of Object.entries(options.connectorOverrides ?? {})) connectors.set(name, c);
+  const registry: ConnectorRegistry = {
+    get(target) {
+      const c = connectors.get(target);
+      if (!c) throw new PolicyViolation(`target ${target} is not managed by jml`);
+      return c;
+    },
+  };
+
+  const secrets = new EnvSecrets({ ...DEV_SECRETS, ...stripUndefined(options.secrets ?? {}) });
+  // Late-bound: the queue, scheduler and workflows need deps, and deps needs them.
+  let deps!: AppDeps;
+  const provider = async () => deps;
+
+  const consume = async (record: QueueRecord) => {
+    const message = JSON.parse(record.body) as { kind: string; runId?: string };
+    if ((message.kind === 'hr-event' || message.kind === 'scheduled-run') && message.runId) {
+      await startRun(deps, { runId: message.runId, scheduled: message.kind === 'scheduled-run' });
+    }
+  };
+  const queue = new LocalFifoQueue(consume, { retryDelayMs: 50 });
+  const dispatch = async (entry: ScheduledEntry) => {
+    const p = entry.action.payload as { runId?: string; employeeId?: string };
+    if (entry.action.kind === 'start-run' && p.runId) {
+      await queue.send({ kind: 'scheduled-run', runId: p.runId, employeeId: p.employeeId ?? '' }, { groupId: p.employeeId ?? p.runId, deduplicationId: `${entry.name}@${entry.at}` });
+    }
+  };
+  const scheduler = new LocalScheduler(clock, dispatch, dataDir ? join(dataDir, 'schedules.json') : undefined);
+
+  const planHandler = createPlanHandler(provider);
+  const workflows = new LocalWorkflows({
+    dir: join(REPO_ROOT, 'statemachines'),
+    retryIntervalMs: options.retryIntervalMs,
+    handlers: {
+      PlanFunctionArn: async (input) => {
+        const out = (await planHandler(input)) as { approvalTimeoutSeconds: number };
+        return options.approvalTimeoutSeconds ? { ...out, approvalTimeoutSeconds: options.approvalTimeoutSeconds } : out;
+      },
+      ConvergeFunctionArn: createConvergeHandler(provider),
+      RecordFailureFunctionArn: createRecordFailureHandler(provider),
+      ReconcileFunctionArn: createReconcileHandler(provider),
+      ScheduleRetentionFunctionArn: createScheduleRetentionHandler(provider),
+      CloseFunctionArn: createCloseHandler(provider),
+      RequestApprovalFunctionArn: createRequestApprovalHandler(provider),
+      ApprovalExpiredFunctionArn: createApprovalExpiredHandler(provider),
+    },
+  });
+
+  deps = {
+    ledger,
+    evidence,
+    policy: async () => policy,
+    connectors: registry,
+    queue,
+    workflows,
+    callbacks: workflows,
+    mailer: outbox,
+    scheduler,
+    secrets,
+    metrics,
+    clock,
+    publicBaseUrl: options.publicBaseUrl ?? 'http://127.0.0.1:8787',
+  };
+
+  const settle = async (timeoutMs = 60_000) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      await queue.drained();
+      const running = workflows.running();
+      if (!running.length && !queue.pending()) return;
+      if (Date.now() > deadline) throw new Error(`not settled after ${timeoutMs} ms: ${running.map((r) => r.name).join(', ')} still running`);
+      await Promise.race([Promise.all(running.map((r) => r.done)), new Promise((r) => setTimeout(r, 50))]);
+    }
+  };
+
+  return {
+    deps,
+    policy,
+    clock,
+    outbox,
+    metrics,
+    scheduler,
+    queue,
+    workflows,
+    dynamo,
+    targets,
+    evidenceRoot,
+    targetInfo: () => ({
+      ...(targets.okta ? { okta: { orgUrl: targets.okta.url, token: targets.okta.token } } : {}),
+      ...(targets.graph ? { entra: { baseUrl: targets.graph.graphUrl, tokenUrl: targets.graph.tokenUrl, tenantId: targets.graph.tenantId } } : {}),
+      scim: Object.values(targets.scim).map((s) => ({ name: s.name, baseUrl: s.url, token: s.token })),
+    }),
+    settle,
+    async close() {
+      scheduler.stop();
+      for (const r of workflows.running()) await workflows.stop(r.name);
+      await Promise.all([
+        targets.okta?.close(),
+        targets.graph?.close(),
+        ...Object.values(targets.scim).map((s) => s.close()),
+      ]);
+      await dynamo.close();
+      if (!dataDir) rmSync(evidenceRoot, { recursive: true, force: true });
+    },
+  };
+}
+
+function stripUndefined<T extends Record<string, unknown>>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
