@@ -21,7 +21,7 @@ import {
   type QueryCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
-import { JmlError } from '#core/errors';
+import { JmlError, TargetConflict } from '#core/errors';
 import {
   ConditionFailed,
   RUN_STATUSES,
@@ -226,7 +226,7 @@ export class DynamoLedger implements Ledger {
     const condition = new Expr();
     const conditionExpression =
       expectedUpdatedAt === null
-        ? `attribute_not_exists(${condition.name(TABLE_KEYS.pk)})`
+        ? `attribute_not_exists(${TABLE_KEYS.pk})`
         : `${condition.name('updatedAt')} = ${condition.value(expectedUpdatedAt)}`;
     const item: Item = {
       ...keys.person(employeeId),
@@ -285,7 +285,10 @@ export class DynamoLedger implements Ledger {
     }
   }
 
-  /** Points the account's reverse link at `employeeId`, unless another person really owns it. */
+  /**
+   * Points the account's reverse link at `employeeId`, unless another person really owns it
+   * (TargetConflict: two persons claim one account, which retrying cannot fix).
+   */
   private async claimLink(target: string, accountId: string, employeeId: string): Promise<void> {
     const item: Item = {
       ...keys.link(target, accountId),
@@ -296,7 +299,7 @@ export class DynamoLedger implements Ledger {
       linkedAt: this.now().toISOString(),
     };
     const free = new Expr();
-    const freeOrMine = `attribute_not_exists(${free.name(TABLE_KEYS.pk)}) OR ${free.name('employeeId')} = ${free.value(employeeId)}`;
+    const freeOrMine = `attribute_not_exists(${TABLE_KEYS.pk}) OR ${free.name('employeeId')} = ${free.value(employeeId)}`;
     if (await this.putItem(item, freeOrMine, free)) return;
 
     const existing = await this.getItem(keys.link(target, accountId));
@@ -304,7 +307,8 @@ export class DynamoLedger implements Ledger {
     if (owner !== undefined) {
       const ownerRecord = await this.getPerson(owner);
       if (ownerRecord?.links[target] === accountId) {
-        throw new ConditionFailed(`account ${accountId} on ${target} is linked to employee ${owner}, not ${employeeId}`);
+        // Not a race a retry could win: two persons claim one account.
+        throw new TargetConflict(target, `account ${accountId} is linked to employee ${owner}, not ${employeeId}`, [accountId]);
       }
       // A leftover of an interrupted write: the named owner no longer lists the account.
       const stale = new Expr();
@@ -344,7 +348,7 @@ export class DynamoLedger implements Ledger {
     };
     checkSize(item, `run ${run.runId}`);
     const e = new Expr();
-    return this.putItem(item, `attribute_not_exists(${e.name(TABLE_KEYS.pk)})`, e);
+    return this.putItem(item, `attribute_not_exists(${TABLE_KEYS.pk})`, e);
   }
 
   async getRun(runId: string): Promise<RunRecord | null> {
@@ -372,7 +376,7 @@ export class DynamoLedger implements Ledger {
     const sets = Object.entries({ ...fields, ...index })
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => `${e.name(k)} = ${e.value(v)}`);
-    let condition = `attribute_exists(${e.name(TABLE_KEYS.pk)})`;
+    let condition = `attribute_exists(${TABLE_KEYS.pk})`;
     if (fromStatuses) condition += ` AND ${e.name('status')} IN (${fromStatuses.map((s) => e.value(s)).join(', ')})`;
 
     try {
@@ -451,7 +455,7 @@ export class DynamoLedger implements Ledger {
     };
     checkSize(item, `approval ${approval.approvalId}`);
     const e = new Expr();
-    const newOrPending = `attribute_not_exists(${e.name(TABLE_KEYS.pk)}) OR ${e.name('status')} = ${e.value('PENDING')}`;
+    const newOrPending = `attribute_not_exists(${TABLE_KEYS.pk}) OR ${e.name('status')} = ${e.value('PENDING')}`;
     if (await this.putItem(item, newOrPending, e)) return;
     const current = await this.getApproval(approval.approvalId);
     throw new ConditionFailed(`approval ${approval.approvalId} already decided (${current?.status ?? 'unknown'})`);
@@ -474,7 +478,7 @@ export class DynamoLedger implements Ledger {
     const sets = Object.entries({ status, decidedAt, rationale, sourceIp, userAgent })
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => `${e.name(k)} = ${e.value(v)}`);
-    const condition = `attribute_exists(${e.name(TABLE_KEYS.pk)}) AND ${e.name('status')} = ${e.value('PENDING')} AND ${e.name('expiresAt')} > ${e.value(at)}`;
+    const condition = `attribute_exists(${TABLE_KEYS.pk}) AND ${e.name('status')} = ${e.value('PENDING')} AND ${e.name('expiresAt')} > ${e.value(at)}`;
     try {
       const out = await this.client.send(
         new UpdateCommand({
@@ -519,7 +523,7 @@ export class DynamoLedger implements Ledger {
     };
     checkSize(item, `exception ${exception.exceptionId}`);
     const e = new Expr();
-    await this.putItem(item, `attribute_not_exists(${e.name(TABLE_KEYS.pk)})`, e);
+    await this.putItem(item, `attribute_not_exists(${TABLE_KEYS.pk})`, e);
   }
 
   async resolveException(
@@ -541,7 +545,7 @@ export class DynamoLedger implements Ledger {
           TableName: this.tableName,
           Key: keys.exception(exceptionId),
           UpdateExpression: `SET ${sets.join(', ')}`,
-          ConditionExpression: `attribute_exists(${e.name(TABLE_KEYS.pk)}) AND ${e.name('status')} = ${e.value('open')}`,
+          ConditionExpression: `attribute_exists(${TABLE_KEYS.pk}) AND ${e.name('status')} = ${e.value('open')}`,
           ...e.maps(),
           ReturnValues: 'ALL_NEW',
         }),

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TargetConflict } from '#core/errors';
 import { ConditionFailed, type ApprovalRecord, type ExceptionRecord, type PersonRecord, type RunRecord, type StepRecord } from '#core/ledger';
 import { DynamoLedger, LedgerItemTooLarge } from '#aws/ledger.dynamodb';
 import { LAYOUT_ATTRIBUTES, keys } from '#aws/table';
@@ -62,7 +63,6 @@ function person(employeeId: string, overrides: Partial<PersonRecord> = {}): Pers
     grantedAt: { 'eng-baseline': '2030-01-06T09:00:00.000Z' },
     approvedBundles: ['eng-baseline'],
     rejectedBundles: [],
-    lastManifestSha256: null,
     updatedAt: '2030-01-01T08:00:00.000Z',
     ...overrides,
   };
@@ -144,7 +144,7 @@ function expectNoLayout(record: object) {
 describe('persons', () => {
   it('round-trips a person exactly, without key attributes', async () => {
     const { ledger } = await freshLedger();
-    const p = person('E1001', { links: { okta: '00u1abc' }, lastManifestSha256: 'f'.repeat(64) });
+    const p = person('E1001', { links: { okta: '00u1abc' }, rejectedBundles: ['admin'] });
     await ledger.putPerson(p, null);
     const read = await ledger.getPerson('E1001');
     expect(read).toEqual(p);
@@ -238,12 +238,12 @@ describe('account links', () => {
     expect(await ledger.findPersonByAccount('wiki', 'w-17')).toBeNull();
   });
 
-  it('refuses to link an account another person owns, and writes nothing for the newcomer', async () => {
+  it('refuses to link an account another person owns (a conflict, not a retryable race), and writes nothing for the newcomer', async () => {
     const { ledger } = await freshLedger();
     await ledger.putPerson(person('E3002', { links: { okta: '00u-shared' } }), null);
     const claim = ledger.putPerson(person('E3003', { links: { okta: '00u-shared' } }), null);
-    await expect(claim).rejects.toBeInstanceOf(ConditionFailed);
-    await expect(claim).rejects.toThrow('account 00u-shared on okta is linked to employee E3002, not E3003');
+    await expect(claim).rejects.toBeInstanceOf(TargetConflict);
+    await expect(claim).rejects.toThrow('okta: account 00u-shared is linked to employee E3002, not E3003');
     expect(await ledger.getPerson('E3003')).toBeNull();
     expect(await ledger.findPersonByAccount('okta', '00u-shared')).toBe('E3002');
   });

@@ -1,0 +1,129 @@
+/**
+ * Request shapes the ledger sends to DynamoDB (aws-sdk-client-mock on the Document client).
+ * Behaviour against a real DynamoDB API lives in test/integration/ledger.test.ts; these pin the
+ * parts a reviewer of IAM policies, CloudTrail or capacity would read: conditions, index names,
+ * update expressions, pagination keys.
+ */
+import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { ConditionFailed, type RunRecord } from '#core/ledger';
+import { DynamoLedger, LEDGER_TRANSLATE_CONFIG } from '#aws/ledger.dynamodb';
+import { LAYOUT_ATTRIBUTES, PERSONS_INDEX } from '#aws/table';
+
+const client = DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'local' }), LEDGER_TRANSLATE_CONFIG);
+const ddb = mockClient(client);
+const NOW = new Date('2030-03-01T09:00:00.000Z');
+const ledger = new DynamoLedger({ client, tableName: 'jml-ledger', now: () => NOW });
+
+const conditionFailed = () => new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
+
+const run: RunRecord = {
+  runId: 'run-1',
+  idempotencyKey: 'k',
+  employeeId: 'E1001',
+  eventId: 'evt-1',
+  eventType: 'hire',
+  lifecycle: 'joiner',
+  status: 'RECEIVED',
+  eventHash: 'a'.repeat(64),
+  rawEvent: '{}',
+  event: { eventType: 'hire' },
+  effectiveAt: '2030-01-06T09:00:00.000Z',
+  occurredAt: '2030-01-01T08:00:00.000Z',
+  mappingVersion: 'v1',
+  createdAt: '2030-01-01T08:00:01.000Z',
+  updatedAt: '2030-01-01T08:00:01.000Z',
+  plan: { targets: ['okta'] },
+};
+
+beforeEach(() => {
+  ddb.reset();
+});
+
+describe('DynamoLedger request shapes', () => {
+  it('createRun is one conditional put on absence of the key, with both index keys', async () => {
+    ddb.on(PutCommand).resolvesOnce({}).rejectsOnce(conditionFailed());
+    expect(await ledger.createRun(run)).toBe(true);
+    expect(await ledger.createRun(run)).toBe(false);
+
+    const calls = ddb.commandCalls(PutCommand);
+    expect(calls).toHaveLength(2);
+    const input = calls[0]!.args[0].input;
+    expect(input.ConditionExpression).toBe('attribute_not_exists(pk)');
+    expect(input.TableName).toBe('jml-ledger');
+    expect(input.Item).toMatchObject({
+      pk: 'RUN#run-1',
+      sk: 'RUN',
+      gsi1pk: 'EMP#E1001',
+      gsi1sk: '2030-01-01T08:00:01.000Z#run-1',
+      gsi2pk: 'STATUS#RECEIVED',
+      gsi2sk: '2030-01-01T08:00:01.000Z#run-1',
+      plan: '{"targets":["okta"]}',
+    });
+    expect(ddb.calls()).toHaveLength(2);
+  });
+
+  it('updateRun sends SET with placeholders, moves the status index, and guards the from-status', async () => {
+    ddb.on(UpdateCommand).resolves({
+      Attributes: { ...run, pk: 'RUN#run-1', sk: 'RUN', gsi1pk: 'EMP#E1001', gsi2pk: 'STATUS#PLANNED', status: 'PLANNED', plan: '{"targets":[]}' },
+    });
+    const record = await ledger.updateRun('run-1', { status: 'PLANNED', plan: { targets: [] }, statusReason: undefined }, ['RECEIVED', 'SCHEDULED']);
+
+    const input = ddb.commandCalls(UpdateCommand)[0]!.args[0].input;
+    const names = input.ExpressionAttributeNames!;
+    const values = input.ExpressionAttributeValues!;
+    const byName = Object.fromEntries(Object.entries(names).map(([ph, attr]) => [attr, ph]));
+    // Every attribute goes through a name placeholder (`status` is a reserved word).
+    expect(Object.values(names).sort()).toEqual(['gsi2pk', 'gsi2sk', 'plan', 'status', 'updatedAt']);
+    expect(input.UpdateExpression).toMatch(/^SET /);
+    expect(input.UpdateExpression).not.toMatch(/\bREMOVE\b|statusReason/);
+    expect(values[input.UpdateExpression!.match(new RegExp(`${byName.gsi2pk} = (:v\\d+)`))![1]!]).toBe('STATUS#PLANNED');
+    expect(values[input.UpdateExpression!.match(new RegExp(`${byName.gsi2sk} = (:v\\d+)`))![1]!]).toBe('2030-03-01T09:00:00.000Z#run-1');
+    expect(values[input.UpdateExpression!.match(new RegExp(`${byName.plan} = (:v\\d+)`))![1]!]).toBe('{"targets":[]}');
+    expect(input.ConditionExpression).toMatch(new RegExp(`^attribute_exists\\(pk\\) AND ${byName.status} IN \\(:v\\d+, :v\\d+\\)$`));
+    const inValues = input.ConditionExpression!.match(/IN \((.*)\)/)![1]!.split(', ').map((ph) => values[ph]);
+    expect(inValues).toEqual(['RECEIVED', 'SCHEDULED']);
+    expect(input.ReturnValues).toBe('ALL_NEW');
+
+    expect(record.plan).toEqual({ targets: [] });
+    for (const attr of LAYOUT_ATTRIBUTES) expect(record).not.toHaveProperty(attr);
+  });
+
+  it('a failed decision reads the approval once to say why', async () => {
+    ddb.on(UpdateCommand).rejects(conditionFailed());
+    ddb.on(GetCommand).resolves({
+      Item: {
+        pk: 'APPROVAL#ap-1',
+        sk: 'APPROVAL',
+        approvalId: 'ap-1',
+        runId: 'run-1',
+        status: 'PENDING',
+        expiresAt: '2030-03-01T08:00:00.000Z',
+        request: '{}',
+      },
+    });
+    const decision = ledger.decideApproval('ap-1', { status: 'APPROVED', decidedAt: NOW.toISOString() }, NOW.toISOString());
+    await expect(decision).rejects.toBeInstanceOf(ConditionFailed);
+    await expect(decision).rejects.toThrow('approval ap-1 expired at 2030-03-01T08:00:00.000Z');
+    const update = ddb.commandCalls(UpdateCommand)[0]!.args[0].input;
+    expect(update.ConditionExpression).toMatch(/^attribute_exists\(pk\) AND #n\d+ = :v\d+ AND #n\d+ > :v\d+$/);
+    expect(ddb.commandCalls(GetCommand)[0]!.args[0].input).toMatchObject({ Key: { pk: 'APPROVAL#ap-1', sk: 'APPROVAL' }, ConsistentRead: true });
+  });
+
+  it('listPersons scans the sparse persons index one page at a time and hands back an opaque cursor', async () => {
+    const lastKey = { pk: 'PERSON#E2', sk: 'PROFILE', personId: 'E2' };
+    ddb.on(ScanCommand).resolvesOnce({ Items: [], LastEvaluatedKey: lastKey }).resolvesOnce({ Items: [] });
+    const first = await ledger.listPersons(undefined, 25);
+    expect(first.nextCursor).toBeDefined();
+    expect(first.nextCursor).not.toContain('PERSON#');
+    const second = await ledger.listPersons(first.nextCursor, 25);
+    expect(second.nextCursor).toBeUndefined();
+
+    const [a, b] = ddb.commandCalls(ScanCommand).map((c) => c.args[0].input);
+    expect(a).toEqual({ TableName: 'jml-ledger', IndexName: PERSONS_INDEX.indexName, Limit: 25 });
+    expect(b?.ExclusiveStartKey).toEqual(lastKey);
+    await expect(ledger.listPersons(undefined, 0)).rejects.toThrow(/limit/);
+  });
+});
