@@ -14,7 +14,9 @@
  * keys sort in chain order). `latestManifestSha256(employeeId)` is the last entry's hash; the
  * close step passes it to `buildEvidenceBundle`. Entries are never rewritten, so the index is
  * also the person's history for `jml evidence verify`, and its recorded hashes anchor the newest
- * bundle (which no later bundle points to yet).
+ * bundle (which no later bundle points to yet). The ledger's `RunRecord.evidence` mirrors the
+ * result of `putBundle` for reads; when they disagree (a crash between the two writes), the index
+ * wins: `putBundle` checks against it, and `EvidenceBundleExists.existing` names what it holds.
  *
  * Concurrency: two runs of one person closing at once both read the same latest entry; only one
  * create of `seq` succeeds, the other gets `EvidenceChainConflict` (retryable: rebuild the bundle
@@ -53,9 +55,17 @@ export class EvidenceChainConflict extends JmlError {
   }
 }
 
-/** The run already has a different committed bundle; evidence is written once. Not retryable. */
+/**
+ * The run already has a different committed bundle; evidence is written once. Not retryable.
+ * `existing` is the committed bundle, so a close step that crashed after storing it (and rebuilt
+ * with a new close time) can record that one instead of failing.
+ */
 export class EvidenceBundleExists extends JmlError {
-  constructor(readonly runId: string, message: string) {
+  constructor(
+    readonly runId: string,
+    readonly existing: { prefix: string; manifestSha256: string },
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -189,6 +199,7 @@ export class ChainedEvidenceStore implements EvidenceStore {
       if (mine.manifestSha256 !== manifestSha256) {
         throw new EvidenceBundleExists(
           manifest.runId,
+          { prefix: mine.prefix, manifestSha256: mine.manifestSha256 },
           `${manifest.runId} already has an evidence bundle (manifest sha256 ${mine.manifestSha256}); evidence is written once`,
         );
       }
@@ -296,13 +307,9 @@ export class ChainedEvidenceStore implements EvidenceStore {
   async personBundles(employeeId: string): Promise<PersonBundleRef[]> {
     const prefix = personIndexPrefix(employeeId);
     const keys = (await this.backend.list(prefix)).filter((k) => /^\d{8}\.json$/.test(k.slice(prefix.length)));
-    const out: PersonBundleRef[] = [];
-    for (const key of keys) {
-      const bytes = await this.backend.get(key);
-      if (!bytes) continue; // listed, then gone: verification will report the gap
-      out.push(parseJson(PersonIndexEntrySchema, bytes, key));
-    }
-    return out;
+    const bodies = await Promise.all(keys.map((key) => this.backend.get(key)));
+    // An entry listed, then gone, is skipped: verifyPersonChain reports the gap in `seq`.
+    return keys.flatMap((key, i) => (bodies[i] ? [parseJson(PersonIndexEntrySchema, bodies[i], key)] : []));
   }
 
   async latestManifestSha256(employeeId: string): Promise<string | null> {

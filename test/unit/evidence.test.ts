@@ -514,7 +514,9 @@ describe('filesystem evidence store', () => {
     const a = await closeRun(runIds.a, '2026-01-15T10:00:00Z');
     expect(await store.putBundle(a)).toEqual({ prefix: a.prefix, manifestSha256: a.manifestSha256, seq: 1, written: false });
     const other = buildEvidenceBundle({ ...leaverInput({ runId: runIds.a, closedAt: '2026-01-15T10:00:00Z' }), status: 'COMPLETED' });
-    await expect(store.putBundle(other)).rejects.toThrow(EvidenceBundleExists);
+    const err = await store.putBundle(other).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(EvidenceBundleExists);
+    expect((err as EvidenceBundleExists).existing).toEqual({ prefix: a.prefix, manifestSha256: a.manifestSha256 });
     await expect(store.putBundle(other)).rejects.toThrow(`${runIds.a} already has an evidence bundle (manifest sha256 ${a.manifestSha256}); evidence is written once`);
     expect(Buffer.from((await store.getFile(runIds.a, 'manifest.json'))!).toString()).toBe(manifestOf(a));
   });
