@@ -400,7 +400,8 @@ export class DynamoLedger implements Ledger {
       if (!isConditionalCheckFailed(err)) throw err;
       const current = await this.getRun(runId);
       if (!current) throw new ConditionFailed(`run ${runId} not found`);
-      throw new ConditionFailed(`run ${runId} is ${current.status}, expected one of ${(fromStatuses ?? []).join(', ')}`);
+      if (!fromStatuses) throw new ConditionFailed(`run ${runId} changed concurrently`);
+      throw new ConditionFailed(`run ${runId} is ${current.status}, expected one of ${fromStatuses.join(', ')}`);
     }
   }
 
