@@ -11,6 +11,9 @@ import { AccountNotFound, JmlError } from '#core/errors';
 import { durationMs, type Policy } from '#core/policy';
 import { applyDecisions, plan as computePlan, type ActualState, type Plan } from '#core/plan';
 import { planTarget, type TargetOp } from '#core/target-plan';
+import type { ChangeRecord } from '#core/change';
+import { html } from '#core/html';
+import { toZonedIso, zonedTimeToEpoch } from '#core/time';
 import { ConditionFailed, type ApprovalRecord, type ExceptionRecord, type Ledger, type PersonRecord, type RunRecord, type RunStatus, type StepRecord } from '#core/ledger';
 import type { Lifecycle } from '#core/hr-event';
 import type { AppDeps, WorkflowName } from './ports.ts';
@@ -195,6 +198,8 @@ export async function convergeTarget(
       forceRevoke: leaverIdp,
       ...(phase === 'restrict' ? { onlyOps: RESTRICT_OPS } : {}),
     });
+    const tap = await issueDayOneCredential(deps, ctx, input.target, result);
+    if (tap) result.changes.push(tap);
     const finished = nowIso(deps);
     await deps.ledger.putStep({
       runId: run.runId,
@@ -257,6 +262,55 @@ export async function convergeTarget(
     });
     throw e;
   }
+}
+
+/**
+ * Entra joiners get a Temporary Access Pass for day one (no password to phish or to send): valid
+ * from 08:00 on the start date in the company zone (or now, for a late run), for the policy's
+ * lifetime (24 h by default). The secret goes only to the manager's email — never to logs, the
+ * ledger or the evidence; the change record says a pass was issued, not what it is.
+ */
+async function issueDayOneCredential(
+  deps: AppDeps,
+  ctx: RunContext,
+  target: string,
+  result: { accountId?: string; changes: ChangeRecord[] },
+): Promise<ChangeRecord | null> {
+  const { run, person, policy } = ctx;
+  if (target !== policy.idp.name || !(run.lifecycle === 'joiner' || run.lifecycle === 'rehire')) return null;
+  const connector = deps.connectors.get(target);
+  const created = result.changes.some((c) => (c.op === 'create' || c.op === 'enable') && c.changed);
+  if (!connector.createTemporaryAccessPass || !created || !result.accountId) return null;
+  const tz = policy.document.company.timeZone;
+  const dayOne = zonedTimeToEpoch(person.worker.startDate, tz, '08:00:00');
+  const start = Math.max(dayOne, deps.clock.now().getTime());
+  const pass = await connector.createTemporaryAccessPass(
+    result.accountId,
+    policy.document.joiner.tapLifetimeMinutes,
+    new Date(start).toISOString(),
+  );
+  const manager = person.worker.managerId ? await deps.ledger.getPerson(person.worker.managerId) : null;
+  const to = manager && manager.employeeId !== person.employeeId ? manager.worker.email : policy.document.company.fallbackApprover;
+  const name = `${person.worker.givenName} ${person.worker.familyName}`;
+  const validFrom = toZonedIso(Date.parse(pass.startDateTime), tz);
+  await deps.mailer.send({
+    to: [to],
+    subject: `Day-one sign-in code for ${name}`,
+    text: [
+      `${name} starts on ${person.worker.startDate}. Give them this Temporary Access Pass in person or by phone:`,
+      '',
+      `    ${pass.secret}`,
+      '',
+      `It is valid from ${validFrom} for ${Math.round(pass.lifetimeInMinutes / 60)} hours and lets them set up passwordless sign-in.`,
+      'Do not forward this email.',
+    ].join('\n'),
+    html: String(html`<p>${name} starts on ${person.worker.startDate}. Give them this Temporary Access Pass in person or by phone:</p>
+<p style="font-size:1.4em;font-family:monospace">${pass.secret}</p>
+<p>It is valid from ${validFrom} for ${Math.round(pass.lifetimeInMinutes / 60)} hours and lets them set up passwordless sign-in. Do not forward this email.</p>`),
+    links: [],
+    runId: run.runId,
+  });
+  return { ...pass.change, detail: `${pass.change.detail ?? 'Temporary Access Pass issued'}; sent to the manager` };
 }
 
 /**

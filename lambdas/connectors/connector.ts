@@ -72,5 +72,6 @@ export interface Connector {
   /** The target's own audit entries about the account since `since` (ISO time). */
   auditEvidence(accountId: string, since: string): Promise<AuditEntry[]>;
   /** Entra only: a Temporary Access Pass for day one. */
-  createTemporaryAccessPass?(accountId: string, lifetimeInMinutes: number): Promise<TemporaryAccessPass>;
+  /** `startDateTime` (ISO) delays the pass's validity, e.g. to the morning of day one. */
+  createTemporaryAccessPass?(accountId: string, lifetimeInMinutes: number, startDateTime?: string): Promise<TemporaryAccessPass>;
 }

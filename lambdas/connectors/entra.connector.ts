@@ -100,7 +100,7 @@ export interface EntraChanges {
 }
 
 export interface EntraConnector extends Connector {
-  createTemporaryAccessPass(accountId: string, lifetimeInMinutes: number): Promise<TemporaryAccessPass>;
+  createTemporaryAccessPass(accountId: string, lifetimeInMinutes: number, startDateTime?: string): Promise<TemporaryAccessPass>;
   /** One page of user changes (`/users/delta`): start without a link, then follow nextLink / deltaLink. */
   listChanges(link?: string): Promise<EntraChanges>;
   /** Transport figures: token requests and governor stats. */
@@ -704,13 +704,13 @@ export function createEntraConnector(config: EntraConnectorConfig): EntraConnect
     return record('delete', accountId, true, [reply.requestId], 'user deleted (recoverable from deleted items for 30 days)');
   }
 
-  async function createTemporaryAccessPass(accountId: string, lifetimeInMinutes: number): Promise<TemporaryAccessPass> {
+  async function createTemporaryAccessPass(accountId: string, lifetimeInMinutes: number, startDateTime?: string): Promise<TemporaryAccessPass> {
     if (!Number.isInteger(lifetimeInMinutes) || lifetimeInMinutes < 10 || lifetimeInMinutes > 43200) {
       throw new ValidationError(['lifetimeInMinutes: an integer from 10 to 43200']);
     }
     // Resending is safe: a new pass replaces the previous one, and only the last is returned.
     const reply = await send('POST', `${userPath(accountId)}/authentication/temporaryAccessPassMethods`, {
-      body: { lifetimeInMinutes, isUsableOnce: false },
+      body: { lifetimeInMinutes, isUsableOnce: false, ...(startDateTime ? { startDateTime } : {}) },
       idempotent: true,
     });
     const secretOf = (b: unknown) => {
