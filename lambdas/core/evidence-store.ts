@@ -341,10 +341,29 @@ export async function verifyStoredBundle(store: EvidenceStore, runIdOrPrefix: st
   return { ...report, prefix };
 }
 
+export interface VerifyPersonChainOptions {
+  /**
+   * Bundles recorded outside the store (the run ledger's `RunRecord.evidence`). The newest
+   * bundle is pinned only by its index entry; if both were removed, only an outside record shows it.
+   */
+  recorded?: ReadonlyArray<{ runId: string; prefix: string; manifestSha256: string }>;
+}
+
 /** Verifies a person's whole chain: every bundle in their index, in order. */
-export async function verifyPersonChain(store: EvidenceStore, employeeId: string): Promise<{ ok: boolean; problems: string[]; bundles: number }> {
+export async function verifyPersonChain(
+  store: EvidenceStore,
+  employeeId: string,
+  options: VerifyPersonChainOptions = {},
+): Promise<{ ok: boolean; problems: string[]; bundles: number }> {
   const index = await store.personBundles(employeeId);
   const problems: string[] = [];
+  for (const r of options.recorded ?? []) {
+    const entry = index.find((e) => e.runId === r.runId);
+    if (!entry) problems.push(`bundle ${r.runId} (${r.prefix}) is recorded in the run ledger but missing from the evidence index of ${employeeId}`);
+    else if (entry.manifestSha256 !== r.manifestSha256) {
+      problems.push(`bundle ${r.runId}: the run ledger recorded manifest sha256 ${r.manifestSha256}, the evidence index ${entry.manifestSha256}`);
+    }
+  }
   let expected = 1;
   for (const e of index) {
     if (e.seq !== expected) {

@@ -564,6 +564,31 @@ describe('filesystem evidence store', () => {
     expect((await verifyStoredBundle(store, runIds.b)).problems).toEqual(['manifest.json is missing']);
   });
 
+  it('reports a bundle removed together with its index entry', async () => {
+    await closeRun(runIds.a, '2026-01-15T10:00:00Z');
+    const b = await closeRun(runIds.b, '2026-02-10T10:00:00Z');
+    await closeRun(runIds.c, '2026-03-02T09:15:07Z');
+    rmSync(join(root, b.prefix), { recursive: true });
+    rmSync(join(root, 'evidence/persons', EMPLOYEE, '00000002.json'));
+    rmSync(join(root, 'evidence/runs', `${runIds.b}.json`));
+    expect((await verifyPersonChain(store, EMPLOYEE)).problems).toEqual([
+      `the evidence index of ${EMPLOYEE} is incomplete: entry 2 is missing before ${runIds.c} (2026-03-02T09:15:07Z)`,
+      `a bundle between ${runIds.a} (2026-01-15T10:00:00Z) and ${runIds.c} (2026-03-02T09:15:07Z) is missing or altered: ${runIds.c} points to manifest sha256 ${b.manifestSha256} which no bundle has`,
+    ]);
+  });
+
+  it('needs the run ledger to notice that the newest bundle and its index entry were removed', async () => {
+    const a = await closeRun(runIds.a, '2026-01-15T10:00:00Z');
+    const b = await closeRun(runIds.b, '2026-02-10T10:00:00Z');
+    rmSync(join(root, b.prefix), { recursive: true });
+    rmSync(join(root, 'evidence/persons', EMPLOYEE, '00000002.json'));
+    expect((await verifyPersonChain(store, EMPLOYEE)).ok).toBe(true); // a shorter chain is still a chain
+    const ledger = [a, b].map((x) => ({ runId: x.manifest.runId, prefix: x.prefix, manifestSha256: x.manifestSha256 }));
+    expect((await verifyPersonChain(store, EMPLOYEE, { recorded: ledger })).problems).toEqual([
+      `bundle ${runIds.b} (${b.prefix}) is recorded in the run ledger but missing from the evidence index of ${EMPLOYEE}`,
+    ]);
+  });
+
   it('keeps every key inside its root', async () => {
     await expect(store.getFile(runIds.a, '../../../etc/passwd')).rejects.toThrow(/file name/);
     await expect(store.getFile('evidence/2026/01/../../x', 'plan.json')).rejects.toThrow(/not a bundle prefix/);
