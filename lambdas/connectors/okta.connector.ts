@@ -88,7 +88,6 @@ export const OktaConnectorConfigSchema = z.object({
 export type OktaConnectorConfig = z.input<typeof OktaConnectorConfigSchema>;
 
 const LOOKUP_TTL_MS = 5 * 60_000;
-const EVERYONE = 'Everyone';
 const ALL_STATUSES_FILTER = OKTA_USER_STATUSES.map((s) => `status eq "${s}"`).join(' or ');
 const PAGE_SIZE = 200;
 
@@ -573,7 +572,7 @@ export class OktaConnector implements Connector {
     const [groups, apps] = await Promise.all([this.readGroups(user.id), this.readApps(user.id)]);
     this.remember(user.id, { status: user.status, groups, apps }, true);
     const entitlements: EntitlementRef[] = [
-      ...[...groups.values()].filter((n) => n !== EVERYONE).map((value) => ({ type: 'group' as const, value })),
+      ...[...groups.values()].map((value) => ({ type: 'group' as const, value })),
       ...[...apps.values()].map((value) => ({ type: 'app' as const, value })),
     ];
     return this.toActual(user, entitlements);

@@ -151,6 +151,17 @@ describe('reads', () => {
     });
   });
 
+  it('serves every read fresh from Okta (no response cache in a warm Lambda)', async () => {
+    const { ada } = seedAda();
+    const connector = connect();
+    expect((await connector.getAccount(ada)).status).toBe('enabled');
+    okta.state.setStatus(okta.state.users.get(ada)!, 'SUSPENDED'); // changed in the admin console
+    okta.state.removeMember(okta.state.groupByName('Engineering')!.id, ada);
+    const again = await connector.getAccount(ada);
+    expect(again.status).toBe('suspended');
+    expect(again.entitlements).not.toContainEqual({ type: 'group', value: 'Engineering' });
+  });
+
   it('reports an unknown account as AccountNotFound', async () => {
     const err = await expectError(connect().getAccount('00uNoSuchUser0000000'));
     expect(err.name).toBe('AccountNotFound');
