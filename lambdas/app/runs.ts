@@ -5,6 +5,7 @@
  */
 import type { ActualAccount } from '#core/access';
 import { converge } from '#connectors/converge';
+import { EvidenceBundleExists } from '#core/evidence-store';
 import { buildEvidenceBundle, type EvidenceApproval, type ReconciliationEvidence, type ReconciliationTarget } from '#core/evidence';
 import { desiredState, type DesiredState } from '#core/desired-state';
 import { AccountNotFound, JmlError } from '#core/errors';
@@ -540,15 +541,22 @@ export async function closeRun(deps: AppDeps, input: { runId: string; failed?: b
     timeline: [...(run.timeline ?? []), ...(idpEvidence.note ? [{ phase: 'IdpEvidence', at: closedAt, note: idpEvidence.note }] : []), { phase: 'CloseWithEvidence', at: closedAt, note: status }],
     previousManifestSha256: await deps.evidence.latestManifestSha256(person.employeeId),
   });
-  await deps.evidence.putBundle(bundle);
+  let stored = { prefix: bundle.prefix, manifestSha256: bundle.manifestSha256 };
+  try {
+    await deps.evidence.putBundle(bundle);
+  } catch (e) {
+    // A close that crashed after storing its bundle: keep the committed one (evidence is written once).
+    if (!(e instanceof EvidenceBundleExists)) throw e;
+    stored = e.existing;
+  }
   await deps.ledger.updateRun(run.runId, {
     status,
-    evidence: { prefix: bundle.prefix, manifestSha256: bundle.manifestSha256 },
+    evidence: stored,
     kpis: Object.fromEntries(Object.entries(kpis).filter((e): e is [string, number] => typeof e[1] === 'number')),
     timeline: timeline(run, 'CloseWithEvidence', closedAt, status),
   });
   emitKpis(deps, run, status, kpis);
-  return { status, evidence: bundle.prefix };
+  return { status, evidence: stored.prefix };
 }
 
 function toEvidenceApproval(a: ApprovalRecord): EvidenceApproval {
