@@ -219,8 +219,9 @@ export class DynamoLedger implements Ledger {
     this.assertPersonVersion(employeeId, current, expectedUpdatedAt);
 
     const oldLinks = current?.links ?? {};
+    const version = isoUtc(person.updatedAt, 'updatedAt');
     for (const [target, accountId] of Object.entries(person.links)) {
-      if (oldLinks[target] !== accountId) await this.claimLink(target, accountId, employeeId);
+      if (oldLinks[target] !== accountId) await this.claimLink(target, accountId, employeeId, version);
     }
 
     const condition = new Expr();
@@ -243,7 +244,7 @@ export class DynamoLedger implements Ledger {
     }
 
     for (const [target, accountId] of Object.entries(oldLinks)) {
-      if (person.links[target] !== accountId) await this.releaseLink(target, accountId, employeeId);
+      if (person.links[target] !== accountId) await this.releaseLink(target, accountId, employeeId, version);
     }
   }
 
@@ -289,13 +290,14 @@ export class DynamoLedger implements Ledger {
    * Points the account's reverse link at `employeeId`, unless another person really owns it
    * (TargetConflict: two persons claim one account, which retrying cannot fix).
    */
-  private async claimLink(target: string, accountId: string, employeeId: string): Promise<void> {
+  private async claimLink(target: string, accountId: string, employeeId: string, version: string): Promise<void> {
     const item: Item = {
       ...keys.link(target, accountId),
       [ENTITY_ATTRIBUTE]: 'link',
       target,
       accountId,
       employeeId,
+      claimedFor: version,
       linkedAt: this.now().toISOString(),
     };
     const free = new Expr();
@@ -319,14 +321,19 @@ export class DynamoLedger implements Ledger {
     throw new ConditionFailed(`account ${accountId} on ${target} was linked concurrently`);
   }
 
-  private async releaseLink(target: string, accountId: string, employeeId: string): Promise<void> {
+  /**
+   * Removes a link the person no longer lists, unless it was (re)claimed by a later version of
+   * the person in the meantime: a slow writer must not delete the link a newer write relies on.
+   */
+  private async releaseLink(target: string, accountId: string, employeeId: string, version: string): Promise<void> {
     const e = new Expr();
+    const claimedFor = e.name('claimedFor');
     try {
       await this.client.send(
         new DeleteCommand({
           TableName: this.tableName,
           Key: keys.link(target, accountId),
-          ConditionExpression: `${e.name('employeeId')} = ${e.value(employeeId)}`,
+          ConditionExpression: `${e.name('employeeId')} = ${e.value(employeeId)} AND (attribute_not_exists(${claimedFor}) OR ${claimedFor} < ${e.value(version)})`,
           ...e.maps(),
         }),
       );

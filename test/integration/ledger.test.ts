@@ -248,6 +248,38 @@ describe('account links', () => {
     expect(await ledger.findPersonByAccount('okta', '00u-shared')).toBe('E3002');
   });
 
+  it('a slow writer removing a link does not delete it after a newer version linked it again', async () => {
+    const { ledger, tableName } = await freshLedger();
+    const p = person('E3006', { links: { okta: '00u-back' } });
+    await ledger.putPerson(p, null);
+
+    // Writer A's client holds its link delete until the test lets it go.
+    let deleteRequested!: () => void;
+    const requested = new Promise<void>((r) => (deleteRequested = r));
+    let releaseDelete!: () => void;
+    const released = new Promise<void>((r) => (releaseDelete = r));
+    const slowClient = {
+      send: async (command: { constructor: { name: string } }) => {
+        if (command.constructor.name === 'DeleteCommand') {
+          deleteRequested();
+          await released;
+        }
+        return dynamo.client.send(command as never);
+      },
+    } as unknown as typeof dynamo.client;
+    const slow = new DynamoLedger({ client: slowClient, tableName });
+
+    const v2 = { ...p, links: {}, updatedAt: '2030-02-01T00:00:00.000Z' };
+    const writerA = slow.putPerson(v2, p.updatedAt);
+    await requested; // A has written v2 (no links) and is about to delete the old link
+    await ledger.putPerson({ ...v2, links: { okta: '00u-back' }, updatedAt: '2030-02-02T00:00:00.000Z' }, v2.updatedAt);
+    releaseDelete();
+    await writerA;
+
+    expect((await ledger.getPerson('E3006'))?.links).toEqual({ okta: '00u-back' });
+    expect(await ledger.findPersonByAccount('okta', '00u-back')).toBe('E3006');
+  });
+
   it('ignores a link left behind by an interrupted write, and lets the real owner take it', async () => {
     const { ledger, tableName } = await freshLedger();
     // A link written before a person write that never happened (crash between the two writes).
