@@ -313,6 +313,7 @@ export class OktaConnector implements Connector {
       };
       let user: OktaUser;
       let detail = 'created STAGED';
+      let adopted = false;
       try {
         user = this.parse(OktaUser, await this.client.userApi.createUser({ body, activate: false }), 'User');
       } catch (e) {
@@ -320,6 +321,7 @@ export class OktaConnector implements Connector {
         const existing = await this.fetchUser(profile.userName);
         if (existing && currentCapture()?.retried && existing.profile.employeeNumber === profile.employeeId) {
           user = existing;
+          adopted = true;
           detail = 'adopted the user an earlier attempt created (its response was lost)';
         } else {
           const owner = existing
@@ -335,7 +337,8 @@ export class OktaConnector implements Connector {
         status = 'PROVISIONED';
       }
       // A new user belongs to no OKTA_GROUP and no app yet: its grants can be written straight away.
-      this.remember(user.id, { status: undefined, groups: new Map(), apps: new Map() }, true);
+      // (An adopted one may have some already: leave those to be read.)
+      this.remember(user.id, adopted ? { status: undefined } : { status: undefined, groups: new Map(), apps: new Map() }, !adopted);
       const account: ActualAccount = {
         id: user.id,
         correlationKey: profile.employeeId,

@@ -57,10 +57,24 @@ export interface OktaStandInOptions {
   now?: () => number;
 }
 
+/**
+ * A write Okta applies but whose answer never arrives (the connection drops after the commit):
+ * the case that makes retrying a non-idempotent call dangerous. Matching requests are served,
+ * then their socket is destroyed instead of answered.
+ */
+export interface LostResponseRule {
+  method?: string;
+  path?: RegExp;
+  /** How many matching requests lose their answer (default 1). */
+  times?: number;
+}
+
 export interface OktaStandIn {
   url: string;
   token: string;
   controls: StandInControls;
+  /** Requests to apply and then drop without an answer (see LostResponseRule). */
+  lostResponses: LostResponseRule[];
   state: OktaState;
   requestLog: OktaRequestLogEntry[];
   seed(data: OktaSeed): SeedResult;
@@ -92,6 +106,7 @@ export async function startOktaStandIn(options: OktaStandInOptions): Promise<Okt
   const state = new OktaState(now);
   if (options.seed) state.seed(options.seed);
   const requestLog: OktaRequestLogEntry[] = [];
+  const lostResponses: LostResponseRule[] = [];
   const tokenDigest = createHash('sha256').update(`SSWS ${options.token}`).digest();
 
   let limiter: RateLimiter | undefined;
@@ -210,6 +225,14 @@ export async function startOktaStandIn(options: OktaStandInOptions): Promise<Okt
     };
     try {
       const out = await route(ctx, req.method ?? 'GET', path.split('/').filter(Boolean).map(decodeURIComponent));
+      const lost = lostResponses.find(
+        (r) => (r.times ?? 1) > 0 && (!r.method || r.method.toUpperCase() === req.method) && (!r.path || r.path.test(path)),
+      );
+      if (lost) {
+        lost.times = (lost.times ?? 1) - 1;
+        req.socket.destroy();
+        return;
+      }
       send(out.status, out.body, out.headers);
     } catch (e) {
       if (e instanceof OktaHttpError) return sendError(e);
@@ -866,6 +889,7 @@ export async function startOktaStandIn(options: OktaStandInOptions): Promise<Okt
     url: server.url,
     token: options.token,
     controls,
+    lostResponses,
     state,
     requestLog,
     seed: (data) => state.seed(data),

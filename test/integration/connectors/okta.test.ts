@@ -249,6 +249,31 @@ describe('account writes', () => {
     expect(JSON.stringify(change)).not.toMatch(/activation(Token|Url)|\/welcome\//);
   });
 
+  it('adopts the user its own lost create made, instead of failing the joiner or making a second one', async () => {
+    okta.lostResponses.push({ method: 'POST', path: /^\/api\/v1\/users$/ });
+    const { account, change } = await connect().createAccount(profile(), { enabled: true });
+
+    expect(okta.state.users.size).toBe(1);
+    const user = okta.state.users.get(account.id)!;
+    expect(user.profile.employeeNumber).toBe('E100');
+    expect(user.status).toBe('PROVISIONED');
+    expect(change).toMatchObject({ op: 'create', changed: true });
+    expect(change.detail).toContain('adopted');
+    const creates = okta.requestLog.filter((r) => r.method === 'POST' && r.path === '/api/v1/users');
+    expect(creates.map((r) => [r.status, r.retryCount])).toEqual([
+      [0, undefined], // applied, answer lost
+      [400, 1], // the retry: login already exists
+    ]);
+  });
+
+  it('still refuses a lost-and-retried create when the existing login belongs to someone else', async () => {
+    okta.seed({ users: [{ profile: { login: 'ada.lovelace@example.com', employeeNumber: 'E555' } }] });
+    okta.controls.faults.push({ kind: 'reset', method: 'POST', path: /^\/api\/v1\/users$/, times: 1 });
+    const err = await expectError(connect().createAccount(profile(), { enabled: true }));
+    expect(err.name).toBe('TargetConflict');
+    expect(okta.state.users.size).toBe(1);
+  });
+
   it('creates a disabled user STAGED', async () => {
     const { account } = await connect().createAccount(profile(), { enabled: false });
     expect(okta.state.users.get(account.id)!.status).toBe('STAGED');
@@ -528,7 +553,7 @@ describe('rate limits and failures', () => {
       { kind: 'timeout', path: /\/groups$/, times: 1 },
       { kind: 'reset', path: /\/appLinks$/, times: 1 },
     );
-    const [account] = await connect({ requestTimeoutMs: 300 }).findAccounts({ employeeId: 'E100' });
+    const [account] = await connect({ requestTimeoutMs: 1000 }).findAccounts({ employeeId: 'E100' });
     expect(account!.id).toBe(ada);
     expect(account!.entitlements).toHaveLength(3);
     const count = (re: RegExp) => okta.requestLog.filter((r) => re.test(r.path)).length;
