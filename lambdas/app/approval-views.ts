@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { html, joinHtml, safeUrl, trustedHtml, type SafeHtml } from '#core/html';
+import { html, safeUrl, trustedHtml, type SafeHtml } from '#core/html';
 import type { ApprovalRecord } from '#core/ledger';
 
 /** Longest rationale accepted (characters after trimming). */
@@ -37,8 +37,6 @@ export const ApprovalDetailsSchema = z.object({
   dataHandling: z.object({ action: z.string(), description: z.string(), target: z.string().optional() }).optional(),
   privileged: z.boolean(),
   reason: z.string(),
-  /** Everyone asked to decide this request (the first decision counts). */
-  approvers: z.array(z.string()),
   /** Asked again because the first approver let the window lapse. */
   escalation: z.boolean(),
 });
@@ -256,7 +254,6 @@ export interface ConfirmationPageInput {
 export function renderConfirmationPage(input: ConfirmationPageInput): string {
   const { company, approval, details: d } = input;
   const outcome = outcomeText(d);
-  const others = d.approvers.filter((a) => a.toLowerCase() !== approval.approver.toLowerCase());
   const body = html`<h1>Approve ${whatText(d)} for ${d.person.name}?</h1>
 ${input.error ? html`<div class="alert" role="alert"><p><strong>Nothing was decided.</strong> ${input.error}</p></div>` : ''}
 ${d.escalation ? html`<p class="notice">This request was escalated to you because the first approver did not decide in time.</p>` : ''}
@@ -276,9 +273,8 @@ ${requestSummary(d, approval, company)}
 <ul class="fine">
 <li>${outcome.approve}</li>
 <li>${outcome.reject}</li>
-<li>Only your first decision counts. Your name (${approval.approver}), the decision, your rationale, the time, your IP address and browser are recorded as audit evidence.</li>
-${others.length ? html`<li>Also asked: ${joinHtml(others, ', ')}. Whoever decides first decides for all.</li>` : ''}
-<li>If nobody decides by the deadline, the request is escalated once, then closed without granting access.</li>
+<li>Only your first decision counts. Your address (${approval.approver}), the decision, your rationale, the time, your IP address and browser are recorded as audit evidence.</li>
+<li>${d.escalation ? 'If you do not decide by the deadline, the request is closed without granting access and an exception is opened.' : 'If you do not decide by the deadline, the request is escalated once, then closed without granting access.'}</li>
 </ul>
 </form>
 <p class="fine">Opening this page does not decide anything. If you did not expect this request, reject it or ignore it.</p>`;

@@ -10,10 +10,15 @@
  * policy's approval window; on `States.Timeout` the workflow calls `requestApproval` again with
  * `escalation: true`, and when that lapses too, `expireApproval` opens an exception.
  *
- * Several app owners: one approval record (and one link) per approver, all holding the same
- * task token; the first decision wins. The winner closes the others (a conditional write, so
- * a decision racing the close loses cleanly), and a decision that lost the race at the
- * callback (`gone`) is told the request is no longer open.
+ * One approval record, one approver and one link per request and round. With several app
+ * owners the first eligible one is asked and the escalation goes to the next: one record per
+ * wait keeps "decides exactly once" a single conditional write (several live records for one
+ * task token would let two owners decide differently at the same moment, and the run reads
+ * approvals from the ledger, not from the callback).
+ *
+ * The link expires a little *before* the workflow stops waiting (`expiryMargin`), so a decision
+ * the ledger accepts always reaches a waiting task; `gone` then only means the run was stopped
+ * or superseded, and the approver is told the request is no longer open.
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
@@ -131,9 +136,13 @@ function parseDetails(approval: ApprovalRecord): ApprovalDetails {
   return parseOrThrow(ApprovalDetailsSchema, approval.request, `approval ${approval.approvalId} request`);
 }
 
-/** Same run, same request, same wait (task token): the approvers asked together. */
-function isSibling(a: ApprovalRecord, b: ApprovalRecord): boolean {
-  return a.approvalId !== b.approvalId && a.runId === b.runId && a.requestId === b.requestId && a.taskToken === b.taskToken;
+/**
+ * How much earlier than the workflow's timeout the link expires: the waiting state's clock
+ * started before this Lambda ran (invocation latency, a cold start), and a decision must never
+ * be accepted by the ledger after the task has timed out.
+ */
+export function expiryMarginSeconds(timeoutSeconds: number): number {
+  return Math.min(60, Math.floor(timeoutSeconds / 10));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -155,44 +164,40 @@ async function managerOf(deps: AppDeps, person: PersonRecord): Promise<PersonRec
 
 /**
  * Who decides. Nobody approves their own access: an approver whose address is the person's
- * (or a manager chain that loops back to them) is replaced by the fallback approver.
- *  - manager requests: the manager; on escalation, with `escalateTo: managersManager`, the
+ * (or a manager chain that loops back to them) is skipped for the fallback approver.
+ *  - manager requests: the manager; on escalation (`escalateTo: managersManager`) the
  *    manager's manager;
- *  - app-owner requests: every listed app owner; on escalation, with `managersManager`, the
- *    owners of record of the targets involved (the app owner group) not asked before;
+ *  - app-owner requests: the first listed app owner; on escalation the app owner group: the
+ *    next listed owner, else the owner of record of a target involved, not asked before;
  *  - `escalateTo: fallback`, or nobody suitable: the fallback approver.
  */
-async function resolveApprovers(
+async function resolveApprover(
   deps: AppDeps,
   policy: Policy,
   person: PersonRecord,
   request: z.infer<typeof StoredPlanSchema>['approvals'][number],
   escalation: boolean,
   askedBefore: readonly string[],
-): Promise<Approver[]> {
-  const fallback = policy.document.company.fallbackApprover;
-  const notSelf = (email: string | undefined): email is string => !!email && !sameAddress(email, person.worker.email);
-  const fallbackOnly: Approver[] = [{ email: fallback, role: escalation ? 'escalation' : 'fallback' }];
+): Promise<Approver> {
+  const fallback: Approver = { email: policy.document.company.fallbackApprover, role: escalation ? 'escalation' : 'fallback' };
+  const eligible = (email: string | undefined): email is string =>
+    !!email && !sameAddress(email, person.worker.email) && !askedBefore.some((a) => sameAddress(a, email));
 
-  if (escalation && policy.document.approvals.escalateTo === 'fallback') return fallbackOnly;
+  if (escalation && policy.document.approvals.escalateTo === 'fallback') return fallback;
 
   if (request.approverRole === 'manager') {
     const manager = await managerOf(deps, person);
-    if (!escalation) return notSelf(manager?.worker.email) ? [{ email: manager.worker.email, role: 'manager' }] : fallbackOnly;
+    if (!escalation) return eligible(manager?.worker.email) ? { email: manager.worker.email, role: 'manager' } : fallback;
     const skip = manager ? await managerOf(deps, manager) : undefined;
     const email = skip && skip.employeeId !== person.employeeId ? skip.worker.email : undefined;
-    return notSelf(email) ? [{ email, role: 'escalation' }] : fallbackOnly;
+    return eligible(email) ? { email, role: 'escalation' } : fallback;
   }
 
-  const candidates = escalation
-    ? request.entitlements
-        .map((e) => policy.targetsByName.get(e.target)?.owner.email)
-        .filter((e): e is string => !!e && !askedBefore.some((a) => sameAddress(a, e)))
+  const owners = escalation
+    ? [...request.approvers, ...request.entitlements.map((e) => policy.targetsByName.get(e.target)?.owner.email)]
     : request.approvers;
-  const unique: string[] = [];
-  for (const email of candidates) if (notSelf(email) && !unique.some((u) => sameAddress(u, email))) unique.push(email);
-  if (unique.length === 0) return fallbackOnly;
-  return unique.map((email) => ({ email, role: escalation ? 'escalation' : 'appOwner' }));
+  const first = owners.find(eligible);
+  return first ? { email: first, role: escalation ? 'escalation' : 'appOwner' } : fallback;
 }
 
 function buildDetails(
@@ -200,7 +205,6 @@ function buildDetails(
   run: RunRecord,
   person: PersonRecord,
   request: z.infer<typeof StoredPlanSchema>['approvals'][number],
-  approvers: readonly Approver[],
   escalation: boolean,
 ): ApprovalDetails {
   const targetName = (t: string) => policy.targetsByName.get(t)?.displayName ?? t;
@@ -237,7 +241,6 @@ function buildDetails(
       : {}),
     privileged: request.privileged,
     reason: request.reason,
-    approvers: approvers.map((a) => a.email),
     escalation,
   };
 }
@@ -287,14 +290,14 @@ function escalationHint(policy: Policy, request: { approverRole: 'manager' | 'ap
 // requestApproval
 
 /**
- * Records the approval (task token server-side), resolves the approver(s) and emails each one
+ * Records the approval (task token server-side), resolves the approver and emails them one
  * link. Safe to retry: approval ids are deterministic, a PENDING record is refreshed (a retried
  * Task carries a new task token) and each email is sent once.
  */
 export async function requestApproval(
   deps: AppDeps,
   rawInput: RequestApprovalInput,
-): Promise<{ approvalId: string; approvalIds: string[] }> {
+): Promise<{ approvalId: string }> {
   const input = parseOrThrow(RequestApprovalInput, rawInput, 'requestApproval');
   const escalation = input.escalation ?? false;
   const run = await deps.ledger.getRun(input.runId);
@@ -309,12 +312,15 @@ export async function requestApproval(
   const keys = await linkKeys(deps);
   const now = deps.clock.now();
 
-  const earlier = (await deps.ledger.listApprovals(run.runId)).filter((a) => a.requestId === request.id);
+  const firstRound = escalation
+    ? (await deps.ledger.listApprovals(run.runId)).filter(
+        (a) => a.requestId === request.id && a.approvalId === approvalIdFor(run.runId, request.id, a.approver, false),
+      )
+    : [];
   if (escalation) {
-    // The first round lapsed: its links stop working (410 "escalated") before new ones go out.
-    for (const prev of earlier) {
-      const firstRound = prev.approvalId === approvalIdFor(run.runId, request.id, prev.approver, false);
-      if (!firstRound || prev.status !== 'PENDING') continue;
+    // The first round lapsed: its link stops working (410 "escalated") before a new one goes out.
+    for (const prev of firstRound) {
+      if (prev.status !== 'PENDING') continue;
       try {
         await deps.ledger.putApproval({ ...prev, status: 'ESCALATED' });
       } catch (err) {
@@ -323,51 +329,42 @@ export async function requestApproval(
     }
   }
 
-  const approvers = await resolveApprovers(
+  const approver = await resolveApprover(
     deps,
     policy,
     person,
     request,
     escalation,
-    earlier.map((a) => a.approver),
+    firstRound.map((a) => a.approver),
   );
-  const details = buildDetails(policy, run, person, request, approvers, escalation);
-  const windowSeconds = input.timeoutSeconds ?? policy.document.approvals.windowHours * 3600;
-  const expiresAt = new Date(now.getTime() + windowSeconds * 1000).toISOString();
-  const escalationOf = escalation
-    ? earlier.find((a) => a.approvalId === approvalIdFor(run.runId, request.id, a.approver, false))?.approvalId
-    : undefined;
+  const details = buildDetails(policy, run, person, request, escalation);
+  const timeoutSeconds = input.timeoutSeconds ?? policy.document.approvals.windowHours * 3600;
+  const expiresAt = new Date(now.getTime() + (timeoutSeconds - expiryMarginSeconds(timeoutSeconds)) * 1000).toISOString();
+  const escalationOf = firstRound[0]?.approvalId;
 
-  const ids: string[] = [];
-  for (const approver of approvers) {
-    const approvalId = approvalIdFor(run.runId, request.id, approver.email, escalation);
-    const existing = await deps.ledger.getApproval(approvalId);
-    if (existing && existing.status !== 'PENDING') {
-      ids.push(approvalId); // decided in the meantime: nothing to ask
-      continue;
-    }
-    const record: ApprovalRecord = existing
-      ? { ...existing, taskToken: input.taskToken }
-      : {
-          approvalId,
-          runId: run.runId,
-          employeeId: run.employeeId,
-          requestId: request.id,
-          approver: approver.email,
-          approverRole: approver.role,
-          taskToken: input.taskToken,
-          status: 'PENDING',
-          requestedAt: now.toISOString(),
-          expiresAt,
-          request: details,
-          ...(escalationOf ? { escalationOf } : {}),
-        };
-    await deps.ledger.putApproval(record);
-    await mailOnce(deps, policy, keys, record, escalation ? 'escalation' : 'request', escalation ? undefined : escalationHint(policy, request));
-    ids.push(approvalId);
-  }
-  deps.metrics.put('ApprovalRequested', ids.length, 'Count', { escalation: String(escalation) });
-  return { approvalId: ids[0]!, approvalIds: ids };
+  const approvalId = approvalIdFor(run.runId, request.id, approver.email, escalation);
+  const existing = await deps.ledger.getApproval(approvalId);
+  if (existing && existing.status !== 'PENDING') return { approvalId }; // decided in the meantime: nothing to ask
+  const record: ApprovalRecord = existing
+    ? { ...existing, taskToken: input.taskToken }
+    : {
+        approvalId,
+        runId: run.runId,
+        employeeId: run.employeeId,
+        requestId: request.id,
+        approver: approver.email,
+        approverRole: approver.role,
+        taskToken: input.taskToken,
+        status: 'PENDING',
+        requestedAt: now.toISOString(),
+        expiresAt,
+        request: details,
+        ...(escalationOf ? { escalationOf } : {}),
+      };
+  await deps.ledger.putApproval(record);
+  await mailOnce(deps, policy, keys, record, escalation ? 'escalation' : 'request', escalation ? undefined : escalationHint(policy, request));
+  if (!existing) deps.metrics.put('ApprovalRequested', 1, 'Count', { escalation: String(escalation), role: approver.role });
+  return { approvalId };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -379,8 +376,6 @@ export async function remindApproval(deps: AppDeps, input: { approvalId: string 
   if (!approval) return { sent: false, reason: 'no such approval' };
   if (approval.status !== 'PENDING') return { sent: false, reason: `approval is ${approval.status}` };
   if (deps.clock.now().getTime() >= Date.parse(approval.expiresAt)) return { sent: false, reason: 'approval has expired' };
-  const siblings = (await deps.ledger.listApprovals(approval.runId)).filter((a) => isSibling(a, approval));
-  if (siblings.some((s) => s.status === 'APPROVED' || s.status === 'REJECTED')) return { sent: false, reason: 'another approver decided' };
   const policy = await deps.policy();
   await mailOnce(deps, policy, await linkKeys(deps), approval, 'reminder');
   return { sent: true, reason: 'reminder sent' };
@@ -539,28 +534,11 @@ async function closedReason(ctx: Ctx, approval: ApprovalRecord): Promise<{ reaso
     }
     case 'ESCALATED':
       return { reason: `The deadline passed and the request was escalated to another approver. This link no longer works.` };
-    case 'EXPIRED': {
-      const winner = await decidedSibling(ctx, approval);
-      if (winner) {
-        const verb = winner.status === 'APPROVED' ? 'approved' : 'rejected';
-        return { reason: `Another approver, ${winner.approver}, already ${verb} this request${when(winner.decidedAt)}.` };
-      }
-      return { reason: `The request expired${when(approval.expiresAt)} without a decision and was closed.` };
-    }
-    case 'PENDING': {
-      const winner = await decidedSibling(ctx, approval);
-      if (!winner) return undefined;
-      const verb = winner.status === 'APPROVED' ? 'approved' : 'rejected';
-      return { reason: `Another approver, ${winner.approver}, already ${verb} this request${when(winner.decidedAt)}.` };
-    }
+    case 'EXPIRED':
+      return { reason: `The request expired${when(approval.expiresAt)} without a decision and was closed. Nothing was granted.` };
+    case 'PENDING':
+      return undefined;
   }
-}
-
-async function decidedSibling(ctx: Ctx, approval: ApprovalRecord): Promise<ApprovalRecord | undefined> {
-  const details = ApprovalDetailsSchema.safeParse(approval.request);
-  if (details.success && details.data.approvers.length < 2) return undefined; // asked alone: no siblings to read
-  const all = await ctx.deps.ledger.listApprovals(approval.runId);
-  return all.find((a) => isSibling(a, approval) && (a.status === 'APPROVED' || a.status === 'REJECTED'));
 }
 
 async function context(deps: AppDeps, method: Method): Promise<Ctx> {
@@ -664,11 +642,10 @@ export async function decideApproval(deps: AppDeps, input: DecideInput): Promise
       ctx,
       410,
       'closed',
-      'This request is no longer open: the run stopped waiting for a decision (the deadline passed, the run was superseded, or another approver decided first). Your decision was recorded but did not change the run.',
+      'This request is no longer open: the run stopped waiting for a decision (it was stopped or superseded by a newer HR change). Your decision was recorded but did not change the run.',
       { details: auth.details, ...keep },
     );
   }
-  await closeSiblings(ctx, decided);
   deps.metrics.put('ApprovalDecided', 1, 'Count', { decision: status.toLowerCase() });
   const who = auth.details.person.name;
   return status === 'APPROVED'
@@ -709,21 +686,6 @@ async function redeliverLostCallback(ctx: Ctx, approvalId: string, t: string | u
   if (!verdict.ok && verdict.reason !== 'expired') return;
   if (await ctx.deps.ledger.getMeta(callbackKey(approvalId))) return;
   await deliver(ctx, approval);
-}
-
-/** First decision wins: the other approvers' links close (conditionally, so a racing decision is not overwritten). */
-async function closeSiblings(ctx: Ctx, decided: ApprovalRecord): Promise<void> {
-  const details = ApprovalDetailsSchema.safeParse(decided.request);
-  if (details.success && details.data.approvers.length < 2) return;
-  const siblings = (await ctx.deps.ledger.listApprovals(decided.runId)).filter((a) => isSibling(a, decided) && a.status === 'PENDING');
-  const nowIso = ctx.deps.clock.now().toISOString();
-  for (const s of siblings) {
-    try {
-      await ctx.deps.ledger.decideApproval(s.approvalId, { status: 'EXPIRED', decidedAt: nowIso }, nowIso);
-    } catch (err) {
-      if (!(err instanceof ConditionFailed)) throw err;
-    }
-  }
 }
 
 /** For the handler: a request body too large or of the wrong type never reaches the use case. */
