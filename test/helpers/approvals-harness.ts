@@ -127,6 +127,7 @@ export async function startHarness(options: { publicBaseUrl?: string; policy?: P
     queue: unused('queue') as AppDeps['queue'],
     workflows: unused('workflows') as AppDeps['workflows'],
     scheduler: unused('scheduler') as AppDeps['scheduler'],
+    evidence: unused('evidence') as AppDeps['evidence'],
     callbacks,
     mailer: outbox,
     secrets: { get: async (name) => (name === 'linkSigning' ? [...linkKeys] : []) },
@@ -156,7 +157,6 @@ export function personRecord(w: Worker, over: Partial<PersonRecord> = {}): Perso
     grantedAt: {},
     approvedBundles: [],
     rejectedBundles: [],
-    lastManifestSha256: null,
     updatedAt: '2026-11-01T00:00:00.000Z',
     ...over,
   };
