@@ -406,7 +406,7 @@ export type OktaEventEvidence = ReturnType<typeof oktaEventEvidence>;
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-const decoder = new TextDecoder('utf-8', { fatal: true });
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function toBytes(raw: string | Uint8Array): Uint8Array {
   return typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw;

@@ -79,7 +79,7 @@ async function ingest(route: Route, app: AppDeps, event: APIGatewayProxyEvent): 
 
   let payload: unknown;
   try {
-    const text = new TextDecoder('utf-8', { fatal: true }).decode(body);
+    const text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(body);
     if (exceedsJsonDepth(text, MAX_JSON_DEPTH)) {
       return jsonError(400, 'invalid_json', `body nests objects or arrays deeper than ${MAX_JSON_DEPTH} levels`);
     }

@@ -68,7 +68,7 @@ async function route(app: AppDeps, event: APIGatewayProxyEvent, options: OktaEve
   if (!isJsonContentType(event)) return jsonError(415, 'unsupported_media_type', 'Content-Type must be application/json (UTF-8)');
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(rawBody(event, MAX_OKTA_HOOK_BYTES));
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(rawBody(event, MAX_OKTA_HOOK_BYTES));
   } catch (e) {
     if (e instanceof BodyTooLarge) return jsonError(413, 'payload_too_large', `body must be at most ${MAX_OKTA_HOOK_BYTES} bytes`);
     return jsonError(400, 'invalid_json', 'body is not valid JSON');
