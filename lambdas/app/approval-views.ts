@@ -134,6 +134,8 @@ header p{margin:0;font-weight:600}
 main{max-width:40rem;margin:0 auto;padding:1rem}
 h1{font-size:1.5rem;line-height:1.25;margin:.5rem 0 1rem}
 h2{font-size:1.1rem;margin:1.25rem 0 .5rem}
+.card>h2:first-child{margin-top:0}
+h3{font-size:1rem;margin:1rem 0 .25rem}
 .card{background:#fff;border:1px solid #c9ced6;border-radius:.5rem;padding:1rem;margin:0 0 1rem}
 dl{margin:0;display:grid;grid-template-columns:minmax(6rem,max-content) 1fr;gap:.35rem 1rem}
 dt{font-weight:600;color:#3d4450}
