@@ -159,7 +159,8 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
     const execution = machine.run(input as any, {
       overrides: this.overrides(definition),
       noThrowOnAbort: true,
-      context: { Execution: { Id: executionId, Name: name, Input: input as any, StartTime: new Date().toISOString() } } as any,
+      // A Task.Token must exist for `$$.Task.Token` to resolve; each waiting task gets its own below.
+      context: { Execution: { Id: executionId, Name: name, Input: input as any, StartTime: new Date().toISOString() }, Task: { Token: 'local-context' } } as any,
     });
     const record: ExecutionRecord = {
       name,

@@ -149,7 +149,7 @@ export class ConditionFailed extends Error {
 export interface Ledger {
   getPerson(employeeId: string): Promise<PersonRecord | null>;
   /**
-   * Writes the person if `expectedVersion` still matches (null = must not exist).
+   * Writes the person if `expectedUpdatedAt` still matches (null = must not exist).
    * Throws ConditionFailed when another run changed the person first.
    */
   putPerson(person: PersonRecord, expectedUpdatedAt: string | null): Promise<void>;

@@ -180,7 +180,10 @@ export function plan(desired: DesiredState, actual: ActualState, policy: Policy,
     targets.push({ target: d.target, kind: d.kind, mode: d.mode, accountId: account?.id, steps });
   }
 
-  if (leaver && desired.inScope) {
+  // Data handling (mailbox, files) only exists for someone who had an identity account.
+  const idpActual = actual[policy.idp.name];
+  const hadIdpAccount = Array.isArray(idpActual) ? idpActual.length > 0 : !!idpActual;
+  if (leaver && desired.inScope && hadIdpAccount) {
     for (const dh of policy.document.leaver.dataHandling) {
       const id = `data:${dh.id}`;
       approvals.set(id, {

@@ -8,8 +8,10 @@
  * (`unevaluatedProperties: false`, which sees through `allOf` / `$ref`). A renamed, dropped or
  * mistyped field, or a status outside the spec's enum, fails here.
  *
- * The spec is read from OKTA_OPENAPI_SPEC, defaulting to the shared reference copy.
+ * The spec is read from OKTA_OPENAPI_SPEC, defaulting to the copy in test/fixtures (Okta's published
+ * management API spec).
  */
+import { fileURLToPath } from 'node:url';
 import { existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import Ajv2019 from 'ajv/dist/2019.js';
@@ -18,7 +20,7 @@ import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOktaStandIn, type OktaStandIn } from '#local/standins/okta';
 
-const SPEC_PATH = process.env.OKTA_OPENAPI_SPEC ?? '/work/shared/reference/okta-management-openapi.yaml';
+const SPEC_PATH = process.env.OKTA_OPENAPI_SPEC ?? fileURLToPath(new URL('../fixtures/okta-management-openapi.yaml', import.meta.url));
 const SPEC_ID = 'okta-management';
 
 type Schema = Record<string, unknown>;

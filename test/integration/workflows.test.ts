@@ -1,0 +1,194 @@
+/**
+ * The run state machines end to end on the local stack: the real ASL files on
+ * aws-local-stepfunctions, every Task on its real handler, DynamoDB on dynalite, and the Okta and
+ * SCIM stand-ins as targets. Assertions are on the path taken and on the targets' own state.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { verifyBundle } from '#core/evidence';
+import { startLocalStack, type LocalStack } from '#local/stack';
+import { worker } from '../helpers/policy.ts';
+import { approvalMail, decideByEmail, hrEvent, seedPeople, send, waitFor, waitForStatus } from '../helpers/stack.ts';
+
+let stack: LocalStack;
+beforeEach(async () => {
+  stack = await startLocalStack({ retryIntervalMs: 5 });
+  await seedPeople(stack);
+});
+afterEach(async () => {
+  await stack?.close();
+});
+
+const okta = () => stack.targets.okta!.state;
+const oktaUser = (employeeId: string) => okta().usersByEmployeeNumber(employeeId)[0];
+const oktaGroups = (userId: string) => okta().groupNamesOf(userId).filter((g) => g !== 'Everyone').sort();
+const scimUser = (app: string, employeeId: string) => stack.targets.scim[app]!.state.listUsers().find((u) => u.externalId === employeeId) as Record<string, any> | undefined;
+
+async function closed(runId: string) {
+  await waitForStatus(stack, runId, ['COMPLETED', 'EXCEPTION_OPEN', 'FAILED', 'SUPERSEDED', 'STALE', 'OUT_OF_SCOPE']);
+  if (stack.workflows.execution(runId)) await stack.workflows.wait(runId);
+  return (await stack.deps.ledger.getRun(runId))!;
+}
+
+/** Started in October, so a November termination is after the start date. */
+const ada = (over: Parameters<typeof worker>[0] = {}) => worker({ startDate: '2026-10-01', ...over });
+
+async function hire(w = ada()) {
+  const accepted = await send(stack, hrEvent('hire', w));
+  const { mail } = await approvalMail(stack, accepted.runId, 'baseline');
+  expect(mail.to).toEqual(['margaret@acme.example']); // the manager from the person store
+  const decided = await decideByEmail(stack, mail.links[0]!, 'approve');
+  expect(decided.statusCode).toBe(200);
+  return { accepted, run: await closed(accepted.runId) };
+}
+
+describe('joiner', () => {
+  it('plans, waits for the manager, provisions the IdP then the apps, reconciles and closes with evidence', async () => {
+    const { accepted, run } = await hire();
+    expect(run.status).toBe('COMPLETED');
+    expect(stack.workflows.statesEntered(accepted.runId)).toEqual([
+      'Plan', 'Skip?', 'NeedsApproval?', 'Approve', 'ApprovalRequest', 'ApprovalApproved',
+      'ExecuteIdp', 'ExecuteApps', 'AppConverge', 'AppConverge', 'Reconcile', 'Converged?', 'CloseWithEvidence',
+    ]);
+    const user = oktaUser('E1001')!;
+    expect(user.status).toBe('PROVISIONED'); // activated without a password: the user sets one up on day one
+    expect(oktaGroups(user.id)).toEqual(['All Staff', 'Employees', 'Engineering', 'GitHub Users']);
+    const slack = scimUser('slack', 'E1001')!;
+    expect(slack.active).toBe(true);
+    expect(scimUser('netsuite', 'E1001')).toBeUndefined(); // an engineer gets no finance system account
+
+    const files = await stack.deps.evidence.loadBundle(run.evidence!.prefix);
+    expect([...files.keys()].sort()).toEqual([
+      'approvals.json', 'execution-log.json', 'hr-event.json', 'idp-evidence.json', 'manifest.json', 'plan.json', 'reconciliation.json', 'summary.html',
+    ]);
+    expect(verifyBundle(files).ok).toBe(true);
+    const approvals = JSON.parse(Buffer.from(files.get('approvals.json')!).toString());
+    expect(JSON.stringify(approvals)).toContain('margaret@acme.example');
+    expect(JSON.stringify(approvals)).not.toContain('local-'); // the task token never reaches evidence
+    const idp = Buffer.from(files.get('idp-evidence.json')!).toString();
+    expect(idp).toContain('user.lifecycle.create');
+  });
+
+  it('keeps the IdP account when an app fails, leaves no elevated access there and opens an exception for its owner', async () => {
+    stack.targets.scim.netsuite!.controls.faults.push({ kind: 'status', status: 503, method: 'POST', path: /\/Users$/ });
+    const finance = worker({ employeeId: 'E1002', department: 'Finance', jobCode: 'FIN-SYSADMIN', managerId: 'E0200', email: 'fin.admin@acme.example' });
+    const accepted = await send(stack, hrEvent('hire', finance));
+    const baseline = await approvalMail(stack, accepted.runId, 'baseline');
+    await decideByEmail(stack, baseline.mail.links[0]!, 'approve');
+    const privileged = await approvalMail(stack, accepted.runId, 'bundle:finance-system-admin');
+    expect(privileged.mail.to).toEqual(['controller@acme.example']);
+    await decideByEmail(stack, privileged.mail.links[0]!, 'approve');
+    const run = await closed(accepted.runId);
+
+    expect(run.status).toBe('EXCEPTION_OPEN');
+    expect(stack.workflows.statesEntered(accepted.runId)).toContain('AppFailed');
+    expect(oktaUser('E1002')!.status).toBe('PROVISIONED');
+    expect(scimUser('netsuite', 'E1002')).toBeUndefined();
+    const exceptions = await stack.deps.ledger.listExceptions({ runId: accepted.runId });
+    const failure = exceptions.find((e) => e.kind === 'step_failed')!;
+    expect(failure).toMatchObject({ target: 'netsuite', owner: 'finance-systems@acme.example', status: 'open' });
+    expect(failure.reason).toContain('TargetUnavailable');
+    expect(stack.outbox.mails.some((m) => m.to.includes('finance-systems@acme.example') && m.subject.includes('netsuite'))).toBe(true);
+  });
+
+  it('does not grant a rejected privileged bundle and completes the rest of the run', async () => {
+    const finance = worker({ employeeId: 'E1003', department: 'Finance', jobCode: 'FIN-SYSADMIN', managerId: 'E0200', email: 'f3@acme.example' });
+    const accepted = await send(stack, hrEvent('hire', finance));
+    await decideByEmail(stack, (await approvalMail(stack, accepted.runId, 'baseline')).mail.links[0]!, 'approve');
+    const rejected = await decideByEmail(stack, (await approvalMail(stack, accepted.runId, 'bundle:finance-system-admin')).mail.links[0]!, 'reject', 'Not before SOX training');
+    expect(rejected.statusCode).toBe(200);
+    const run = await closed(accepted.runId);
+    expect(run.status).toBe('COMPLETED');
+    expect(stack.workflows.statesEntered(accepted.runId)).toContain('ApprovalRejected');
+    const netsuite = scimUser('netsuite', 'E1003')!;
+    expect(netsuite.active).toBe(true);
+    expect((netsuite.roles as Array<{ value: string }>).map((r) => r.value)).toEqual(['Employee Center']);
+  });
+});
+
+describe('mover', () => {
+  it('removes old-role access before adding the new role, without asking anyone for baseline access', async () => {
+    await hire();
+    const moved = ada({ department: 'Sales', jobCode: 'SLS-1' });
+    const accepted = await send(stack, hrEvent('change', moved, { occurredAt: '2026-11-02T09:00:00.000Z' }));
+    const run = await closed(accepted.runId);
+    expect(run.status).toBe('COMPLETED');
+    expect(stack.workflows.statesEntered(accepted.runId)).not.toContain('Approve');
+    const user = oktaUser('E1001')!;
+    expect(oktaGroups(user.id)).toEqual(['All Staff', 'CRM Users', 'Employees', 'Sales']);
+    const steps = await stack.deps.ledger.listSteps(accepted.runId);
+    const ops = steps.find((s) => s.target === 'okta')!.changes.filter((c) => c.changed).map((c) => `${c.op}:${c.entitlement?.value}`);
+    expect(ops.indexOf('removeEntitlement:Engineering')).toBeLessThan(ops.indexOf('addEntitlement:Sales'));
+    expect(ops.indexOf('removeEntitlement:GitHub Users')).toBeLessThan(ops.indexOf('addEntitlement:CRM Users'));
+  });
+});
+
+describe('leaver', () => {
+  it('disables at the IdP and revokes sessions first, then waits only for data handling, deprovisions apps and schedules deletes', async () => {
+    await hire();
+    const accepted = await send(
+      stack,
+      hrEvent('termination', { ...ada(), terminationDate: '2026-11-03' }, { effectiveDate: '2026-11-03', occurredAt: '2026-11-03T08:00:00.000Z' }),
+    );
+    // Access is cut before anybody is asked anything.
+    await waitFor('IdP disabled', () => oktaUser('E1001')?.status === 'DEPROVISIONED');
+    const { mail } = await approvalMail(stack, accepted.runId, 'data:mailbox-delegation');
+    expect(oktaUser('E1001')!.status).toBe('DEPROVISIONED');
+    expect(mail.to).toEqual(['margaret@acme.example']);
+    await decideByEmail(stack, mail.links[0]!, 'approve');
+    await decideByEmail(stack, (await approvalMail(stack, accepted.runId, 'data:file-transfer')).mail.links[0]!, 'approve');
+    const run = await closed(accepted.runId);
+
+    expect(run.status).toBe('COMPLETED');
+    const path = stack.workflows.statesEntered(accepted.runId);
+    expect(path.slice(0, 4)).toEqual(['Plan', 'Skip?', 'DisableAtIdp', 'NeedsApproval?']);
+    expect(path.indexOf('DisableAtIdp')).toBeLessThan(path.indexOf('ApproveDataHandling'));
+    expect(path).toContain('ScheduleRetentionDelete');
+    const user = oktaUser('E1001')!;
+    expect(oktaGroups(user.id)).toEqual([]);
+    expect(okta().logs.some((e) => e.eventType === 'user.session.clear' && e.target.some((t) => t.id === user.id))).toBe(true);
+    expect(scimUser('slack', 'E1001')!.active).toBe(false);
+    expect(stack.scheduler.list().map((s) => s.name).sort()).toEqual([
+      'jml-retention-E1001-netsuite', 'jml-retention-E1001-okta', 'jml-retention-E1001-slack',
+    ]);
+    expect(run.kpis!.timeToDisableMs).toBeGreaterThanOrEqual(0);
+    expect(run.kpis!.revocationEnumerated).toBe(2);
+    expect(run.kpis!.revocationDisabledWithinSla).toBe(2);
+  });
+});
+
+describe('ordering and duplicates', () => {
+  it('records one run for a redelivered event', async () => {
+    const event = hrEvent('change', worker({ employeeId: 'E0100', givenName: 'Margaret', familyName: 'Hamilton', email: 'margaret@acme.example', jobCode: 'ENG-MGR', managerId: 'E0001' }));
+    const first = await send(stack, event);
+    const again = await send(stack, event);
+    expect(again).toMatchObject({ runId: first.runId, duplicate: true });
+    await closed(first.runId);
+    expect((await stack.deps.ledger.listRunsByEmployee('E0100')).length).toBe(1);
+  });
+
+  it('ends an event older than the applied version as STALE without touching targets', async () => {
+    const newer = await send(stack, hrEvent('change', MANAGER_CHANGE('Sales'), { occurredAt: '2026-11-05T10:00:00.000Z' }));
+    await closed(newer.runId);
+    const requestsBefore = stack.targets.okta!.requestLog.length;
+    const older = await send(stack, hrEvent('change', MANAGER_CHANGE('Support'), { occurredAt: '2026-11-04T10:00:00.000Z' }));
+    const run = await closed(older.runId);
+    expect(run.status).toBe('STALE');
+    expect(run.statusReason).toContain('before the person');
+    expect(stack.targets.okta!.requestLog.length).toBe(requestsBefore);
+  });
+
+  it('supersedes a joiner still waiting for approval when a termination arrives', async () => {
+    const w = ada({ employeeId: 'E1009', email: 'e1009@acme.example' });
+    const joiner = await send(stack, hrEvent('hire', w, { occurredAt: '2026-11-01T09:00:00.000Z' }));
+    await approvalMail(stack, joiner.runId, 'baseline');
+    const leaver = await send(stack, hrEvent('termination', { ...w, terminationDate: '2026-11-01' }, { occurredAt: '2026-11-01T12:00:00.000Z' }));
+    const superseded = await closed(joiner.runId);
+    expect(superseded).toMatchObject({ status: 'SUPERSEDED', supersededBy: leaver.runId });
+    expect(stack.workflows.execution(joiner.runId)!.status).toBe('ABORTED');
+    await closed(leaver.runId);
+    expect(oktaUser('E1009')).toBeUndefined(); // never provisioned
+  });
+});
+
+const MANAGER_CHANGE = (department: string) =>
+  worker({ employeeId: 'E0100', givenName: 'Margaret', familyName: 'Hamilton', email: 'margaret@acme.example', jobCode: 'ENG-MGR', managerId: 'E0001', department });
