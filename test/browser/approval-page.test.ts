@@ -148,15 +148,16 @@ if (!haveChromium) {
       expect(text).toContain('Standard access');
       expect(text).toContain('baseline access for a joiner needs the manager');
       expect(await page.locator('script').count()).toBe(0);
+      // (Page expressions are strings: the project compiles without the DOM library.)
       // Phone-sized: nothing wider than the screen.
-      expect(await page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth)).toBe(true);
+      expect(await page.evaluate<boolean>('document.documentElement.scrollWidth <= document.documentElement.clientWidth')).toBe(true);
 
       // Keyboard: the rationale, then Approve, then Reject, each with a visible focus ring.
       await page.keyboard.press('Tab');
-      expect(await page.evaluate(() => document.activeElement?.id)).toBe('rationale');
+      expect(await page.evaluate<string>('document.activeElement.id')).toBe('rationale');
       await page.keyboard.press('Tab');
-      expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Approve');
-      expect(await page.evaluate(() => getComputedStyle(document.activeElement!).outlineStyle)).toBe('solid');
+      expect(await page.evaluate<string>('document.activeElement.textContent')).toBe('Approve');
+      expect(await page.evaluate<string>('getComputedStyle(document.activeElement).outlineStyle')).toBe('solid');
 
       await page.getByLabel('Rationale').fill('Welcome aboard, Ada');
       await page.screenshot({ path: process.env.JML_UPDATE_SCREENSHOT === '1' ? SCREENSHOT : join(userDataDir, 'approval-page.png'), fullPage: true });
