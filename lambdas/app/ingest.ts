@@ -285,7 +285,20 @@ export async function acceptOktaEvents(deps: AppDeps, envelope: unknown, options
   const managed = managedOktaObjects(policy);
   const self = new Set(options.selfActorIds ?? []);
 
-  const decisions = await mapLimit(events, 16, (e) => decide(deps, policy, managed, self, e));
+  // A delivery often holds several events of one account: look each account up once.
+  const people = new Map<string, Promise<{ employeeId: string | null; person: PersonRecord | null }>>();
+  const lookup = (accountId: string) => {
+    let p = people.get(accountId);
+    if (!p) {
+      p = (async () => {
+        const employeeId = await deps.ledger.findPersonByAccount(policy.idp.name, accountId);
+        return { employeeId, person: employeeId ? await deps.ledger.getPerson(employeeId) : null };
+      })();
+      people.set(accountId, p);
+    }
+    return p;
+  };
+  const decisions = await mapLimit(events, 16, (e) => decide(policy, managed, self, lookup, e));
 
   // One person's events keep their order (same FIFO group, sent one after another); groups go in parallel.
   const groups = new Map<string, Array<Extract<Decision, { keep: true }>>>();
@@ -298,11 +311,13 @@ export async function acceptOktaEvents(deps: AppDeps, envelope: unknown, options
     const group = d.message.employeeId ?? `okta-${d.message.accountId}`;
     groups.set(group, [...(groups.get(group) ?? []), d]);
   });
+  // The evidence first (any order), then the messages (in order within each group).
   const ttl = Math.floor(deps.clock.now().getTime() / 1000) + OKTA_EVENT_META_TTL_SECONDS;
+  const kept = [...groups.values()].flat();
+  await mapLimit(kept, 16, (d) => deps.ledger.putMeta(oktaEventMetaKey(d.message.eventId), oktaEventEvidence(d.event), ttl));
   await Promise.all(
     [...groups.entries()].map(async ([groupId, list]) => {
       for (const d of list) {
-        await deps.ledger.putMeta(oktaEventMetaKey(d.message.eventId), oktaEventEvidence(d.event), ttl);
         await deps.queue.send(d.message, { groupId, deduplicationId: d.message.eventId });
         deps.metrics.put('DriftSignal', 1, 'Count', { Target: d.message.target, EventType: d.message.eventType });
       }
@@ -322,10 +337,10 @@ export async function acceptOktaEvents(deps: AppDeps, envelope: unknown, options
 }
 
 async function decide(
-  deps: AppDeps,
   policy: Policy,
   managed: { groups: Set<string>; apps: Set<string> },
   self: Set<string>,
+  lookup: (accountId: string) => Promise<{ employeeId: string | null; person: PersonRecord | null }>,
   e: OktaSystemLogEvent,
 ): Promise<Decision> {
   const revival = REVIVAL_EVENTS.has(e.eventType);
@@ -337,8 +352,7 @@ async function decide(
   if (!user) return { keep: false, reason: 'no User among the targets' };
   if (!/^[A-Za-z0-9]{1,100}$/.test(user.id)) return { keep: false, reason: 'target user id is not an Okta id' };
 
-  const employeeId = await deps.ledger.findPersonByAccount(policy.idp.name, user.id);
-  const person: PersonRecord | null = employeeId ? await deps.ledger.getPerson(employeeId) : null;
+  const { employeeId, person } = await lookup(user.id);
   const gone = person?.status === 'terminated';
   const away = gone || person?.status === 'on_leave';
 
