@@ -117,8 +117,10 @@ describe('hr-event messages', () => {
     const future = await changeFor(deps, 'E1001', { effectiveDate: '2026-12-01' });
     expect((await consumer({ Records: [future.record] })).batchItemFailures).toEqual([]);
     expect((await deps.ledger.getRun(future.runId))!.status).toBe('SCHEDULED');
-    const [[, schedule]] = [...deps.scheduler.schedules];
-    expect(schedule!.at.toISOString()).toBe('2026-12-01T00:00:00.000Z');
+    const schedules = [...deps.scheduler.schedules.values()];
+    expect(schedules.map((s) => [s.at.toISOString(), s.action])).toEqual([
+      ['2026-12-01T00:00:00.000Z', { kind: 'start-run', payload: { runId: future.runId, employeeId: 'E1001' } }],
+    ]);
     expect(deps.workflows.started).toEqual([]);
 
     deps.clock.set('2026-12-01T00:00:05Z');
