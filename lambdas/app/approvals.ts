@@ -407,8 +407,11 @@ export async function expireApproval(
   const latest = approvals.at(-1);
   const details = latest ? ApprovalDetailsSchema.safeParse(latest.request) : undefined;
   const d = details?.success ? details.data : undefined;
-  const target = d?.entitlements[0]?.target ?? d?.dataHandling?.target ?? policy.idp.name;
-  const owner = policy.targetsByName.get(target)?.owner.email ?? policy.document.company.fallbackApprover;
+  // The owner of the target involved; a request tied to no target (leaver data handling without
+  // one) goes to the fallback approver, filed under the IdP.
+  const involved = d?.entitlements[0]?.target ?? d?.dataHandling?.target;
+  const target = involved ?? policy.idp.name;
+  const owner = (involved && policy.targetsByName.get(involved)?.owner.email) || policy.document.company.fallbackApprover;
   const exceptionId = `approval_expired:${input.runId}:${input.requestId}`;
   const what = d ? (d.kind === 'dataHandling' ? d.dataHandling?.description ?? input.requestId : d.bundles.map((b) => b.name).join(', ')) : input.requestId;
   const exception: ExceptionRecord = {

@@ -173,7 +173,7 @@ export async function seedOrg(h: Harness): Promise<void> {
 let runCounter = 0;
 
 /**
- * A joiner run for a new person, planned by the real planner against empty targets, as the
+ * A joiner (or leaver) run for a new person, planned by the real planner against empty targets, as the
  * Plan task leaves it (AWAITING_APPROVAL, plan on the record). Returns the run and its plan's
  * approval request ids.
  */
@@ -181,20 +181,23 @@ export async function seedJoinerRun(
   h: Harness,
   over: Partial<Worker> = {},
   person: Partial<PersonRecord> = {},
+  lifecycle: 'joiner' | 'leaver' = 'joiner',
 ): Promise<{ run: RunRecord; requests: string[]; worker: Worker }> {
   const n = ++runCounter;
   const w = worker({ employeeId: `E2${String(n).padStart(3, '0')}`, email: `joiner${n}@acme.example`, ...over });
   if (!(await h.ledger.getPerson(w.employeeId))) await h.ledger.putPerson(personRecord(w, person), null);
-  const desired = desiredState({ worker: w, status: 'active' }, h.policy);
-  const p = plan(desired, {}, h.policy, { lifecycle: 'joiner' });
+  const desired = desiredState({ worker: w, status: lifecycle === 'leaver' ? 'terminated' : 'active' }, h.policy);
+  // A leaver had an IdP account (data handling exists only then); a joiner has nothing yet.
+  const actual = lifecycle === 'leaver' ? { [h.policy.idp.name]: { id: `00u${n}`, correlationKey: w.employeeId, status: 'enabled' as const, entitlements: [] } } : {};
+  const p = plan(desired, actual, h.policy, { lifecycle });
   const at = h.clock.now().toISOString();
   const run: RunRecord = {
     runId: `run-${n}-${randomBytes(3).toString('hex')}`,
     idempotencyKey: randomBytes(16).toString('hex'),
     employeeId: w.employeeId,
     eventId: `evt-${n}`,
-    eventType: 'hire',
-    lifecycle: 'joiner',
+    eventType: lifecycle === 'leaver' ? 'termination' : 'hire',
+    lifecycle,
     status: 'AWAITING_APPROVAL',
     eventHash: randomBytes(32).toString('hex'),
     rawEvent: '{}',

@@ -536,6 +536,24 @@ describe('escalation and expiry', () => {
     expect((await record(approvalId)).approver).toBe('iam@acme.example');
   });
 
+  it('leaver data handling goes to the manager and, unanswered, to the fallback approver as an exception', async () => {
+    const seeded = await seedJoinerRun(h, { givenName: 'Leaving', familyName: 'Person' }, {}, 'leaver');
+    expect(seeded.requests).toEqual(['data:mailbox-delegation', 'data:file-transfer']);
+    const before = h.outbox.sent.length;
+    const { approvalId } = await requestApproval(h.deps, { runId: seeded.run.runId, requestId: 'data:mailbox-delegation', taskToken: taskToken() });
+    const mail = h.outbox.sent[before]!;
+    expect(mail.to).toEqual([MANAGER]);
+    expect(mail.subject).toBe('[Acme Corp] Approval needed: data handling for Leaving Person');
+    expect(mail.text).toContain('What: Delegate the mailbox to the manager for 30 days');
+    expect(mail.text).toContain('Risk: Data handling for a leaver');
+    h.clock.set((await record(approvalId)).expiresAt);
+    await requestApproval(h.deps, { runId: seeded.run.runId, requestId: 'data:mailbox-delegation', taskToken: taskToken(), escalation: true });
+    await expireApproval(h.deps, { runId: seeded.run.runId, requestId: 'data:mailbox-delegation' });
+    const [exception] = await h.ledger.listExceptions({ runId: seeded.run.runId });
+    expect(exception).toMatchObject({ kind: 'approval_expired', owner: FALLBACK, target: 'okta' });
+    expect(exception!.reason).toContain('Delegate the mailbox to the manager for 30 days');
+  });
+
   it('with escalateTo: fallback, the escalation goes to the fallback approver', async () => {
     const { withPolicy } = await import('../helpers/policy.ts');
     const fb = await startHarness({ policy: withPolicy((doc) => (doc.approvals.escalateTo = 'fallback')) });
