@@ -57,7 +57,7 @@ export interface BambooHrAccepted {
   ignored: IgnoredEntry[];
 }
 
-/** The raw body of a rejected request that is not JSON at all. */
+/** A body that is not UTF-8 JSON at all (when the caller left the parsing to the use case). */
 export class InvalidJson extends ValidationError {
   constructor() {
     super(['(root): body is not valid JSON']);
