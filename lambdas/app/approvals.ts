@@ -371,7 +371,8 @@ export async function requestApproval(
 // remindApproval
 
 /** Sends the approver the same link again if the approval is still open. */
-export async function remindApproval(deps: AppDeps, input: { approvalId: string }): Promise<{ sent: boolean; reason: string }> {
+export async function remindApproval(deps: AppDeps, rawInput: { approvalId: string }): Promise<{ sent: boolean; reason: string }> {
+  const input = parseOrThrow(z.object({ approvalId: z.string().regex(APPROVAL_ID) }), rawInput, 'remindApproval');
   const approval = await deps.ledger.getApproval(input.approvalId);
   if (!approval) return { sent: false, reason: 'no such approval' };
   if (approval.status !== 'PENDING') return { sent: false, reason: `approval is ${approval.status}` };
@@ -391,8 +392,9 @@ export async function remindApproval(deps: AppDeps, input: { approvalId: string 
  */
 export async function expireApproval(
   deps: AppDeps,
-  input: { runId: string; requestId: string },
+  rawInput: { runId: string; requestId: string },
 ): Promise<{ requestId: string; decision: 'expired'; exceptionId: string }> {
+  const input = parseOrThrow(z.object({ runId: z.string().min(1).max(256), requestId: z.string().min(1).max(256) }), rawInput, 'expireApproval');
   const now = deps.clock.now().toISOString();
   const policy = await deps.policy();
   const approvals = (await deps.ledger.listApprovals(input.runId)).filter((a) => a.requestId === input.requestId);
