@@ -37,6 +37,10 @@ export class RateGovernor {
   private limit: number | undefined;
   private resetAt = 0;
   private blockedUntil = 0;
+  /** The budget was restarted at a reset without the new window's headers yet: don't restart it twice. */
+  private optimistic = false;
+  /** Calls granted budget and not yet finished (the ones whose headers are still to come). */
+  private active = 0;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly skewMs: number;
@@ -53,9 +57,12 @@ export class RateGovernor {
     await this.acquireSlot();
     try {
       await this.waitForBudget();
-      this.stats.calls += 1;
-      if (this.remaining !== undefined) this.remaining -= 1;
-      return await fn();
+      this.active += 1;
+      try {
+        return await fn();
+      } finally {
+        this.active -= 1;
+      }
     } finally {
       this.releaseSlot();
     }
@@ -65,12 +72,18 @@ export class RateGovernor {
   observe(o: RateObservation): void {
     if (o.limit !== undefined) this.limit = o.limit;
     if (o.resetAt === undefined || o.remaining === undefined) return;
+    // Calls already granted and still running are not in the target's count yet (this
+    // response's own call is one of them and is counted).
+    const uncounted = Math.max(0, this.active - 1);
+    const candidate = o.remaining - uncounted;
     if (o.resetAt > this.resetAt) {
-      // A new window: trust its remaining count, less calls sent but not yet counted.
+      // A new window. If the budget was already restarted for it, never raise it: calls granted
+      // from that budget may not have reached the target yet.
+      this.remaining = this.optimistic && this.remaining !== undefined ? Math.min(this.remaining, candidate) : candidate;
       this.resetAt = o.resetAt;
-      this.remaining = o.remaining - Math.max(0, this.inFlight - 1);
-    } else if (o.resetAt === this.resetAt && this.remaining !== undefined) {
-      this.remaining = Math.min(this.remaining, o.remaining - Math.max(0, this.inFlight - 1));
+      this.optimistic = false;
+    } else if (o.resetAt === this.resetAt) {
+      this.remaining = Math.min(this.remaining ?? candidate, candidate);
     }
   }
 
@@ -80,6 +93,7 @@ export class RateGovernor {
     this.blockedUntil = Math.max(this.blockedUntil, untilEpochMs);
     this.remaining = 0;
     this.resetAt = Math.max(this.resetAt, untilEpochMs);
+    this.optimistic = false;
   }
 
   private async waitForBudget(): Promise<void> {
@@ -90,11 +104,21 @@ export class RateGovernor {
       else if (this.remaining !== undefined && this.remaining <= 0 && t < this.resetAt + this.skewMs) {
         until = this.resetAt + this.skewMs;
       }
-      if (!until) {
-        if (this.remaining !== undefined && this.remaining <= 0) {
-          // The window has reset; start the new one optimistically with the known limit.
+      if (!until && this.remaining !== undefined && this.remaining <= 0) {
+        if (this.optimistic && this.active > 0) {
+          // The restarted budget is spent before the new window reported itself: wait for its headers.
+          until = t + Math.max(10, this.skewMs / 2);
+        } else {
+          // The window has reset; start the new one once, optimistically, with the known limit.
           this.remaining = this.limit;
+          this.optimistic = true;
         }
+      }
+      if (!until) {
+        // Take the budget in the same synchronous step as the check, so concurrent callers
+        // cannot all pass the check before any of them counts.
+        this.stats.calls += 1;
+        if (this.remaining !== undefined) this.remaining -= 1;
         return;
       }
       this.stats.waits += 1;

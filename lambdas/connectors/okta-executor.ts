@@ -142,7 +142,13 @@ export class GovernedRequestExecutor extends okta.RequestExecutor {
       }
       let response: FetchResponse;
       try {
-        response = (await this.options.governor.run(() => super.fetch(attemptRequest as never))) as unknown as FetchResponse;
+        // Rate headers are read inside the governor slot: the governor counts this call as
+        // still running while it learns the target's remaining budget.
+        response = (await this.options.governor.run(async () => {
+          const r = (await super.fetch(attemptRequest as never)) as unknown as FetchResponse;
+          this.observe(r);
+          return r;
+        })) as unknown as FetchResponse;
       } catch (e) {
         if (attempt < this.options.maxRetries && isRetryableNetworkError(e)) {
           this.stats.retriedNetwork += 1;
@@ -157,7 +163,6 @@ export class GovernedRequestExecutor extends okta.RequestExecutor {
         capture?.requestIds.push(requestId);
         retryFor ??= requestId;
       }
-      this.observe(response);
 
       if (response.status === 429) {
         const resetAt = this.resetHeaderMs(response);
