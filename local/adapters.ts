@@ -4,6 +4,7 @@
  * Each implements the same port as its AWS adapter, with the semantics the product relies on.
  */
 import { randomUUID } from 'node:crypto';
+import type { SQSEvent } from 'aws-lambda';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type {
@@ -173,6 +174,34 @@ export interface QueueRecord {
   groupId: string;
   deduplicationId: string;
   receiveCount: number;
+}
+
+/** The SQS event a FIFO consumer Lambda receives for one message. */
+export function toSqsEvent(record: QueueRecord, queueArn = 'arn:aws:sqs:local:000000000000:jml-events.fifo'): SQSEvent {
+  const now = String(Date.now());
+  return {
+    Records: [
+      {
+        messageId: record.messageId,
+        receiptHandle: record.messageId,
+        body: record.body,
+        attributes: {
+          ApproximateReceiveCount: String(record.receiveCount),
+          SentTimestamp: now,
+          SenderId: 'local',
+          ApproximateFirstReceiveTimestamp: now,
+          MessageGroupId: record.groupId,
+          MessageDeduplicationId: record.deduplicationId,
+          SequenceNumber: now,
+        },
+        messageAttributes: {},
+        md5OfBody: '',
+        eventSource: 'aws:sqs',
+        eventSourceARN: queueArn,
+        awsRegion: 'local',
+      },
+    ],
+  };
 }
 
 /**

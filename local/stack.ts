@@ -28,10 +28,10 @@ import {
   createRecordFailureHandler,
   createScheduleRetentionHandler,
 } from '#handlers/run-tasks';
-import { startRun } from '#app/start-run';
+import { createStartRunHandler } from '#handlers/start-run';
 import { ensureTable, startDynalite, type LocalDynamo } from './dynalite.ts';
 import { fsEvidenceStore } from './evidence-fs.ts';
-import { AdjustableClock, EnvSecrets, LocalFifoQueue, LocalScheduler, MemoryMetrics, Outbox, type QueueRecord, type ScheduledEntry } from './adapters.ts';
+import { AdjustableClock, EnvSecrets, LocalFifoQueue, LocalScheduler, MemoryMetrics, Outbox, toSqsEvent, type QueueRecord, type ScheduledEntry } from './adapters.ts';
 import { LocalWorkflows } from './workflow-engine.ts';
 import { startOktaStandIn, type OktaStandIn } from './standins/okta.ts';
 import { startGraphStandIn, type GraphStandIn } from './standins/graph.ts';
@@ -174,11 +174,12 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let deps!: AppDeps;
   const provider = async () => deps;
 
+  // The queue delivers to the same SQS consumer handler as in AWS, one message per batch; a
+  // reported batch item failure makes the local queue redeliver (and dead-letter), as SQS does.
+  const consumer = createStartRunHandler(provider);
   const consume = async (record: QueueRecord) => {
-    const message = JSON.parse(record.body) as { kind: string; runId?: string };
-    if ((message.kind === 'hr-event' || message.kind === 'scheduled-run') && message.runId) {
-      await startRun(deps, { runId: message.runId, scheduled: message.kind === 'scheduled-run' });
-    }
+    const result = await consumer(toSqsEvent(record));
+    if (result.batchItemFailures.length) throw new Error(`message ${record.messageId} failed; it will be redelivered`);
   };
   const queue = new LocalFifoQueue(consume, { retryDelayMs: 50 });
   const dispatch = async (entry: ScheduledEntry) => {

@@ -34,6 +34,8 @@ export async function handleDrift(deps: AppDeps, message: DriftMessage): Promise
   const person = message.employeeId ? await ledger.getPerson(message.employeeId) : null;
 
   const exception = await openException(deps, {
+    // Deterministic: a retry after a crash between opening and the marker finds the same exception.
+    exceptionId: `exc-drift-${message.eventId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 96)}`,
     ...(message.employeeId ? { employeeId: message.employeeId } : {}),
     target: message.target,
     owner,

@@ -4,11 +4,16 @@
  * a ticket in the ITSM — tickets only on exceptions, never as the default path.
  */
 import { randomUUID } from 'node:crypto';
-import type { ExceptionRecord } from '#core/ledger';
+import { ConditionFailed, type ExceptionRecord } from '#core/ledger';
 import { html } from '#core/html';
 import type { AppDeps } from './ports.ts';
 
 export interface NewException {
+  /**
+   * A deterministic id makes opening idempotent: a retried step that already opened its
+   * exception gets the existing one back instead of a second exception and a second email.
+   */
+  exceptionId?: string;
   runId?: string;
   employeeId?: string;
   target: string;
@@ -19,13 +24,21 @@ export interface NewException {
 }
 
 export async function openException(deps: AppDeps, input: NewException): Promise<ExceptionRecord> {
+  const { exceptionId, ...rest } = input;
   const record: ExceptionRecord = {
-    exceptionId: `exc-${randomUUID()}`,
-    ...input,
+    exceptionId: exceptionId ?? `exc-${randomUUID()}`,
+    ...rest,
     status: 'open',
     openedAt: deps.clock.now().toISOString(),
   };
-  await deps.ledger.openException(record);
+  try {
+    await deps.ledger.openException(record);
+  } catch (e) {
+    if (!(e instanceof ConditionFailed) || !exceptionId) throw e;
+    const existing = (await deps.ledger.listExceptions({ ...(input.runId ? { runId: input.runId } : {}) })).find((x) => x.exceptionId === exceptionId);
+    if (existing) return existing;
+    throw e;
+  }
   const link = `${deps.publicBaseUrl}/exceptions?status=open`;
   const subject = `[jml] Exception on ${input.target}: ${input.kind.replace(/_/g, ' ')}`;
   const text = [
