@@ -3,6 +3,16 @@
  */
 import { diffCommand, explainCommand, planCommand, policyCheck } from './commands/policy.ts';
 import { UsageError, reportError } from './commands/io.ts';
+import {
+  clockCommand,
+  decideCommand,
+  evidenceVerifyCommand,
+  exceptionsCommand,
+  kpisCommand,
+  runCommand,
+  runsCommand,
+  sendEventCommand,
+} from './commands/runtime.ts';
 
 const HELP = `jml — Joiner / Mover / Leaver automation
 
@@ -15,6 +25,17 @@ Policy
   plan --worker w.json | --event e.json [--actual a.json] [--policy file] [--lifecycle l]
                                            desired state with provenance and the ordered plan
 
+Runtime (the local runtime by default; JML_URL=http://… for another)
+  send-event <file>                        sign and post an HR event (or an array of them)
+  runs --employee <id>                     a person's runs
+  run <runId>                              one run's timeline, steps, approvals, exceptions
+  exceptions [--status open|resolved]      exceptions with their owners and reasons
+  approve <approvalId> | reject <approvalId> --rationale "…"
+                                           decide through the emailed link (local use)
+  clock advance <N>m|h|d                   move the local clock; due schedules fire
+  evidence verify <runId | bundle-dir>     recompute hashes and the person's hash chain
+  kpis                                     time to disable, revocation completeness, exceptions, drift
+
 Options
   --json        machine-readable output
   --policy F    policy file (default config/access-policy.yaml)
@@ -26,6 +47,15 @@ const commands: Record<string, Command> = {
   'policy explain': explainCommand,
   'policy diff': diffCommand,
   plan: planCommand,
+  'send-event': sendEventCommand,
+  runs: runsCommand,
+  run: runCommand,
+  exceptions: exceptionsCommand,
+  approve: decideCommand('approve'),
+  reject: decideCommand('reject'),
+  clock: clockCommand,
+  'evidence verify': evidenceVerifyCommand,
+  kpis: kpisCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -29,6 +29,8 @@ import {
   createScheduleRetentionHandler,
 } from '#handlers/run-tasks';
 import { createStartRunHandler } from '#handlers/start-run';
+import { onExecutionEnded } from '#app/execution-ended';
+import { WORKFLOW_OF } from '#app/runs';
 import { ensureTable, startDynalite, type LocalDynamo } from './dynalite.ts';
 import { fsEvidenceStore } from './evidence-fs.ts';
 import { AdjustableClock, EnvSecrets, LocalFifoQueue, LocalScheduler, MemoryMetrics, Outbox, toSqsEvent, type QueueRecord, type ScheduledEntry } from './adapters.ts';
@@ -83,6 +85,8 @@ export interface LocalStack {
   /** Target name → connection facts (for `GET /local/targets`; tokens are throwaway). */
   targetInfo(): Record<string, unknown>;
   evidenceRoot: string;
+  /** Runs picked up again after a restart. */
+  resumed: string[];
   /** Waits until the queue is drained and no execution is running. */
   settle(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -194,6 +198,15 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const workflows = new LocalWorkflows({
     dir: join(REPO_ROOT, 'statemachines'),
     retryIntervalMs: options.retryIntervalMs,
+    // What the EventBridge rule on execution status changes does in AWS.
+    onEnd: (name, record) => {
+      if (record.status === 'SUCCEEDED') return;
+      void onExecutionEnded(deps, {
+        runId: name,
+        status: record.status === 'ABORTED' ? 'ABORTED' : 'FAILED',
+        ...(record.error ? { error: record.error.name, cause: record.error.message } : {}),
+      }).catch((e: Error) => console.error(`run ${name}: could not record the failed execution: ${e.message}`));
+    },
     handlers: {
       PlanFunctionArn: async (input) => {
         const out = (await planHandler(input)) as { approvalTimeoutSeconds: number };
@@ -225,6 +238,24 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     publicBaseUrl: options.publicBaseUrl ?? 'http://127.0.0.1:8787',
   };
 
+  // Step Functions executions are durable in AWS; locally they live in this process. After a
+  // restart, runs that were mid-flight are started again under the same name: every task
+  // re-reads the targets and the ledger, so nothing already done is done twice.
+  const resumed: string[] = [];
+  if (dataDir && !options.fresh) {
+    for (const status of ['PLANNED', 'AWAITING_APPROVAL', 'EXECUTING', 'RECONCILING'] as const) {
+      for (const run of await ledger.listRunsByStatus(status)) {
+        if (!run.executionName || run.lifecycle === 'reconcile') continue;
+        await workflows.start(WORKFLOW_OF[run.lifecycle], run.runId, { runId: run.runId, employeeId: run.employeeId, lifecycle: run.lifecycle });
+        resumed.push(run.runId);
+      }
+    }
+    for (const run of await ledger.listRunsByStatus('RECEIVED')) {
+      await queue.send({ kind: 'hr-event', runId: run.runId, employeeId: run.employeeId }, { groupId: run.employeeId, deduplicationId: run.idempotencyKey });
+      resumed.push(run.runId);
+    }
+  }
+
   const settle = async (timeoutMs = 60_000) => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -248,6 +279,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     dynamo,
     targets,
     evidenceRoot,
+    resumed,
     targetInfo: () => ({
       ...(targets.okta ? { okta: { orgUrl: targets.okta.url, token: targets.okta.token } } : {}),
       ...(targets.graph ? { entra: { baseUrl: targets.graph.graphUrl, tokenUrl: targets.graph.tokenUrl, tenantId: targets.graph.tenantId } } : {}),

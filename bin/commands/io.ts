@@ -47,8 +47,8 @@ export function reportError(e: unknown): number {
     for (const issue of e.issues) console.error(`  - ${issue}`);
     return 1;
   }
-  if (e instanceof UsageError) {
-    console.error(`error: ${e.message}`);
+  if (e instanceof UsageError || (e as Error).name === 'RuntimeUnavailable') {
+    console.error(`error: ${(e as Error).message}`);
     return 2;
   }
   console.error(`error: ${(e as Error).message ?? String(e)}`);

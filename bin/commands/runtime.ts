@@ -1,0 +1,256 @@
+/**
+ * CLI commands that talk to a running jml (the local runtime by default; `JML_URL` points
+ * elsewhere): send-event, runs, run, exceptions, approve / reject, clock, evidence verify, kpis.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { verifyBundle, verifyChain, MANIFEST_FILE, parseManifest } from '#core/evidence';
+import { signCanonical } from '#core/signature';
+import { DEV_SECRETS } from '#local/stack';
+import { UsageError, readStructured } from './io.ts';
+
+export const baseUrl = () => (process.env.JML_URL ?? 'http://127.0.0.1:8787').replace(/\/+$/, '');
+
+export class RuntimeUnavailable extends Error {
+  override name = 'RuntimeUnavailable';
+}
+
+export async function http(method: string, path: string, init: { body?: string; headers?: Record<string, string> } = {}) {
+  let res: Response;
+  try {
+    res = await fetch(`${baseUrl()}${path}`, { method, ...init, redirect: 'manual' });
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
+    throw new RuntimeUnavailable(`no jml runtime answers at ${baseUrl()} (${cause}) — start one with \`npm run local\` or set JML_URL`);
+  }
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, text, json: json as any, headers: res.headers };
+}
+
+function fail(res: { status: number; json: any; text: string }, what: string): never {
+  const message = res.json?.message ?? res.json?.error ?? res.text.slice(0, 300);
+  throw new UsageError(`${what}: HTTP ${res.status} — ${message}${res.json?.issues ? `\n  - ${res.json.issues.join('\n  - ')}` : ''}`);
+}
+
+/** `jml send-event <file>`: signs each event (a JSON object or an array) and posts it. */
+export async function sendEventCommand(args: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
+  if (!positionals[0]) throw new UsageError('usage: jml send-event <event.json>  (an event or an array of events)');
+  const data = readStructured(positionals[0], 'event');
+  const events = Array.isArray(data) ? data : [data];
+  const secret = (process.env.JML_HRIS_WEBHOOK_SECRET ?? DEV_SECRETS.hrisWebhook).split(',')[0]!;
+  let failed = 0;
+  const results = [];
+  for (const [i, event] of events.entries()) {
+    const body = JSON.stringify(event);
+    const headers = signCanonical(secret, body, Math.floor(Date.now() / 1000));
+    const res = await http('POST', '/hris/events', { body, headers: { 'content-type': 'application/json', ...headers } });
+    results.push({ status: res.status, ...(res.json ?? {}) });
+    if (res.status !== 202) failed += 1;
+    if (!values.json) {
+      if (res.status === 202) console.log(`${res.json.duplicate ? '= duplicate' : '✔ accepted '}  ${res.json.runId}  (${(event as { eventType?: string }).eventType ?? '?'} ${(event as { worker?: { employeeId?: string } }).worker?.employeeId ?? ''})`);
+      else console.log(`✘ event ${i + 1}: HTTP ${res.status} — ${res.json?.message ?? res.text}${res.json?.issues ? `\n    - ${res.json.issues.join('\n    - ')}` : ''}`);
+    }
+    if (events.length > 20 && !values.json && (i + 1) % 50 === 0) console.log(`  … ${i + 1}/${events.length}`);
+  }
+  if (values.json) console.log(JSON.stringify(results, null, 2));
+  return failed ? 1 : 0;
+}
+
+export async function runsCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { employee: { type: 'string' }, json: { type: 'boolean' } } });
+  if (!values.employee) throw new UsageError('usage: jml runs --employee <employeeId>');
+  const res = await http('GET', `/runs?employeeId=${encodeURIComponent(values.employee)}`);
+  if (res.status !== 200) fail(res, 'runs');
+  if (values.json) console.log(JSON.stringify(res.json, null, 2));
+  else for (const r of res.json.runs) console.log(`${r.createdAt}  ${r.runId}  ${r.lifecycle.padEnd(16)} ${r.status}${r.statusReason ? `  — ${r.statusReason}` : ''}`);
+  return 0;
+}
+
+export async function runCommand(args: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
+  if (!positionals[0]) throw new UsageError('usage: jml run <runId>');
+  const res = await http('GET', `/runs/${encodeURIComponent(positionals[0])}`);
+  if (res.status !== 200) fail(res, 'run');
+  const run = res.json;
+  if (values.json) {
+    console.log(JSON.stringify(run, null, 2));
+    return 0;
+  }
+  console.log(`${run.runId}  ${run.lifecycle}  ${run.employeeId}  → ${run.status}${run.statusReason ? ` (${run.statusReason})` : ''}`);
+  console.log(`  effective ${run.effectiveAt}   received ${run.createdAt}`);
+  for (const t of run.timeline ?? []) console.log(`  ${t.at}  ${t.phase.padEnd(24)} ${t.note ?? ''}`);
+  for (const s of run.steps ?? []) {
+    const writes = (s.changes ?? []).filter((c: { changed: boolean }) => c.changed).map((c: { op: string; entitlement?: { value: string } }) => `${c.op}${c.entitlement ? ` ${c.entitlement.value}` : ''}`);
+    console.log(`  step ${s.stepId.padEnd(22)} ${s.outcome.padEnd(7)} ${writes.join(', ') || 'no change'}${s.error ? `  ${s.error.name}: ${s.error.message}` : ''}`);
+  }
+  for (const a of run.approvals ?? []) console.log(`  approval ${a.requestId.padEnd(28)} ${a.status.padEnd(9)} ${a.approver}${a.rationale ? ` — “${a.rationale}”` : ''}`);
+  for (const e of run.exceptions ?? []) console.log(`  exception ${e.exceptionId} [${e.status}] ${e.target}: ${e.reason}`);
+  if (run.evidence) console.log(`  evidence ${baseUrl()}/runs/${run.runId}/evidence/summary.html`);
+  if (run.kpis && Object.keys(run.kpis).length) console.log(`  kpis ${Object.entries(run.kpis).map(([k, v]) => `${k}=${v}`).join('  ')}`);
+  return 0;
+}
+
+export async function exceptionsCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { status: { type: 'string' }, json: { type: 'boolean' } } });
+  const res = await http('GET', `/exceptions?status=${encodeURIComponent(values.status ?? 'open')}`);
+  if (res.status !== 200) fail(res, 'exceptions');
+  if (values.json) console.log(JSON.stringify(res.json, null, 2));
+  else if (!res.json.exceptions.length) console.log(`no ${values.status ?? 'open'} exceptions`);
+  else for (const e of res.json.exceptions) console.log(`${e.openedAt}  ${e.exceptionId}  ${e.target.padEnd(9)} owner ${e.owner}  ${e.kind}: ${e.reason}`);
+  return 0;
+}
+
+/**
+ * `jml approve|reject <approvalId>` — for local use: follows the emailed link from the outbox,
+ * opens the confirmation page and posts its form, exactly as the approver's browser would.
+ */
+export function decideCommand(decision: 'approve' | 'reject') {
+  return async (args: string[]): Promise<number> => {
+    const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { rationale: { type: 'string' } } });
+    if (!positionals[0]) throw new UsageError(`usage: jml ${decision} <approvalId> [--rationale "…"]`);
+    if (decision === 'reject' && !values.rationale) throw new UsageError('a rejection needs --rationale "why"');
+    const outbox = await http('GET', '/local/outbox');
+    if (outbox.status !== 200) fail(outbox, 'outbox');
+    const mail = [...outbox.json.mails].reverse().find((m: { approvalId: string | null }) => m.approvalId === positionals[0]);
+    if (!mail) throw new UsageError(`no approval email for ${positionals[0]} in the outbox`);
+    const link = new URL(mail.links[0]);
+    const result = await decideViaLink(link.pathname + link.search, decision, values.rationale ?? '');
+    console.log(result.ok ? `✔ ${decision === 'approve' ? 'approved' : 'rejected'} ${positionals[0]}` : `✘ ${result.message}`);
+    return result.ok ? 0 : 1;
+  };
+}
+
+/** Opens the confirmation page and posts its form; returns the page's verdict. */
+export async function decideViaLink(pathAndQuery: string, decision: 'approve' | 'reject', rationale: string) {
+  const page = await http('GET', pathAndQuery);
+  if (page.status !== 200) return { ok: false, status: page.status, message: textOf(page.text) };
+  const field = (name: string) => new RegExp(`name="${name}" value="([^"]*)"`).exec(page.text)?.[1]?.replace(/&amp;/g, '&') ?? '';
+  const form = new URLSearchParams({ t: field('t'), csrf: field('csrf'), decision, rationale });
+  const res = await http('POST', new URL(pathAndQuery, 'http://x').pathname, {
+    body: form.toString(),
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'user-agent': 'jml-cli' },
+  });
+  return { ok: res.status === 200, status: res.status, message: textOf(res.text) };
+}
+
+function textOf(html: string): string {
+  const h1 = /<h1[^>]*>([\s\S]*?)<\/h1>/.exec(html)?.[1] ?? '';
+  const p = /<p[^>]*>([\s\S]*?)<\/p>/.exec(html)?.[1] ?? '';
+  return `${h1} ${p}`.replace(/<[^>]+>/g, '').replace(/\s+/g, ' ').trim();
+}
+
+export async function clockCommand(args: string[]): Promise<number> {
+  const { positionals } = parseArgs({ args, allowPositionals: true });
+  const m = /^(\d+)(m|h|d)$/.exec(positionals[1] ?? '');
+  if (positionals[0] !== 'advance' || !m) throw new UsageError('usage: jml clock advance <N>m|h|d   (local runtime only)');
+  const ms = Number(m[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'm' | 'h' | 'd'];
+  const res = await http('POST', '/local/clock', { body: JSON.stringify({ advanceMs: ms }), headers: { 'content-type': 'application/json' } });
+  if (res.status !== 200) fail(res, 'clock');
+  console.log(`local clock now ${res.json.now}; ${res.json.fired} schedule(s) fired`);
+  return 0;
+}
+
+export async function kpisCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { json: { type: 'boolean' } } });
+  const res = await http('GET', '/local/metrics');
+  if (res.status !== 200) fail(res, 'kpis');
+  const k = summariseKpis(res.json.points);
+  if (values.json) console.log(JSON.stringify(k, null, 2));
+  else printKpis(k);
+  return 0;
+}
+
+export interface KpiSummary {
+  runsClosed: number;
+  byStatus: Record<string, number>;
+  timeToDisableSeconds: { count: number; median: number | null; max: number | null };
+  revocationCompletenessPercent: number | null;
+  exceptionsOpened: number;
+  exceptionRatePercent: number | null;
+  driftEntitlements: number;
+}
+
+export function summariseKpis(points: Array<{ name: string; value: number; dimensions: Record<string, string> }>): KpiSummary {
+  const of = (n: string) => points.filter((p) => p.name === n);
+  const closed = of('RunsClosed');
+  const byStatus: Record<string, number> = {};
+  for (const p of closed) byStatus[p.dimensions.Status ?? '?'] = (byStatus[p.dimensions.Status ?? '?'] ?? 0) + p.value;
+  const ttd = of('TimeToDisable').map((p) => p.value).sort((a, b) => a - b);
+  const rc = of('RevocationCompleteness').map((p) => p.value);
+  const runs = closed.reduce((n, p) => n + p.value, 0);
+  const withExceptions = byStatus.EXCEPTION_OPEN ?? 0;
+  return {
+    runsClosed: runs,
+    byStatus,
+    timeToDisableSeconds: { count: ttd.length, median: ttd.length ? ttd[Math.floor(ttd.length / 2)]! : null, max: ttd.length ? ttd[ttd.length - 1]! : null },
+    revocationCompletenessPercent: rc.length ? rc.reduce((a, b) => a + b, 0) / rc.length : null,
+    exceptionsOpened: of('ExceptionOpened').reduce((n, p) => n + p.value, 0),
+    exceptionRatePercent: runs ? (100 * withExceptions) / runs : null,
+    driftEntitlements: of('DriftEntitlements').reduce((n, p) => n + p.value, 0),
+  };
+}
+
+export function printKpis(k: KpiSummary): void {
+  console.log(`runs closed              ${k.runsClosed}  (${Object.entries(k.byStatus).map(([s, n]) => `${s} ${n}`).join(', ') || 'none'})`);
+  console.log(`time to disable          ${k.timeToDisableSeconds.count ? `median ${k.timeToDisableSeconds.median!.toFixed(2)} s, max ${k.timeToDisableSeconds.max!.toFixed(2)} s over ${k.timeToDisableSeconds.count} leaver(s)` : 'no leavers yet'}`);
+  console.log(`revocation completeness  ${k.revocationCompletenessPercent === null ? 'n/a' : `${k.revocationCompletenessPercent.toFixed(1)} %`}`);
+  console.log(`exception rate           ${k.exceptionRatePercent === null ? 'n/a' : `${k.exceptionRatePercent.toFixed(1)} % of runs`} (${k.exceptionsOpened} exception(s) opened)`);
+  console.log(`drift                    ${k.driftEntitlements} entitlement(s) found differing at reconcile`);
+}
+
+/**
+ * `jml evidence verify <runId | bundle-dir>`: recomputes every file hash against the manifest
+ * and the person's hash chain, and says exactly what does not match.
+ */
+export async function evidenceVerifyCommand(args: string[]): Promise<number> {
+  const { positionals } = parseArgs({ args, allowPositionals: true });
+  const target = positionals[0];
+  if (!target) throw new UsageError('usage: jml evidence verify <runId | path to a bundle folder>');
+  if (existsSync(target) && statSync(target).isDirectory()) {
+    const files = new Map<string, Uint8Array>();
+    for (const name of readdirSync(target)) {
+      const p = join(target, name);
+      if (statSync(p).isFile()) files.set(name, readFileSync(p));
+    }
+    return report(target, verifyBundle(files).problems, []);
+  }
+  const manifestRes = await http('GET', `/runs/${encodeURIComponent(target)}/evidence/${MANIFEST_FILE}`);
+  if (manifestRes.status !== 200) fail(manifestRes, `evidence of ${target}`);
+  const { manifest, problems: parse } = parseManifest(manifestRes.text);
+  if (!manifest) return report(target, parse, []);
+  const files = new Map<string, Uint8Array>([[MANIFEST_FILE, Buffer.from(manifestRes.text)]]);
+  for (const f of manifest.files) {
+    const r = await fetch(`${baseUrl()}/runs/${encodeURIComponent(target)}/evidence/${encodeURIComponent(f.name)}`);
+    if (r.ok) files.set(f.name, new Uint8Array(await r.arrayBuffer()));
+  }
+  const bundle = verifyBundle(files);
+  const chainRes = await http('GET', `/local/evidence/chain/${encodeURIComponent(manifest.employeeId)}`);
+  const chain =
+    chainRes.status === 200
+      ? verifyChain(
+          (chainRes.json.entries as Array<{ manifest: string; runId: string; closedAt: string; manifestSha256: string }>).map((e) => ({
+            ...e,
+            manifest: Buffer.from(e.manifest, 'base64'),
+          })),
+        ).problems
+      : [`the person's chain could not be read (HTTP ${chainRes.status})`];
+  return report(`${target} (${manifest.employeeId})`, bundle.problems, chain, manifest.files.length + 1);
+}
+
+function report(what: string, bundleProblems: string[], chainProblems: string[], files?: number): number {
+  if (!bundleProblems.length && !chainProblems.length) {
+    console.log(`✔ evidence of ${what} verifies${files ? ` (${files} files, hash chain intact)` : ''}`);
+    return 0;
+  }
+  console.log(`✘ evidence of ${what} does not verify:`);
+  for (const p of [...bundleProblems, ...chainProblems]) console.log(`  - ${p}`);
+  return 1;
+}
