@@ -9,6 +9,7 @@
  * JML_BAMBOOHR_PRIVATE_KEY, JML_OKTA_HOOK_SECRET, JML_LINK_SIGNING_KEY). A real Okta org or
  * Entra tenant replaces the stand-in when its URL and credentials are in env (docs/local.md).
  */
+import './quiet.ts';
 import '#local/polyfills';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
