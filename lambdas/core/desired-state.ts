@@ -50,7 +50,8 @@ export interface DesiredStateOptions {
 export function selectBundles(worker: Worker, policy: Policy, options: DesiredStateOptions = {}): BundleGrant[] {
   const out: BundleGrant[] = [];
   const seen = new Set<string>();
-  const now = options.now ? Date.parse(options.now) : Date.now();
+  let now: number | undefined;
+  const nowMs = () => (now ??= options.now ? Date.parse(options.now) : Date.now());
   const add = (bundle: string, rule: string, expiresAt?: string) => {
     if (seen.has(bundle)) return;
     const def = policy.document.bundles[bundle];
@@ -58,18 +59,29 @@ export function selectBundles(worker: Worker, policy: Policy, options: DesiredSt
     let expiry = expiresAt;
     if (!expiry && def.expiresAfter) {
       const granted = options.grantedAt?.[bundle];
-      expiry = new Date((granted ? Date.parse(granted) : now) + durationMs(def.expiresAfter)).toISOString();
+      expiry = new Date((granted ? Date.parse(granted) : nowMs()) + durationMs(def.expiresAfter)).toISOString();
     }
-    if (expiry && Date.parse(expiry) <= now) return;
+    if (expiry && Date.parse(expiry) <= nowMs()) return;
     seen.add(bundle);
-    out.push({ bundle, rule, kind: def.kind, ...(expiry ? { expiresAt: expiry } : {}) });
+    out.push(expiry ? { bundle, rule, kind: def.kind, expiresAt: expiry } : sharedGrant(policy, bundle, rule, def.kind));
   };
   const view = matchView(worker);
-  for (const { rule, matches } of policy.matchers) {
+  for (const { rule, matches } of policy.matchersFor(view.department)) {
     if (matches(view)) for (const b of rule.grant) add(b, rule.id);
   }
   for (const g of options.exceptionGrants ?? []) add(g.bundle, `exception:${g.reason}`, g.expiresAt);
   return out;
+}
+
+/** Grants without an expiry are the same for everyone a rule selects: one frozen object each. */
+const grants = new WeakMap<Policy, Map<string, BundleGrant>>();
+function sharedGrant(policy: Policy, bundle: string, rule: string, kind: BundleGrant['kind']): BundleGrant {
+  let m = grants.get(policy);
+  if (!m) grants.set(policy, (m = new Map()));
+  const key = `${bundle}\u0000${rule}`;
+  let g = m.get(key);
+  if (!g) m.set(key, (g = Object.freeze({ bundle, rule, kind })));
+  return g;
 }
 
 export function desiredState(person: PersonState, policy: Policy, options: DesiredStateOptions = {}): DesiredState {
@@ -97,8 +109,14 @@ export function desiredState(person: PersonState, policy: Policy, options: Desir
   }
 
   const bundles = selectBundles(worker, policy, options);
-  const targets = targetsFor(bundles, status, policy);
-  return { ...base, inScope: true, bundles, targets };
+  return {
+    employeeId: worker.employeeId,
+    status,
+    mappingVersion: policy.mappingVersion,
+    inScope: true,
+    bundles,
+    targets: targetsFor(bundles, status, policy),
+  };
 }
 
 /**

@@ -204,7 +204,17 @@ export interface Policy {
   managedTargets: PolicyTarget[];
   bundleEntitlements: Map<string, BundleEntitlement[]>;
   /** Compiled rule matchers, in policy order; they take a `matchView` of the worker. */
-  matchers: Array<{ rule: Rule; matches: (w: MatchableWorker) => boolean }>;
+  matchers: RuleMatcher[];
+  /**
+   * The matchers that can match a department (rules naming it or naming none), in policy order:
+   * a worker is tested against a few dozen rules, not all of them.
+   */
+  matchersFor(department: string): RuleMatcher[];
+}
+
+export interface RuleMatcher {
+  rule: Rule;
+  matches: (w: MatchableWorker) => boolean;
 }
 
 export interface MatchableWorker {
@@ -344,8 +354,19 @@ export function compilePolicy(input: unknown): Policy {
     const unless = compileCondition(rule.unless);
     return { rule, matches: (w: MatchableWorker) => when(w) && !(unless?.(w) ?? false) };
   });
+  const byDepartment = new Map<string, RuleMatcher[]>();
+  const anyDepartment = matchers.filter((m) => !m.rule.when.department);
+  for (const m of matchers) {
+    for (const d of m.rule.when.department ?? []) byDepartment.set(d.toLowerCase(), []);
+  }
+  for (const [dept, list] of byDepartment) {
+    for (const m of matchers) {
+      if (!m.rule.when.department || m.rule.when.department.some((d) => d.toLowerCase() === dept)) list.push(m);
+    }
+  }
   return {
     document,
+    matchersFor: (department) => byDepartment.get(department.toLowerCase()) ?? anyDepartment,
     mappingVersion: mappingVersionOf(document),
     idp,
     targetsByName: new Map(document.targets.map((t) => [t.name, t])),

@@ -52,6 +52,10 @@ export function effectiveStatus(desired: PresentStatus, caps: TargetCapabilities
   return desired === 'suspended' && !caps.suspend ? 'disabled' : desired;
 }
 
+/**
+ * `desired.entitlements` is unique by type + value (desiredState builds it from a map); the
+ * target's list may not be, and is de-duplicated here.
+ */
 export function planTarget(
   desired: DesiredTarget,
   actual: ActualAccount | null,
@@ -73,7 +77,7 @@ export function planTarget(
   if (!actual) {
     if (desired.account !== 'enabled') return ops; // never create an account only to restrict it
     ops.push({ op: 'create', reason: 'person has no account on this target' });
-    for (const e of dedupe(wanted)) ops.push({ op: 'addEntitlement', entitlement: e, reason: grantReason(e) });
+    for (const e of wanted) ops.push({ op: 'addEntitlement', entitlement: e, reason: grantReason(e) });
     return ops;
   }
 
@@ -90,9 +94,12 @@ export function planTarget(
   }
 
   const wantedKeys = new Set(wanted.map(entitlementKey));
-  const actualKeys = new Set(actual.entitlements.map(entitlementKey));
-  for (const e of dedupe(actual.entitlements)) {
-    if (!wantedKeys.has(entitlementKey(e))) {
+  const actualKeys = new Set<string>();
+  for (const e of actual.entitlements) {
+    const key = entitlementKey(e);
+    if (actualKeys.has(key)) continue; // a target listing one membership twice
+    actualKeys.add(key);
+    if (!wantedKeys.has(key)) {
       ops.push({ op: 'removeEntitlement', entitlement: { type: e.type, value: e.value }, reason: 'not in desired state' });
     }
   }
@@ -102,20 +109,10 @@ export function planTarget(
       reason: 'person is active',
     });
   }
-  for (const e of dedupe(wanted)) {
+  for (const e of wanted) {
     if (!actualKeys.has(entitlementKey(e))) ops.push({ op: 'addEntitlement', entitlement: e, reason: grantReason(e) });
   }
   return ops;
-}
-
-function dedupe<T extends EntitlementRef>(list: readonly T[]): T[] {
-  const seen = new Set<string>();
-  return list.filter((e) => {
-    const k = entitlementKey(e);
-    if (seen.has(k)) return false;
-    seen.add(k);
-    return true;
-  });
 }
 
 function grantReason(e: EntitlementRef): string {
