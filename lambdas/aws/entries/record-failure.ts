@@ -1,0 +1,9 @@
+/** Lambda `record-failure`: Task `RecordFailureFunctionArn`: opens the exception for a step that still failed. */
+import { installAwsDeps } from '../bootstrap.ts';
+import policyText from '@jml/policy';
+import { wireConnectors } from '../connectors.aws.ts';
+import { wireMailer } from '../mailer.ses.ts';
+
+installAwsDeps({ policyText, ports: { connectors: wireConnectors, mailer: wireMailer } });
+
+export { recordFailureHandler as handler } from '#handlers/run-tasks';
