@@ -1,0 +1,71 @@
+/**
+ * The esbuild settings of every Lambda bundle — one definition, read by the stack
+ * (`JmlFunction` → NodejsFunction `bundling`) and by `bench/bundles.ts` (esbuild's API), so the
+ * benchmark measures exactly what ships.
+ *
+ * - ESM output for the newest Node.js runtime, minified, with source maps (no sources inside).
+ * - `keepNames`: typed errors carry their class name as `name` (`TargetThrottled`, …) and the
+ *   state machines' Retry/Catch match on it; minification must not rename those classes.
+ * - The AWS SDK v3 is left out (`@aws-sdk/*` is in the Lambda runtime): it keeps bundles small.
+ * - The access policy is bundled as text (`@jml/policy` → the deployment's policy file, `.yaml`
+ *   text loader): a policy change ships as a deploy.
+ * - `process.env.JML_IDP_KIND` is a build-time constant: the other IdP's client is dropped.
+ * - A `require` for the CommonJS dependencies (the Okta SDK) that load Node built-ins.
+ */
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+
+/** esbuild target of the Lambda runtime (`nodejs24.x`); keep in step with `JmlFunction`. */
+export const BUNDLE_TARGET = 'node24';
+
+export interface BundleSettings {
+  /** The access policy file bundled into the functions (absolute, or relative to the repo root). */
+  policyFile: string;
+  idpKind: 'okta' | 'entra';
+}
+
+export const BUNDLE_EXTERNALS = ['@aws-sdk/*'];
+export const BUNDLE_BANNER = "import { createRequire as __jmlCreateRequire } from 'node:module'; const require = __jmlCreateRequire(import.meta.url);";
+export const BUNDLE_MAIN_FIELDS = ['module', 'main'];
+export const BUNDLE_LOADERS = { '.yaml': 'text' } as const;
+
+export function bundleDefines(s: BundleSettings): Record<string, string> {
+  return { 'process.env.JML_IDP_KIND': JSON.stringify(s.idpKind) };
+}
+
+export function bundleAliases(s: BundleSettings): Record<string, string> {
+  return { '@jml/policy': resolve(REPO_ROOT, s.policyFile) };
+}
+
+/** Entry file of a function (`lambdas/aws/entries/<name>.ts`). */
+export function entryFile(name: string): string {
+  return resolve(REPO_ROOT, 'lambdas', 'aws', 'entries', `${name}.ts`);
+}
+
+/** The same settings as esbuild `BuildOptions` (the benchmark). */
+export function esbuildOptions(s: BundleSettings, entry: string, outfile: string) {
+  return {
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: 'node' as const,
+    format: 'esm' as const,
+    target: BUNDLE_TARGET,
+    minify: true,
+    keepNames: true,
+    sourcemap: true,
+    sourcesContent: false,
+    external: BUNDLE_EXTERNALS,
+    mainFields: BUNDLE_MAIN_FIELDS,
+    loader: { ...BUNDLE_LOADERS },
+    define: bundleDefines(s),
+    alias: bundleAliases(s),
+    banner: { js: BUNDLE_BANNER },
+    tsconfig: resolve(REPO_ROOT, 'tsconfig.json'),
+    absWorkingDir: REPO_ROOT,
+    logLevel: 'error' as const,
+    metafile: true,
+  };
+}

@@ -1,0 +1,147 @@
+/**
+ * Every Lambda function of the stack, as data: its entry (`lambdas/aws/entries/<name>.ts`), the
+ * ports its entry wires (the stack binds exactly those resources to it: env var + IAM grant),
+ * the secrets it may read and its timeout.
+ *
+ * The ports listed here and the `wire…` functions the entry file passes to `installAwsDeps` are
+ * the same list; `test/cdk/functions.test.ts` checks that they agree.
+ */
+import type { SecretName } from '#app/ports';
+import type { PortName } from '#aws/bootstrap';
+
+export interface FunctionSpec {
+  description: string;
+  ports: PortName[];
+  /** Secrets of the Secrets port this function reads (requires the `secrets` port). */
+  secrets?: SecretName[];
+  /** The ledger table: every function reads it; only the read API does nothing else. */
+  ledger: 'read' | 'readWrite';
+  /**
+   * Step Functions rights with the `workflows` port: start/stop runs, or only answer task tokens
+   * (the approvals API), or start only (the nightly reconcile from the scheduled-action function).
+   */
+  workflows?: 'startStop' | 'taskResponse' | 'start';
+  timeoutSeconds: number;
+  memoryMb?: number;
+}
+
+export const FUNCTIONS = {
+  'hris-webhook': {
+    description: 'POST /hris/events: verify the signature, record the run, enqueue',
+    ports: ['secrets', 'queue'],
+    secrets: ['hrisWebhook'],
+    ledger: 'readWrite',
+    timeoutSeconds: 10,
+  },
+  'bamboohr-webhook': {
+    description: 'POST /hris/bamboohr: verify the BambooHR signature, record the runs, enqueue',
+    ports: ['secrets', 'queue'],
+    secrets: ['bambooHr'],
+    ledger: 'readWrite',
+    timeoutSeconds: 10,
+  },
+  'okta-event-hook': {
+    description: 'GET|POST /okta/events: verification challenge and drift signals',
+    ports: ['secrets', 'queue'],
+    secrets: ['oktaHook'],
+    ledger: 'readWrite',
+    timeoutSeconds: 3,
+  },
+  'start-run': {
+    description: 'Events FIFO queue consumer: starts, schedules or supersedes runs; records drift',
+    ports: ['workflows', 'scheduler', 'mailer'],
+    ledger: 'readWrite',
+    workflows: 'startStop',
+    timeoutSeconds: 30,
+  },
+  'read-api': {
+    description: 'GET /runs/{runId}, GET /runs, GET /exceptions (IAM-authorised)',
+    ports: [],
+    ledger: 'read',
+    timeoutSeconds: 10,
+  },
+  'approvals-api': {
+    description: 'GET|HEAD|POST /approvals/{id}: confirmation page and the decision callback',
+    ports: ['secrets', 'workflows'],
+    secrets: ['linkSigning'],
+    ledger: 'readWrite',
+    workflows: 'taskResponse',
+    timeoutSeconds: 10,
+  },
+  'request-approval': {
+    description: 'Task (waitForTaskToken): records the approval and mails the approver',
+    ports: ['secrets', 'mailer'],
+    secrets: ['linkSigning'],
+    ledger: 'readWrite',
+    timeoutSeconds: 50,
+  },
+  'approval-expired': {
+    description: 'Task: opens the approval_expired exception (its owner is notified by mail)',
+    ports: ['mailer'],
+    ledger: 'readWrite',
+    timeoutSeconds: 50,
+  },
+  plan: {
+    description: "Task: desired state vs every target's actual state",
+    ports: ['connectors'],
+    ledger: 'readWrite',
+    timeoutSeconds: 100,
+    memoryMb: 1024,
+  },
+  converge: {
+    description: 'Task: converges one target for one person',
+    ports: ['connectors', 'mailer'],
+    ledger: 'readWrite',
+    timeoutSeconds: 100,
+    memoryMb: 1024,
+  },
+  'record-failure': {
+    description: 'Task: opens the exception for a step that still failed after retries',
+    ports: ['connectors', 'mailer'],
+    ledger: 'readWrite',
+    timeoutSeconds: 50,
+  },
+  reconcile: {
+    description: 'Task: re-reads every target and compares with the desired state',
+    ports: ['connectors', 'mailer'],
+    ledger: 'readWrite',
+    timeoutSeconds: 280,
+    memoryMb: 1024,
+  },
+  'schedule-retention': {
+    description: 'Task: one-time hard-delete schedules per target after the retention window',
+    ports: ['scheduler'],
+    ledger: 'readWrite',
+    timeoutSeconds: 50,
+  },
+  close: {
+    description: 'Task: evidence bundle in the Object Lock bucket, KPIs, final status',
+    ports: ['connectors', 'evidence'],
+    ledger: 'readWrite',
+    timeoutSeconds: 280,
+    memoryMb: 1024,
+  },
+  'scheduled-action': {
+    description: 'EventBridge Scheduler target: approval reminders, nightly reconcile, other one-time actions',
+    ports: ['secrets', 'mailer', 'workflows'],
+    secrets: ['linkSigning'],
+    ledger: 'readWrite',
+    workflows: 'start',
+    timeoutSeconds: 60,
+  },
+} as const satisfies Record<string, FunctionSpec>;
+
+export type FunctionName = keyof typeof FUNCTIONS;
+export const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
+
+/** `definitionSubstitutions` key → function, for the state machines' `${…FunctionArn}` placeholders. */
+export const TASK_FUNCTIONS = {
+  PlanFunctionArn: 'plan',
+  ConvergeFunctionArn: 'converge',
+  RecordFailureFunctionArn: 'record-failure',
+  ReconcileFunctionArn: 'reconcile',
+  ScheduleRetentionFunctionArn: 'schedule-retention',
+  CloseFunctionArn: 'close',
+  RequestApprovalFunctionArn: 'request-approval',
+  ApprovalExpiredFunctionArn: 'approval-expired',
+} as const satisfies Record<string, FunctionName>;
