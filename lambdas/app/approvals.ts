@@ -364,7 +364,19 @@ export async function requestApproval(
   await deps.ledger.putApproval(record);
   await mailOnce(deps, policy, keys, record, escalation ? 'escalation' : 'request', escalation ? undefined : escalationHint(policy, request));
   if (!existing) deps.metrics.put('ApprovalRequested', 1, 'Count', { escalation: String(escalation), role: approver.role });
+  await scheduleReminder(deps, policy.document.approvals.reminderHours, record);
   return { approvalId };
+}
+
+/** A reminder `reminderHours` before the window closes, when that is still ahead (deterministic name: idempotent). */
+async function scheduleReminder(deps: AppDeps, reminderHours: number, record: ApprovalRecord): Promise<void> {
+  if (!reminderHours) return;
+  const at = Date.parse(record.expiresAt) - reminderHours * 3_600_000;
+  if (at <= deps.clock.now().getTime()) return;
+  await deps.scheduler.upsertOnce(`jml-remind-${record.approvalId}`.slice(0, 64), new Date(at), {
+    kind: 'approval-reminder',
+    payload: { approvalId: record.approvalId, runId: record.runId },
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import type { Policy } from '#core/policy';
 import { createApprovalsApiHandler, type ApprovalsApiHandler } from '#handlers/approvals-api';
 import { ensureTable, startDynalite, type LocalDynamo } from '#local/dynalite';
 import { examplePolicy, worker } from './policy.ts';
+import { LocalScheduler } from '#local/adapters';
 
 export class TestClock {
   constructor(private at: Date = new Date('2026-11-30T09:00:00.000Z')) {}
@@ -106,6 +107,8 @@ export interface Harness {
   /** The current link-signing keys (first signs); tests may rotate them. */
   linkKeys: string[];
   api: ApprovalsApiHandler;
+  /** One-time schedules the approvals asked for (reminders). */
+  scheduler: LocalScheduler;
   close(): Promise<void>;
 }
 
@@ -120,13 +123,14 @@ export async function startHarness(options: { publicBaseUrl?: string; policy?: P
   const metrics = new Metrics();
   const policy = options.policy ?? examplePolicy();
   const linkKeys = [randomBytes(32).toString('base64url')];
+  const scheduler = new LocalScheduler(clock, async () => undefined);
   const deps: AppDeps = {
     ledger,
     policy: async () => policy,
     connectors: unused('connectors') as AppDeps['connectors'],
     queue: unused('queue') as AppDeps['queue'],
     workflows: unused('workflows') as AppDeps['workflows'],
-    scheduler: unused('scheduler') as AppDeps['scheduler'],
+    scheduler,
     evidence: unused('evidence') as AppDeps['evidence'],
     callbacks,
     mailer: outbox,
@@ -136,7 +140,7 @@ export async function startHarness(options: { publicBaseUrl?: string; policy?: P
     publicBaseUrl: options.publicBaseUrl ?? 'https://jml.acme.example/prod',
   };
   const api = createApprovalsApiHandler(async () => deps);
-  return { deps, ledger, clock, outbox, callbacks, metrics, policy, linkKeys, api, close: () => dynamo.close() };
+  return { deps, ledger, clock, outbox, callbacks, metrics, policy, linkKeys, api, scheduler, close: () => dynamo.close() };
 }
 
 // ---------------------------------------------------------------------------------------------

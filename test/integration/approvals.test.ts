@@ -102,6 +102,15 @@ describe('requesting an approval', () => {
     expect(stored.request).toMatchObject({ person: { name: 'Ada Lovelace', department: 'Engineering', jobCode: 'ENG-2' }, privileged: false });
   });
 
+  it('schedules one reminder reminderHours (policy) before the window closes', async () => {
+    const r = await requested({ givenName: 'Ada', familyName: 'Lovelace' });
+    const stored = await record(r.approvalId);
+    const reminders = h.scheduler.list().filter((e) => e.action.kind === 'approval-reminder' && e.action.payload.approvalId === r.approvalId);
+    expect(reminders).toHaveLength(1);
+    expect(reminders[0]!.action.payload).toMatchObject({ approvalId: r.approvalId });
+    expect(Date.parse(stored!.expiresAt) - Date.parse(reminders[0]!.at)).toBe(24 * 3_600_000);
+  });
+
   it('a retried request step sends no second email and keeps the newest task token', async () => {
     const r = await requested();
     const again = taskToken();
