@@ -1,0 +1,1579 @@
+/**
+ * Reconciliation: re-read every target, compare with what the policy says, act on the difference.
+ * "Automation that looks successful" becomes "automation that is provably correct".
+ *
+ * Two entry points share one classifier:
+ *  - the nightly `reconcile` state machine (statemachines/reconcile.asl.json): Start → for each
+ *    target, pages of `listAccounts` (or Graph `/users/delta`) → pages of the ledger's persons →
+ *    Finish (report in the evidence store, KPIs). Workflow state carries cursors and counters
+ *    only; each page's findings go to the ledger as the page is processed.
+ *  - `reconcilePerson`: one person on demand (drift signals, scheduled actions).
+ *
+ * Classification, per account (IGA style):
+ *  - linked and correct;
+ *  - drift: missing or extra entitlements, or the wrong status, against the desired state
+ *    (computed as the runs compute it, and never granting a bundle the person had rejected or a
+ *    privileged bundle nobody approved);
+ *  - a leaver still enabled (the person is terminated in HR, the account is enabled);
+ *  - an orphan: no correlation key, or a key that matches nobody (and no stored link);
+ *  - a conflict: two accounts claim one person (or one account two persons).
+ * And per person (ledger pass): an account the person should have and no target listed.
+ *
+ * Policy: a leaver's enabled account is disabled at once (restrict ops, sessions revoked) and
+ * counted as a revocation-completeness failure; other drift is re-converged (`onDrift: converge`)
+ * or opened as an exception (`onDrift: exception`); orphans and conflicts open exceptions for the
+ * target's owner; shadow-mode targets only report. A person whose own run is in flight is left
+ * to that run (`deferred`). Automatic actions per target and reconciliation are capped by the
+ * policy's bulk-guard count: past it, findings are reported and one exception says so (a broken
+ * policy or feed must not rewrite everyone's access overnight).
+ *
+ * How deep each target is checked: pages that carry entitlements (SCIM: groups and roles inline;
+ * Entra `listAccounts`) are compared in full. Okta's `listAccounts` pages carry status and
+ * correlation key only (reading groups and apps would cost two calls per user), and so do Graph
+ * `/users/delta` pages: for those, the nightly pass compares status and correlation, and reads
+ * the entitlements of an account only when it looks wrong or (delta) changed. Okta entitlement
+ * drift is caught as it happens by the event hook (drift signal → `reconcilePerson`).
+ *
+ * Every exception id is deterministic: re-running a page or a whole reconciliation never opens a
+ * second exception or sends a second email for the same problem.
+ */
+import { z } from 'zod';
+import type { ActualAccount, DesiredTarget, EntitlementRef } from '#core/access';
+import type { Connector } from '#connectors/connector';
+import type { EntraChanges } from '#connectors/entra.connector';
+import { converge } from '#connectors/converge';
+import type { ChangeRecord } from '#core/change';
+import { desiredState, type DesiredState } from '#core/desired-state';
+import { JmlError, RETRYABLE_ERRORS, TargetConflict, ValidationError } from '#core/errors';
+import {
+  buildEvidenceBundle,
+  byteLength,
+  contentTypeOf,
+  MANIFEST_FILE,
+  stableJson,
+  type EvidenceBundle,
+  type ExecutionStepEvidence,
+  type ReconciliationEvidence,
+  type ReconciliationTarget,
+} from '#core/evidence';
+import { EvidenceBundleExists, EvidenceChainConflict } from '#core/evidence-store';
+import { sha256Hex } from '#core/hash';
+import type { Lifecycle } from '#core/hr-event';
+import { TERMINAL_RUN_STATUSES, type PersonRecord, type RunRecord, type RunStatus } from '#core/ledger';
+import { applyDecisions } from '#core/plan';
+import type { Policy, PolicyTarget } from '#core/policy';
+import { planTarget, type PlannedOp, type TargetOp } from '#core/target-plan';
+import { parseOrThrow } from '#core/validation';
+import { openException } from './exceptions.ts';
+import type { AppDeps } from './ports.ts';
+import { bumpTime, updatePerson } from './people.ts';
+import { accountProfile } from './profile.ts';
+
+/** The evidence chain (and run-ledger "employee") that holds the nightly reports, one after another. */
+export const RECONCILIATION_CHAIN_ID = 'jml-reconciliation';
+/** Where a target's Graph delta link is kept between nights. */
+export const deltaLinkKey = (target: string) => `reconcile/delta-link/${target}`;
+const seenKey = (id: string, target: string, employeeId: string) => `reconcile/${id}/seen/${target}/${employeeId}`;
+const findingsKey = (id: string, pass: string, page: number, part: number) => `reconcile/${id}/findings/${pass}/${page}.${part}`;
+const FINDINGS_TTL_SECONDS = 35 * 24 * 3600;
+const SEEN_TTL_SECONDS = 3 * 24 * 3600;
+/** A ledger item holds at most 400 KB; findings are stored in parts well below that. */
+const FINDINGS_PART_BYTES = 300_000;
+/** Pages one Task invocation works through (bounded memory: one page at a time). */
+const PAGES_PER_TASK = 10;
+const TASK_TIME_BUDGET_MS = 60_000;
+const PERSONS_PAGE_SIZE = 250;
+const CONCURRENCY = 8;
+/** Findings listed in reconciliation.json / summary.html; findings.json has every one. */
+const SUMMARY_FINDINGS = 1_000;
+
+const RESTRICT_OPS: readonly TargetOp[] = ['disable', 'suspend', 'revokeSessions'];
+const STATUS_OPS: ReadonlySet<TargetOp> = new Set(['disable', 'suspend', 'revokeSessions', 'enable', 'unsuspend']);
+
+// ---------------------------------------------------------------------------------------------
+// Findings and counters
+
+export const FINDING_KINDS = ['drift', 'missing_account', 'leaver_enabled', 'orphan', 'conflict', 'failed'] as const;
+export type FindingKind = (typeof FINDING_KINDS)[number];
+/**
+ * What was done about a finding: `converged` / `disabled` (fixed by jml), `exception` (an owner
+ * was asked), `reported` (shadow target, or over the automatic-action limit), `deferred` (the
+ * person's own run is in flight), `failed` (the fix was refused; an exception says why).
+ */
+export type FindingAction = 'converged' | 'disabled' | 'exception' | 'reported' | 'deferred' | 'failed';
+
+export interface Finding {
+  kind: FindingKind;
+  target: string;
+  summary: string;
+  action: FindingAction;
+  accountId?: string;
+  /** Every account involved (conflicts). */
+  accountIds?: string[];
+  employeeId?: string;
+  userName?: string;
+  exceptionId?: string;
+  /** The fix's change records (with the target's request ids). */
+  changes?: ChangeRecord[];
+  evidence: {
+    accountStatus?: string;
+    correlationKey?: string | null;
+    personStatus?: string;
+    desiredStatus?: string;
+    missing?: EntitlementRef[];
+    unexpected?: EntitlementRef[];
+    ops?: string[];
+    /** Whether the account's entitlements were read (false: a status-only page). */
+    entitlementsRead?: boolean;
+    runInFlight?: string;
+    error?: { name: string; message: string };
+    note?: string;
+  };
+}
+
+const zeroTargetCounters = () => ({
+  pages: 0,
+  /** Accounts listed (delta: changed accounts). */
+  accounts: 0,
+  /** Accounts deleted since the last delta round. */
+  removed: 0,
+  /** Accounts of in-scope persons, checked against the desired state. */
+  managed: 0,
+  /** Accounts of persons outside the policy scope (left alone). */
+  unmanaged: 0,
+  correct: 0,
+  drift: 0,
+  /** Accounts of terminated persons (revocation completeness denominator). */
+  leaverAccounts: 0,
+  leaversEnabled: 0,
+  orphans: 0,
+  conflicts: 0,
+  missingAccounts: 0,
+  /** Accounts linked to their person by this reconciliation (correlated). */
+  linked: 0,
+  fixed: 0,
+  exceptions: 0,
+  deferred: 0,
+  reported: 0,
+  failed: 0,
+  /** Findings past the automatic-action limit (reported only). */
+  limited: 0,
+  /** Automatic actions taken (converges and exceptions, leaver disables excluded): the limit's count. */
+  actions: 0,
+  /** Persons checked for an account no page listed. */
+  personsChecked: 0,
+});
+export type TargetCounters = ReturnType<typeof zeroTargetCounters>;
+const TargetCountersSchema = z.object(Object.fromEntries(Object.keys(zeroTargetCounters()).map((k) => [k, z.number().int().nonnegative()])) as Record<keyof TargetCounters, z.ZodNumber>);
+
+function addCounters(a: TargetCounters, b: Partial<TargetCounters>): TargetCounters {
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b) as Array<[keyof TargetCounters, number]>) out[k] += v;
+  return out;
+}
+
+function countFinding(c: TargetCounters, f: Finding): void {
+  switch (f.kind) {
+    case 'drift':
+      c.drift += 1;
+      break;
+    case 'missing_account':
+      c.missingAccounts += 1;
+      break;
+    case 'leaver_enabled':
+      c.leaversEnabled += 1;
+      break;
+    case 'orphan':
+      c.orphans += 1;
+      break;
+    case 'conflict':
+      c.conflicts += 1;
+      break;
+    case 'failed':
+      break;
+  }
+  switch (f.action) {
+    case 'converged':
+    case 'disabled':
+      c.fixed += 1;
+      break;
+    case 'exception':
+      c.exceptions += 1;
+      break;
+    case 'deferred':
+      c.deferred += 1;
+      break;
+    case 'reported':
+      c.reported += 1;
+      break;
+    case 'failed':
+      c.failed += 1;
+      c.exceptions += f.exceptionId ? 1 : 0;
+      break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared plumbing
+
+const nowIso = (deps: AppDeps) => deps.clock.now().toISOString();
+const epochSeconds = (deps: AppDeps, plus: number) => Math.floor(deps.clock.now().getTime() / 1000) + plus;
+
+function isRetryable(e: unknown): boolean {
+  return e instanceof Error && (RETRYABLE_ERRORS as readonly string[]).includes(e.name);
+}
+
+function errorOf(e: unknown): { name: string; message: string } {
+  const err = e as Error;
+  return { name: err?.name ?? 'Error', message: err?.message ?? String(e) };
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight, keeping the order of results. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+/** A run id / key segment from anything (Step Functions execution names, event ids). */
+export function safeId(raw: string, max = 100): string {
+  const cleaned = raw.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[^A-Za-z0-9]+/, '');
+  return (cleaned || sha256Hex(raw).slice(0, 16)).slice(0, max);
+}
+
+function fingerprint(parts: unknown[]): string {
+  return sha256Hex(JSON.stringify(parts)).slice(0, 20);
+}
+
+/**
+ * Bundles a reconcile must not grant: what an approver rejected (unless approved since) and
+ * privileged bundles nobody approved — the same decisions the runs apply (`decidedDesired`),
+ * without a run's plan: an approval reconciliation cannot ask for is an approval not given.
+ */
+export function withheldBundles(person: PersonRecord, desired: DesiredState, policy: Policy): Set<string> {
+  const withheld = new Set<string>();
+  for (const b of person.rejectedBundles) if (!person.approvedBundles.includes(b)) withheld.add(b);
+  for (const g of desired.bundles) {
+    if (policy.document.bundles[g.bundle]?.kind === 'privileged' && !person.approvedBundles.includes(g.bundle)) withheld.add(g.bundle);
+  }
+  return withheld;
+}
+
+function desiredOf(deps: AppDeps, policy: Policy, person: PersonRecord): DesiredState {
+  return desiredState({ worker: person.worker, status: person.status }, policy, { grantedAt: person.grantedAt, now: nowIso(deps) });
+}
+
+/** The person's desired target, with the approval decisions applied against what the account holds. */
+function decidedTarget(policy: Policy, person: PersonRecord, desired: DesiredState, target: string, account: ActualAccount | null): DesiredTarget | undefined {
+  const withheld = withheldBundles(person, desired, policy);
+  const decided = withheld.size ? applyDecisions(desired, withheld, { [target]: account }, policy) : desired;
+  return decided.targets.find((t) => t.target === target);
+}
+
+/** The run that is changing the person right now, if any: reconciliation leaves them to it. */
+async function runInFlight(deps: AppDeps, person: PersonRecord): Promise<RunRecord | null> {
+  if (!person.lastRunId) return null;
+  const run = await deps.ledger.getRun(person.lastRunId);
+  return run && run.lifecycle !== 'reconcile' && !TERMINAL_RUN_STATUSES.has(run.status) ? run : null;
+}
+
+const refs = (ops: PlannedOp[], op: TargetOp) =>
+  ops.filter((o) => o.op === op && o.entitlement).map((o) => ({ type: o.entitlement!.type, value: o.entitlement!.value }));
+
+function describeOps(ops: PlannedOp[]): string {
+  const parts: string[] = [];
+  const status = ops.filter((o) => STATUS_OPS.has(o.op) && o.op !== 'revokeSessions').map((o) => o.op);
+  if (status.length) parts.push(`needs ${status.join(', ')}`);
+  const missing = refs(ops, 'addEntitlement');
+  const extra = refs(ops, 'removeEntitlement');
+  if (missing.length) parts.push(`missing ${missing.map((e) => `${e.type} "${e.value}"`).join(', ')}`);
+  if (extra.length) parts.push(`holds ${extra.map((e) => `${e.type} "${e.value}"`).join(', ')} outside the policy`);
+  return parts.join('; ');
+}
+
+/** Pages that carry each account's entitlements (the others carry status and correlation key only). */
+function pagesCarryEntitlements(connector: Connector, source: TargetSource): boolean {
+  return source === 'list' && connector.kind !== 'okta';
+}
+
+type TargetSource = 'list' | 'delta';
+type Round = 'full' | 'incremental';
+
+interface DeltaCapable {
+  listChanges(link?: string): Promise<EntraChanges>;
+}
+function deltaOf(connector: Connector): DeltaCapable | null {
+  const c = connector as Connector & Partial<DeltaCapable>;
+  return typeof c.listChanges === 'function' ? (c as DeltaCapable) : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Acting on one finding
+
+/** One target's context for a pass: policy facts, the connector and the action budget. */
+interface TargetContext {
+  deps: AppDeps;
+  policy: Policy;
+  target: PolicyTarget;
+  connector: Connector;
+  /** Run id the exceptions are filed under (the reconciliation, or the person's reconcile run). */
+  runId: string;
+  /** Who/what asked (for evidence): the nightly schedule, a drift signal and its actor, … */
+  origin: string;
+  /** Actions still allowed before findings are only reported. */
+  budget: { left: number };
+  /** Whether fixes that jml made need an exception of their own (a caller may report them itself). */
+  raiseFixedIncidents: boolean;
+}
+
+const ownerOf = (ctx: TargetContext) => ctx.target.owner.email;
+
+async function raise(
+  ctx: TargetContext,
+  input: { kind: 'orphan' | 'conflict' | 'drift' | 'leaver_enabled'; id: string; employeeId?: string; reason: string; evidence: unknown },
+): Promise<string> {
+  const e = await openException(ctx.deps, {
+    exceptionId: input.id,
+    runId: ctx.runId,
+    ...(input.employeeId ? { employeeId: input.employeeId } : {}),
+    target: ctx.target.name,
+    owner: ownerOf(ctx),
+    kind: input.kind,
+    reason: input.reason,
+    evidence: input.evidence,
+  });
+  return e.exceptionId;
+}
+
+/** Takes one unit of the automatic-action budget; false once it is spent. */
+function spend(ctx: TargetContext): boolean {
+  if (ctx.budget.left <= 0) return false;
+  ctx.budget.left -= 1;
+  return true;
+}
+
+async function profileOf(deps: AppDeps, person: PersonRecord) {
+  return accountProfile(deps.ledger, person);
+}
+
+/**
+ * Converges the person's account on the target. A refusal that retrying cannot fix (rejected,
+ * not found, conflict) becomes a `failed` finding with an exception; throttling and outages are
+ * rethrown so the Task is retried.
+ */
+async function fix(
+  ctx: TargetContext,
+  person: PersonRecord,
+  desired: DesiredTarget,
+  options: { onlyOps?: readonly TargetOp[]; forceRevoke?: boolean; linkId?: string },
+): Promise<{ ok: true; changes: ChangeRecord[]; accountId?: string } | { ok: false; error: { name: string; message: string } }> {
+  try {
+    const result = await converge(ctx.connector, await profileOf(ctx.deps, person), desired, {
+      linkIds: [options.linkId ?? person.links[ctx.target.name]].filter((x): x is string => !!x),
+      ...(options.forceRevoke ? { forceRevoke: true } : {}),
+      ...(options.onlyOps ? { onlyOps: options.onlyOps } : {}),
+    });
+    if (result.accountId && person.links[ctx.target.name] !== result.accountId) await link(ctx, person.employeeId, result.accountId);
+    return { ok: true, changes: result.changes, ...(result.accountId ? { accountId: result.accountId } : {}) };
+  } catch (e) {
+    if (isRetryable(e)) throw e;
+    if (!(e instanceof JmlError)) throw e;
+    return { ok: false, error: errorOf(e) };
+  }
+}
+
+/** Records the account as the person's on the target (correlation). Returns false if someone else holds it. */
+async function link(ctx: TargetContext, employeeId: string, accountId: string): Promise<{ linked: boolean; conflict?: string }> {
+  const name = ctx.target.name;
+  try {
+    const after = await updatePerson(
+      ctx.deps.ledger,
+      employeeId,
+      (p) => {
+        if (p.links[name] === accountId) return null;
+        p.links[name] = accountId;
+        return p;
+      },
+      () => ctx.deps.clock.now(),
+    );
+    return { linked: after?.links[name] === accountId };
+  } catch (e) {
+    if (e instanceof TargetConflict) return { linked: false, conflict: e.message };
+    throw e;
+  }
+}
+
+function accountEvidence(account: ActualAccount, entitlementsRead: boolean) {
+  return {
+    accountStatus: account.status,
+    correlationKey: account.correlationKey ?? null,
+    entitlementsRead,
+  };
+}
+
+/**
+ * Judges one account that belongs to `person` (linked or correlated) and acts by policy.
+ * `entitlementsRead`: whether `account.entitlements` is what the target holds (false for a
+ * status-only page: then only status is compared, and a mismatch is confirmed by a full read).
+ * Returns null when the account matches the desired state.
+ */
+async function judgeAccount(
+  ctx: TargetContext,
+  person: PersonRecord,
+  desired: DesiredState,
+  account: ActualAccount,
+  entitlementsRead: boolean,
+): Promise<Finding | null> {
+  const t = ctx.target;
+  const caps = ctx.connector.capabilities;
+  let actual = account;
+  let read = entitlementsRead;
+  let d = decidedTarget(ctx.policy, person, desired, t.name, actual);
+  if (!d) return null;
+  let ops = planTarget(d, actual, caps);
+  if (!read) ops = ops.filter((o) => STATUS_OPS.has(o.op));
+  const leaverEnabled = person.status === 'terminated' && actual.status === 'enabled';
+  if (!ops.length && !leaverEnabled) return null;
+  if (!read) {
+    // Status looks wrong on a status-only page: read the account in full before acting on it.
+    actual = await ctx.connector.getAccount(account.id);
+    read = true;
+    d = decidedTarget(ctx.policy, person, desired, t.name, actual)!;
+    ops = planTarget(d, actual, caps);
+    if (!ops.length) return null;
+  }
+  const base = {
+    target: t.name,
+    accountId: actual.id,
+    employeeId: person.employeeId,
+    ...(actual.userName ? { userName: actual.userName } : {}),
+  };
+  const evidence: Finding['evidence'] = {
+    ...accountEvidence(actual, read),
+    personStatus: person.status,
+    desiredStatus: d.account,
+    ...(refs(ops, 'addEntitlement').length ? { missing: refs(ops, 'addEntitlement') } : {}),
+    ...(refs(ops, 'removeEntitlement').length ? { unexpected: refs(ops, 'removeEntitlement') } : {}),
+    ops: ops.map((o) => (o.entitlement ? `${o.op}:${o.entitlement.type}:${o.entitlement.value}` : o.op)),
+  };
+
+  if (person.status === 'terminated' && actual.status === 'enabled') {
+    const summary = `${t.name}: account ${actual.id} of ${person.employeeId} is enabled, but the person left (terminated in HR)`;
+    const inflight = await runInFlight(ctx.deps, person);
+    if (inflight) return { kind: 'leaver_enabled', ...base, summary, action: 'deferred', evidence: { ...evidence, runInFlight: inflight.runId } };
+    if (t.mode === 'shadow') return { kind: 'leaver_enabled', ...base, summary, action: 'reported', evidence: { ...evidence, note: 'shadow-mode target: reported only' } };
+    // Disable and revoke at once. With onDrift: converge the rest of the leaver's access goes in
+    // the same converge (the planner restricts first, then removes); otherwise it stays for review.
+    const fixed = await fix(ctx, person, d, { forceRevoke: true, linkId: actual.id, ...(t.onDrift === 'converge' ? {} : { onlyOps: RESTRICT_OPS }) });
+    const finding: Finding = fixed.ok
+      ? { kind: 'leaver_enabled', ...base, summary: `${summary}: disabled and sessions revoked`, action: 'disabled', changes: fixed.changes, evidence }
+      : { kind: 'leaver_enabled', ...base, summary: `${summary}: could not be disabled (${fixed.error.name})`, action: 'failed', evidence: { ...evidence, error: fixed.error } };
+    if (ctx.raiseFixedIncidents || !fixed.ok) {
+      finding.exceptionId = await raise(ctx, {
+        kind: 'leaver_enabled',
+        id: `exc-rec-leaver-${safeId(t.name, 32)}-${fingerprint([ctx.runId, actual.id])}`,
+        employeeId: person.employeeId,
+        reason: fixed.ok
+          ? `${t.name}: account ${actual.id} of ${person.employeeId}, who left, was still enabled (${ctx.origin}); jml disabled it and revoked its sessions — find out how it was re-enabled`
+          : `${t.name}: account ${actual.id} of ${person.employeeId}, who left, is still enabled and jml could not disable it: ${fixed.error.name}: ${fixed.error.message}`,
+        evidence: { ...finding.evidence, changes: finding.changes ?? [], origin: ctx.origin },
+      });
+    }
+    return finding;
+  }
+
+  const summary = `${t.name}: account ${actual.id} of ${person.employeeId} does not match the desired state: ${describeOps(ops)}`;
+  return act(ctx, person, d, { kind: 'drift', ...base, summary, evidence }, ops, actual.id);
+}
+
+/** Drift and missing accounts: defer, report, converge or raise by the target's policy. */
+async function act(
+  ctx: TargetContext,
+  person: PersonRecord,
+  d: DesiredTarget,
+  finding: Omit<Finding, 'action'>,
+  ops: PlannedOp[],
+  accountId: string | undefined,
+): Promise<Finding> {
+  const t = ctx.target;
+  const inflight = await runInFlight(ctx.deps, person);
+  if (inflight) return { ...finding, action: 'deferred', evidence: { ...finding.evidence, runInFlight: inflight.runId } };
+  if (t.mode === 'shadow') return { ...finding, action: 'reported', evidence: { ...finding.evidence, note: 'shadow-mode target: reported only' } };
+  if (!spend(ctx)) return { ...finding, action: 'reported', evidence: { ...finding.evidence, note: 'over the automatic-action limit: reported only' } };
+  // Re-creating an identity needs a credential handover (a joiner or rehire run does that): never automatic.
+  const recreateIdp = finding.kind === 'missing_account' && t.name === ctx.policy.idp.name;
+  if (t.onDrift === 'converge' && !recreateIdp) {
+    const fixed = await fix(ctx, person, d, accountId ? { linkId: accountId } : {});
+    if (fixed.ok) return { ...finding, action: 'converged', ...(fixed.accountId ? { accountId: fixed.accountId } : {}), changes: fixed.changes };
+    const exceptionId = await raise(ctx, {
+      kind: 'drift',
+      id: `exc-rec-fix-${safeId(t.name, 32)}-${fingerprint([ctx.runId, person.employeeId, accountId ?? null])}`,
+      employeeId: person.employeeId,
+      reason: `${finding.summary} — jml could not converge it: ${fixed.error.name}: ${fixed.error.message}`,
+      evidence: { ...finding.evidence, error: fixed.error, origin: ctx.origin },
+    });
+    return { ...finding, action: 'failed', exceptionId, evidence: { ...finding.evidence, error: fixed.error } };
+  }
+  const exceptionId = await raise(ctx, {
+    kind: 'drift',
+    // Same drift, same exception (night after night); a different drift is a new one.
+    id: `exc-rec-drift-${safeId(t.name, 32)}-${fingerprint([person.employeeId, accountId ?? null, [...(finding.evidence.ops ?? [])].sort()])}`,
+    employeeId: person.employeeId,
+    reason: recreateIdp
+      ? `${finding.summary} (an identity account is re-created by a joiner or rehire run, or restored on the IdP, not by reconciliation)`
+      : finding.summary,
+    evidence: { ...finding.evidence, origin: ctx.origin },
+  });
+  return { ...finding, action: 'exception', exceptionId };
+}
+
+async function orphan(ctx: TargetContext, account: ActualAccount, why: string): Promise<Finding> {
+  const t = ctx.target;
+  const summary = `${t.name}: account ${account.id}${account.userName ? ` (${account.userName})` : ''} ${why}`;
+  const finding: Omit<Finding, 'action'> = {
+    kind: 'orphan',
+    target: t.name,
+    accountId: account.id,
+    ...(account.userName ? { userName: account.userName } : {}),
+    summary,
+    evidence: { ...accountEvidence(account, false), note: why },
+  };
+  if (t.mode === 'shadow') return { ...finding, action: 'reported' };
+  if (!spend(ctx)) return { ...finding, action: 'reported', evidence: { ...finding.evidence, note: `${why}; over the automatic-action limit: reported only` } };
+  const exceptionId = await raise(ctx, {
+    kind: 'orphan',
+    id: `exc-rec-orphan-${safeId(t.name, 32)}-${fingerprint([account.id])}`,
+    reason: `${summary}: an account nobody in HR owns (${account.status}) — disable it, or link it to its owner`,
+    evidence: { ...finding.evidence, origin: ctx.origin },
+  });
+  return { ...finding, action: 'exception', exceptionId };
+}
+
+async function conflict(ctx: TargetContext, employeeId: string, accountIds: string[], why: string): Promise<Finding> {
+  const t = ctx.target;
+  const ids = [...new Set(accountIds)].sort();
+  const summary = `${t.name}: ${why}`;
+  const finding: Omit<Finding, 'action'> = { kind: 'conflict', target: t.name, employeeId, accountIds: ids, accountId: ids[0], summary, evidence: { note: why } };
+  if (t.mode === 'shadow') return { ...finding, action: 'reported' };
+  if (!spend(ctx)) return { ...finding, action: 'reported', evidence: { note: `${why}; over the automatic-action limit: reported only` } };
+  const exceptionId = await raise(ctx, {
+    kind: 'conflict',
+    id: `exc-rec-conflict-${safeId(t.name, 32)}-${fingerprint([employeeId, ids])}`,
+    employeeId,
+    reason: `${summary} — jml will not pick one; keep the right account, disable the other`,
+    evidence: { accountIds: ids, origin: ctx.origin },
+  });
+  return { ...finding, action: 'exception', exceptionId };
+}
+
+/** A person who should hold an account the target does not list (`accounts` came back empty). */
+async function missingAccount(ctx: TargetContext, person: PersonRecord, d: DesiredTarget): Promise<Finding> {
+  const t = ctx.target;
+  const ops = planTarget(d, null, ctx.connector.capabilities);
+  const link = person.links[t.name];
+  return act(
+    ctx,
+    person,
+    d,
+    {
+      kind: 'missing_account',
+      target: t.name,
+      employeeId: person.employeeId,
+      summary: `${t.name}: ${person.employeeId} should have an account and has none${link ? ` (the linked account ${link} is gone)` : ''}`,
+      evidence: {
+        personStatus: person.status,
+        desiredStatus: d.account,
+        missing: refs(ops, 'addEntitlement'),
+        ops: ops.map((o) => (o.entitlement ? `${o.op}:${o.entitlement.type}:${o.entitlement.value}` : o.op)),
+        ...(link ? { note: `linked account ${link} was not found` } : {}),
+      },
+    },
+    ops,
+    undefined,
+  );
+}
+
+/**
+ * Everything about one person on one target, from a full read (`findAccounts`): the check
+ * `reconcilePerson` and the ledger pass make. Null when the target matches.
+ */
+async function judgePersonOnTarget(ctx: TargetContext, person: PersonRecord, desired: DesiredState): Promise<Finding | null> {
+  const name = ctx.target.name;
+  const link = person.links[name];
+  const accounts = await ctx.connector.findAccounts({ employeeId: person.employeeId, linkIds: link ? [link] : [] });
+  if (accounts.length > 1) {
+    return conflict(ctx, person.employeeId, accounts.map((a) => a.id), `${accounts.length} accounts claim ${person.employeeId}: ${accounts.map((a) => a.id).join(', ')}`);
+  }
+  const account = accounts[0];
+  if (!account) {
+    const d = decidedTarget(ctx.policy, person, desired, name, null);
+    if (!d || d.account !== 'enabled') return null; // nothing is created only to be restricted
+    return missingAccount(ctx, person, d);
+  }
+  if (link !== account.id) {
+    const linked = await link_(ctx, person, account.id);
+    if (linked.conflict) return conflict(ctx, person.employeeId, [account.id], linked.conflict);
+    person = linked.person;
+  }
+  return judgeAccount(ctx, person, desired, account, true);
+}
+
+async function link_(ctx: TargetContext, person: PersonRecord, accountId: string): Promise<{ person: PersonRecord; conflict?: string }> {
+  const r = await link(ctx, person.employeeId, accountId);
+  if (r.conflict) return { person, conflict: r.conflict };
+  return { person: { ...person, links: { ...person.links, [ctx.target.name]: accountId } } };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nightly: Start
+
+const StartInputSchema = z.object({
+  reconciliationId: z.string().min(1).max(80),
+  input: z
+    .looseObject({
+      scope: z.string().max(64).optional(),
+      trigger: z.string().max(256).optional(),
+      requestedAt: z.string().max(64).optional(),
+      /** Reconcile only these targets (default: every target jml manages). */
+      targets: z.array(z.string().min(1).max(64)).min(1).optional(),
+    })
+    .nullish(),
+});
+
+export interface TargetProgress {
+  reconciliationId: string;
+  target: string;
+  source: TargetSource;
+  round: Round;
+  cursor: string | null;
+  /** Pages done. */
+  page: number;
+  more: boolean;
+  counters: TargetCounters;
+  /** Delta only: the link of the completed round (committed by Finish). */
+  deltaLink: string | null;
+  /** Delta only: the stored link had expired; this is a full resync. */
+  resynced: boolean;
+  /** Set by the state machine's Catch: the target could not be enumerated. */
+  error?: { Error?: string; Cause?: string };
+}
+
+export interface PersonsProgress {
+  cursor: string | null;
+  page: number;
+  more: boolean;
+  persons: number;
+  outOfScope: number;
+  /** Per target: persons checked, missing accounts and what was done about them. */
+  byTarget: Record<string, TargetCounters>;
+}
+
+export interface StartOutput {
+  reconciliationId: string;
+  targets: TargetProgress[];
+  persons: PersonsProgress;
+}
+
+/**
+ * Opens the reconciliation: its run record (status RECONCILING, so `GET /runs/{id}` shows it)
+ * and one progress item per target (where each will start: a stored delta link or the first page).
+ */
+export async function startReconciliation(deps: AppDeps, raw: unknown): Promise<StartOutput> {
+  const { reconciliationId: rawId, input } = parseOrThrow(StartInputSchema, raw, 'reconciliation start');
+  const id = safeId(rawId, 80);
+  const policy = await deps.policy();
+  const wanted = input?.targets;
+  const unknown = (wanted ?? []).filter((t) => !policy.managedTargets.some((m) => m.name === t));
+  if (unknown.length) throw new ValidationError([`input.targets: ${unknown.join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a target jml manages`]);
+  const targets = policy.managedTargets.filter((t) => !wanted || wanted.includes(t.name));
+  const at = nowIso(deps);
+  const rawEvent = stableJson({ reconciliationId: id, input: input ?? {} });
+  await deps.ledger.createRun({
+    runId: id,
+    idempotencyKey: `reconcile:${id}`,
+    employeeId: RECONCILIATION_CHAIN_ID,
+    eventId: id,
+    eventType: 'reconcile',
+    lifecycle: 'reconcile',
+    status: 'RECONCILING',
+    eventHash: sha256Hex(rawEvent),
+    rawEvent,
+    event: { kind: 'reconciliation', ...(input ?? {}) },
+    effectiveAt: at,
+    occurredAt: at,
+    mappingVersion: policy.mappingVersion,
+    createdAt: at,
+    updatedAt: at,
+    timeline: [{ phase: 'Start', at, note: `targets: ${targets.map((t) => t.name).join(', ')}` }],
+  });
+  const items: TargetProgress[] = [];
+  for (const t of targets) {
+    const connector = deps.connectors.get(t.name);
+    const delta = deltaOf(connector);
+    const stored = delta ? await deps.ledger.getMeta<{ link: string; at: string }>(deltaLinkKey(t.name)) : null;
+    items.push({
+      reconciliationId: id,
+      target: t.name,
+      source: delta ? 'delta' : 'list',
+      round: stored ? 'incremental' : 'full',
+      cursor: stored?.link ?? null,
+      page: 0,
+      more: true,
+      counters: zeroTargetCounters(),
+      deltaLink: null,
+      resynced: false,
+    });
+  }
+  return {
+    reconciliationId: id,
+    targets: items,
+    persons: { cursor: null, page: 0, more: true, persons: 0, outOfScope: 0, byTarget: Object.fromEntries(targets.map((t) => [t.name, zeroTargetCounters()])) },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nightly: one target's pages
+
+const ErrorSchema = z.object({ Error: z.string().optional(), Cause: z.string().optional() }).optional();
+
+const TargetProgressSchema = z.object({
+  reconciliationId: z.string().min(1).max(80),
+  target: z.string().min(1).max(64),
+  source: z.enum(['list', 'delta']),
+  round: z.enum(['full', 'incremental']),
+  cursor: z.string().max(8192).nullable(),
+  page: z.number().int().nonnegative(),
+  more: z.boolean(),
+  counters: TargetCountersSchema,
+  deltaLink: z.string().max(8192).nullable(),
+  resynced: z.boolean(),
+  error: ErrorSchema,
+});
+
+/** A target's pass as the Map hands it on: its last progress, or its input plus the caught error. */
+const TargetOutcomeSchema = z.looseObject({
+  target: z.string().min(1).max(64),
+  source: z.enum(['list', 'delta']).optional(),
+  round: z.enum(['full', 'incremental']).optional(),
+  page: z.number().int().nonnegative().optional(),
+  more: z.boolean().optional(),
+  counters: TargetCountersSchema.optional(),
+  deltaLink: z.string().max(8192).nullable().optional(),
+  resynced: z.boolean().optional(),
+  error: ErrorSchema,
+});
+
+interface SourcePage {
+  accounts: ActualAccount[];
+  removedIds: string[];
+  next?: string;
+  deltaLink?: string;
+  round: Round;
+  resynced: boolean;
+}
+
+async function readPage(connector: Connector, p: TargetProgress): Promise<SourcePage> {
+  if (p.source === 'list') {
+    const page = await connector.listAccounts(p.cursor ?? undefined);
+    return { accounts: page.accounts, removedIds: [], ...(page.nextCursor ? { next: page.nextCursor } : {}), round: 'full', resynced: false };
+  }
+  const delta = deltaOf(connector)!;
+  let round = p.round;
+  let resynced = p.resynced;
+  let changes = await delta.listChanges(p.cursor ?? undefined);
+  if (changes.resyncRequired) {
+    // The stored link (they live 7 days) or a paging link expired: start a full round over.
+    round = 'full';
+    resynced = true;
+    changes = await delta.listChanges();
+    if (changes.resyncRequired) throw new ValidationError([`${connector.name}: /users/delta refused a fresh round (resync required twice)`]);
+  }
+  return {
+    accounts: changes.accounts.map((a) => ({ ...a, entitlements: [] })),
+    removedIds: round === 'incremental' ? changes.removedIds : [],
+    ...(changes.nextLink ? { next: changes.nextLink } : {}),
+    ...(changes.deltaLink ? { deltaLink: changes.deltaLink } : {}),
+    round,
+    resynced,
+  };
+}
+
+/**
+ * Works through up to PAGES_PER_TASK pages of one target (one at a time: memory is one page),
+ * classifying and acting on each account and writing the page's findings to the ledger before
+ * the next page. Progress is returned with the next cursor; the state machine loops while `more`.
+ * A page that fails after others succeeded returns the progress so far (the next invocation
+ * retries that page); a first page that fails throws, for the state machine's Retry.
+ */
+export async function reconcilePage(deps: AppDeps, raw: unknown): Promise<TargetProgress> {
+  let p = parseOrThrow(TargetProgressSchema, raw, 'reconcile page') as TargetProgress;
+  const policy = await deps.policy();
+  const target = policy.targetsByName.get(p.target);
+  if (!target || !policy.managedTargets.includes(target)) throw new ValidationError([`target: ${p.target} is not a target jml manages`]);
+  const connector = deps.connectors.get(p.target);
+  const started = Date.now();
+  let done = 0;
+  while (p.more && done < PAGES_PER_TASK && Date.now() - started < TASK_TIME_BUDGET_MS) {
+    try {
+      p = await onePage(deps, policy, target, connector, p);
+    } catch (e) {
+      if (done > 0 && isRetryable(e)) return p;
+      throw e;
+    }
+    done += 1;
+  }
+  return p;
+}
+
+async function onePage(deps: AppDeps, policy: Policy, target: PolicyTarget, connector: Connector, p: TargetProgress): Promise<TargetProgress> {
+  const page = await readPage(connector, p);
+  const counters = zeroTargetCounters();
+  counters.pages = 1;
+  const ctx: TargetContext = {
+    deps,
+    policy,
+    target,
+    connector,
+    runId: p.reconciliationId,
+    origin: `reconciliation ${p.reconciliationId}`,
+    budget: { left: Math.max(0, policy.document.bulkGuard.maxCount - p.counters.actions) },
+    raiseFixedIncidents: true,
+  };
+  const budgetBefore = ctx.budget.left;
+  const entitlementsRead = page.round === 'incremental' ? false : pagesCarryEntitlements(connector, p.source);
+  const findings = await classifyAccounts(ctx, page.accounts, {
+    entitlementsRead,
+    // A delta change is worth a full read (it is one account, and something changed on it).
+    readChanged: page.round === 'incremental',
+    markSeen: page.round === 'full',
+    counters,
+  });
+  for (const id of page.removedIds) {
+    counters.removed += 1;
+    const f = await removedAccount(ctx, id);
+    if (f) findings.push(f);
+  }
+  for (const f of findings) countFinding(counters, f);
+  counters.actions = budgetBefore - ctx.budget.left;
+  counters.limited = findings.filter((f) => f.evidence.note?.includes('automatic-action limit')).length;
+  await writeFindings(deps, p.reconciliationId, `accounts-${p.target}`, p.page, findings);
+  return {
+    ...p,
+    round: page.round,
+    resynced: page.resynced,
+    cursor: page.next ?? null,
+    page: p.page + 1,
+    more: !!page.next,
+    counters: addCounters(p.counters, counters),
+    deltaLink: page.deltaLink ?? p.deltaLink,
+  };
+}
+
+/** An account Graph reports deleted: a problem only if its person still needs one. */
+async function removedAccount(ctx: TargetContext, accountId: string): Promise<Finding | null> {
+  const employeeId = await ctx.deps.ledger.findPersonByAccount(ctx.target.name, accountId);
+  const person = employeeId ? await ctx.deps.ledger.getPerson(employeeId) : null;
+  if (!person) return null;
+  const desired = desiredOf(ctx.deps, ctx.policy, person);
+  if (!desired.inScope) return null;
+  return judgePersonOnTarget(ctx, person, desired);
+}
+
+/**
+ * Classifies a page of accounts. Each account is matched to its person by correlation key, then
+ * by stored link; accounts of one person are handled together (two on one page is a conflict).
+ */
+async function classifyAccounts(
+  ctx: TargetContext,
+  accounts: ActualAccount[],
+  options: { entitlementsRead: boolean; readChanged: boolean; markSeen: boolean; counters: TargetCounters },
+): Promise<Finding[]> {
+  const { deps } = ctx;
+  const name = ctx.target.name;
+  const c = options.counters;
+  c.accounts += accounts.length;
+  const resolved = await mapLimit(accounts, CONCURRENCY * 2, async (account) => {
+    const byKey = account.correlationKey ? await deps.ledger.getPerson(account.correlationKey) : null;
+    if (byKey) return { account, person: byKey, via: 'key' as const };
+    const linkedTo = await deps.ledger.findPersonByAccount(name, account.id);
+    const person = linkedTo ? await deps.ledger.getPerson(linkedTo) : null;
+    return { account, person, via: person ? ('link' as const) : null };
+  });
+  const findings: Finding[] = [];
+  const byPerson = new Map<string, { person: PersonRecord; accounts: ActualAccount[] }>();
+  const orphans: Array<{ account: ActualAccount; why: string }> = [];
+  for (const r of resolved) {
+    if (!r.person) {
+      orphans.push({
+        account: r.account,
+        why: r.account.correlationKey
+          ? `has correlation key "${r.account.correlationKey}", which matches no person in HR`
+          : 'has no correlation key and is linked to no person',
+      });
+      continue;
+    }
+    const entry = byPerson.get(r.person.employeeId) ?? { person: r.person, accounts: [] };
+    entry.accounts.push(r.account);
+    byPerson.set(r.person.employeeId, entry);
+  }
+  findings.push(...(await mapLimit(orphans, CONCURRENCY, (o) => orphan(ctx, o.account, o.why))));
+  const perPerson = await mapLimit([...byPerson.values()], CONCURRENCY, async ({ person, accounts: mine }) => {
+    const desired = desiredOf(deps, ctx.policy, person);
+    if (!desired.inScope) {
+      c.unmanaged += mine.length;
+      return [];
+    }
+    c.managed += mine.length;
+    if (person.status === 'terminated') c.leaverAccounts += mine.length;
+    if (options.markSeen) await deps.ledger.putMeta(seenKey(ctx.runId, name, person.employeeId), mine.map((a) => a.id), epochSeconds(deps, SEEN_TTL_SECONDS));
+    if (mine.length > 1) {
+      return [await conflict(ctx, person.employeeId, mine.map((a) => a.id), `${mine.length} accounts claim ${person.employeeId}: ${mine.map((a) => a.id).join(', ')}`)];
+    }
+    const account = mine[0]!;
+    let current = person;
+    const stored = person.links[name];
+    if (stored && stored !== account.id) {
+      // Linked to another account: a second account for one person, unless the linked one is gone.
+      const all = await ctx.connector.findAccounts({ employeeId: person.employeeId, linkIds: [stored] });
+      const ids = [...new Set([...all.map((a) => a.id), account.id])];
+      if (ids.length > 1) return [await conflict(ctx, person.employeeId, ids, `${ids.length} accounts claim ${person.employeeId}: ${ids.join(', ')}`)];
+    }
+    if (stored !== account.id) {
+      const linked = await link_(ctx, person, account.id);
+      if (linked.conflict) return [await conflict(ctx, person.employeeId, [account.id], linked.conflict)];
+      current = linked.person;
+      c.linked += 1;
+    }
+    const full = !options.entitlementsRead && options.readChanged ? await ctx.connector.getAccount(account.id) : account;
+    const finding = await judgeAccount(ctx, current, desired, full, options.entitlementsRead || options.readChanged);
+    if (!finding) c.correct += 1;
+    return finding ? [finding] : [];
+  });
+  for (const list of perPerson) findings.push(...list);
+  return findings;
+}
+
+/** Findings of a page, in parts under the ledger's item size; read back by Finish. */
+async function writeFindings(deps: AppDeps, id: string, pass: string, page: number, findings: Finding[]): Promise<void> {
+  if (!findings.length) return;
+  let part = 0;
+  let batch: Finding[] = [];
+  let bytes = 0;
+  const flush = async () => {
+    await deps.ledger.putMeta(findingsKey(id, pass, page, part), batch, epochSeconds(deps, FINDINGS_TTL_SECONDS));
+    part += 1;
+    batch = [];
+    bytes = 0;
+  };
+  for (const f of findings) {
+    const size = byteLength(JSON.stringify(f));
+    if (batch.length && bytes + size > FINDINGS_PART_BYTES) await flush();
+    batch.push(size > FINDINGS_PART_BYTES ? { ...f, changes: [], evidence: { note: 'evidence too large to store; see the exception' } } : f);
+    bytes += size;
+  }
+  await flush();
+}
+
+async function* readFindings(deps: AppDeps, id: string, pass: string, pages: number): AsyncGenerator<Finding> {
+  for (let page = 0; page < pages; page++) {
+    for (let part = 0; ; part++) {
+      const batch = await deps.ledger.getMeta<Finding[]>(findingsKey(id, pass, page, part));
+      if (!batch) break;
+      yield* batch;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nightly: the ledger's persons
+
+const PersonsInputSchema = z.object({
+  reconciliationId: z.string().min(1).max(80),
+  persons: z.object({
+    cursor: z.string().max(8192).nullable(),
+    page: z.number().int().nonnegative(),
+    more: z.boolean(),
+    persons: z.number().int().nonnegative(),
+    outOfScope: z.number().int().nonnegative(),
+    byTarget: z.record(z.string(), TargetCountersSchema),
+  }),
+  accounts: z.array(TargetOutcomeSchema),
+});
+
+/**
+ * Pages through the ledger's persons for what no account page can show: a person who should
+ * hold an account on a target and was listed on none (a missing account, or a linked account
+ * that is gone). Checked only on targets whose pass was complete and full; a person is verified
+ * against the target (`findAccounts`) before anything is reported, so an account created while
+ * the reconciliation ran is not reported missing.
+ */
+export async function reconcilePersonsPage(deps: AppDeps, raw: unknown): Promise<PersonsProgress> {
+  const input = parseOrThrow(PersonsInputSchema, raw, 'reconcile persons page');
+  const id = input.reconciliationId;
+  let p = input.persons as PersonsProgress;
+  const policy = await deps.policy();
+  const checkable = input.accounts.filter((a) => !a.error && !a.more && a.round === 'full').map((a) => a.target);
+  const actionsSoFar = new Map(input.accounts.map((a) => [a.target, a.counters?.actions ?? 0]));
+  const started = Date.now();
+  let done = 0;
+  while (p.more && done < PAGES_PER_TASK && Date.now() - started < TASK_TIME_BUDGET_MS) {
+    try {
+      p = await onePersonsPage(deps, policy, id, p, checkable, actionsSoFar);
+    } catch (e) {
+      if (done > 0 && isRetryable(e)) return p;
+      throw e;
+    }
+    done += 1;
+  }
+  return p;
+}
+
+async function onePersonsPage(
+  deps: AppDeps,
+  policy: Policy,
+  id: string,
+  p: PersonsProgress,
+  checkable: string[],
+  actionsSoFar: Map<string, number>,
+): Promise<PersonsProgress> {
+  const { persons, nextCursor } = await deps.ledger.listPersons(p.cursor ?? undefined, PERSONS_PAGE_SIZE);
+  const byTarget: Record<string, TargetCounters> = Object.fromEntries(Object.entries(p.byTarget).map(([k, v]) => [k, { ...v }]));
+  const contexts = new Map<string, TargetContext>();
+  for (const name of checkable) {
+    const target = policy.targetsByName.get(name)!;
+    byTarget[name] ??= zeroTargetCounters();
+    contexts.set(name, {
+      deps,
+      policy,
+      target,
+      connector: deps.connectors.get(name),
+      runId: id,
+      origin: `reconciliation ${id}`,
+      budget: { left: Math.max(0, policy.document.bulkGuard.maxCount - (actionsSoFar.get(name) ?? 0) - byTarget[name].actions) },
+      raiseFixedIncidents: true,
+    });
+  }
+  let outOfScope = 0;
+  const findings: Finding[] = [];
+  const results = await mapLimit(persons, CONCURRENCY, async (person) => {
+    const desired = desiredOf(deps, policy, person);
+    if (!desired.inScope) {
+      outOfScope += 1;
+      return [];
+    }
+    const out: Array<{ target: string; finding: Finding | null; checked: boolean }> = [];
+    for (const [name, ctx] of contexts) {
+      const d = decidedTarget(policy, person, desired, name, null);
+      const needs = d?.account === 'enabled';
+      if (!needs) continue; // nothing to find missing (a leaver's gone account is fine)
+      if (await deps.ledger.getMeta(seenKey(id, name, person.employeeId))) continue;
+      const before = ctx.budget.left;
+      const finding = await judgePersonOnTarget(ctx, person, desired);
+      byTarget[name]!.actions += before - ctx.budget.left;
+      out.push({ target: name, finding, checked: true });
+    }
+    return out;
+  });
+  for (const list of results) {
+    for (const r of list) {
+      const c = byTarget[r.target]!;
+      c.personsChecked += 1;
+      if (r.finding) {
+        countFinding(c, r.finding);
+        if (r.finding.evidence.note?.includes('automatic-action limit')) c.limited += 1;
+        findings.push(r.finding);
+      }
+    }
+  }
+  await writeFindings(deps, id, 'persons', p.page, findings);
+  return {
+    cursor: nextCursor ?? null,
+    page: p.page + 1,
+    more: !!nextCursor,
+    persons: p.persons + persons.length,
+    outOfScope: p.outOfScope + outOfScope,
+    byTarget,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nightly: Finish
+
+const FinishInputSchema = z.object({
+  reconciliationId: z.string().min(1).max(80),
+  accounts: z.array(TargetOutcomeSchema).optional(),
+  persons: PersonsInputSchema.shape.persons.partial().optional(),
+  failed: z.boolean().optional(),
+  error: ErrorSchema.nullable(),
+});
+
+export interface TargetReport {
+  target: string;
+  displayName: string;
+  mode: 'enforce' | 'shadow';
+  onDrift: 'converge' | 'exception';
+  source: TargetSource;
+  round: Round;
+  resynced: boolean;
+  /** Whether every account's entitlements were compared (false: status and correlation only). */
+  entitlementsCompared: boolean;
+  complete: boolean;
+  error?: string;
+  counters: TargetCounters;
+  driftRatePercent: number;
+  revocationCompletenessPercent: number;
+}
+
+export interface ReconciliationReport {
+  reconciliationId: string;
+  status: RunStatus;
+  startedAt: string;
+  finishedAt: string;
+  mappingVersion: string;
+  trigger: unknown;
+  targets: TargetReport[];
+  persons: { checked: number; outOfScope: number; pages: number };
+  totals: { accounts: number; managed: number; correct: number; findings: number; byKind: Record<FindingKind, number>; byAction: Record<FindingAction, number> };
+  kpis: { driftRatePercent: number; orphanAccounts: number; leaversStillEnabled: number; revocationCompletenessPercent: number };
+  findings: Finding[];
+}
+
+const pct = (num: number, den: number) => (den > 0 ? Math.round((10_000 * num) / den) / 100 : 0);
+
+function driftCount(c: TargetCounters) {
+  return c.drift + c.missingAccounts + c.leaversEnabled + c.conflicts;
+}
+
+/**
+ * Writes the report to the evidence store (a bundle in the `jml-reconciliation` chain: the
+ * standard files, with every finding in findings.json), commits the Graph delta links, emits the
+ * KPIs and closes the run record. Also the Catch path (`failed: true`): the report then says
+ * what was done before the failure.
+ */
+export async function finishReconciliation(deps: AppDeps, raw: unknown): Promise<{ status: RunStatus; evidence: string; findings: number }> {
+  const input = parseOrThrow(FinishInputSchema, raw, 'reconciliation finish');
+  const id = safeId(input.reconciliationId, 80);
+  const run = await deps.ledger.getRun(id);
+  if (!run) throw new ValidationError([`reconciliationId: no reconciliation ${id} was started`]);
+  if (run.evidence) return { status: run.status, evidence: run.evidence.prefix, findings: (run.kpis?.findings as number | undefined) ?? 0 };
+  const policy = await deps.policy();
+  const finishedAt = nowIso(deps);
+
+  const accounts = (input.accounts ?? []) as Array<Partial<TargetProgress> & { target: string }>;
+  const personsCounters = (input.persons?.byTarget ?? {}) as Record<string, TargetCounters>;
+  const findings: Finding[] = [];
+  for (const a of accounts) for await (const f of readFindings(deps, id, `accounts-${a.target}`, a.page ?? 0)) findings.push(f);
+  for await (const f of readFindings(deps, id, 'persons', input.persons?.page ?? 0)) findings.push(f);
+
+  const targets: TargetReport[] = [];
+  const exceptionsOpened: string[] = [];
+  const targetNames = [...new Set([...accounts.map((a) => a.target), ...Object.keys(personsCounters)])];
+  for (const name of targetNames) {
+    const a = accounts.find((x) => x.target === name);
+    const t = policy.targetsByName.get(name);
+    const counters = addCounters(a?.counters ? { ...zeroTargetCounters(), ...a.counters } : zeroTargetCounters(), personsCounters[name] ?? {});
+    const complete = !!a && !a.error && a.more === false;
+    const error = a?.error ? `${a.error.Error ?? 'Error'}: ${parseCause(a.error.Cause)}` : !a ? 'not enumerated' : a.more ? 'pages left unread' : undefined;
+    const report: TargetReport = {
+      target: name,
+      displayName: t?.displayName ?? name,
+      mode: t?.mode ?? 'enforce',
+      onDrift: t?.onDrift ?? 'converge',
+      source: a?.source ?? 'list',
+      round: a?.round ?? 'full',
+      resynced: a?.resynced ?? false,
+      entitlementsCompared: a?.round !== 'incremental' && !!a?.source && pagesCarryEntitlements(deps.connectors.get(name), a.source),
+      complete,
+      ...(error ? { error } : {}),
+      counters,
+      driftRatePercent: pct(driftCount(counters), counters.managed + counters.missingAccounts),
+      revocationCompletenessPercent: counters.leaverAccounts ? pct(counters.leaverAccounts - counters.leaversEnabled, counters.leaverAccounts) : 100,
+    };
+    targets.push(report);
+    if (t && error && !input.failed) {
+      // A target that could not be enumerated: its owner hears about it (once per reconciliation).
+      const e = await openException(deps, {
+        exceptionId: `exc-rec-incomplete-${safeId(name, 32)}-${fingerprint([id])}`,
+        runId: id,
+        target: name,
+        owner: t.owner.email,
+        kind: 'step_failed',
+        reason: `${name}: reconciliation ${id} could not read every account (${error}); its findings are incomplete`,
+        evidence: { reconciliationId: id, pagesRead: a?.page ?? 0, error: a?.error ?? null },
+      });
+      exceptionsOpened.push(e.exceptionId);
+    }
+    if (t && counters.limited > 0) {
+      const e = await openException(deps, {
+        exceptionId: `exc-rec-limit-${safeId(name, 32)}-${fingerprint([id])}`,
+        runId: id,
+        target: name,
+        owner: t.owner.email,
+        kind: 'drift',
+        reason: `${name}: ${counters.limited} finding(s) over the automatic-action limit of ${policy.document.bulkGuard.maxCount} were reported but not acted on — a policy or feed problem can look like this; review the reconciliation report ${id}`,
+        evidence: { reconciliationId: id, limited: counters.limited, limit: policy.document.bulkGuard.maxCount },
+      });
+      exceptionsOpened.push(e.exceptionId);
+    }
+    if (a?.source === 'delta' && complete && a.deltaLink && !input.failed) {
+      await deps.ledger.putMeta(deltaLinkKey(name), { link: a.deltaLink, at: finishedAt, reconciliationId: id });
+    }
+  }
+
+  const total = targets.reduce((acc, t) => addCounters(acc, t.counters), zeroTargetCounters());
+  const byKind = Object.fromEntries(FINDING_KINDS.map((k) => [k, 0])) as Record<FindingKind, number>;
+  const byAction = { converged: 0, disabled: 0, exception: 0, reported: 0, deferred: 0, failed: 0 } as Record<FindingAction, number>;
+  for (const f of findings) {
+    byKind[f.kind] += 1;
+    byAction[f.action] += 1;
+    if (f.exceptionId) exceptionsOpened.push(f.exceptionId);
+  }
+  const kpis = {
+    driftRatePercent: pct(driftCount(total), total.managed + total.missingAccounts),
+    orphanAccounts: total.orphans,
+    leaversStillEnabled: total.leaversEnabled,
+    revocationCompletenessPercent: total.leaverAccounts ? pct(total.leaverAccounts - total.leaversEnabled, total.leaverAccounts) : 100,
+  };
+  const status: RunStatus = input.failed
+    ? 'FAILED'
+    : exceptionsOpened.length || targets.some((t) => !t.complete)
+      ? 'EXCEPTION_OPEN'
+      : 'COMPLETED';
+  const report: ReconciliationReport = {
+    reconciliationId: id,
+    status,
+    startedAt: run.createdAt,
+    finishedAt,
+    mappingVersion: policy.mappingVersion,
+    trigger: run.event,
+    targets,
+    persons: { checked: input.persons?.persons ?? 0, outOfScope: input.persons?.outOfScope ?? 0, pages: input.persons?.page ?? 0 },
+    totals: { accounts: total.accounts, managed: total.managed, correct: total.correct, findings: findings.length, byKind, byAction },
+    kpis,
+    findings,
+  };
+
+  const timeline = [
+    ...(run.timeline ?? []),
+    ...targets.map((t) => ({
+      phase: `Accounts:${t.target}`,
+      at: finishedAt,
+      note: `${t.source}${t.source === 'delta' ? ` (${t.round}${t.resynced ? ', delta link expired: full resync' : ''})` : ''}: ${t.counters.accounts} account(s) in ${t.counters.pages} page(s)${t.error ? `; incomplete: ${t.error}` : ''}`,
+    })),
+    { phase: 'Persons', at: finishedAt, note: `${report.persons.checked} person(s) in ${report.persons.pages} page(s)` },
+    ...(input.failed ? [{ phase: 'Failed', at: finishedAt, note: input.error ? `${input.error.Error}: ${parseCause(input.error.Cause)}` : 'failed' }] : []),
+    { phase: 'Finish', at: finishedAt, note: `${findings.length} finding(s); drift rate ${kpis.driftRatePercent}%` },
+  ];
+  const kpiNumbers: Record<string, number> = {
+    accountsEnumerated: total.accounts,
+    accountsManaged: total.managed,
+    findings: findings.length,
+    driftRatePercent: kpis.driftRatePercent,
+    orphanAccounts: kpis.orphanAccounts,
+    leaversStillEnabled: kpis.leaversStillEnabled,
+    revocationCompletenessPercent: kpis.revocationCompletenessPercent,
+    revocationEnumerated: total.leaverAccounts,
+    fixes: byAction.converged + byAction.disabled,
+    exceptionCount: new Set(exceptionsOpened).size,
+  };
+  const bundle = await storeReport(deps, {
+    runId: id,
+    employeeId: RECONCILIATION_CHAIN_ID,
+    displayName: 'Nightly reconciliation',
+    status,
+    closedAt: finishedAt,
+    rawEvent: { body: run.rawEvent, receivedAt: run.createdAt },
+    findings,
+    report,
+    exceptionIds: [...new Set(exceptionsOpened)],
+    kpis: kpiNumbers,
+    timeline,
+  });
+  await deps.ledger.updateRun(id, {
+    status,
+    reconciliation: { summary: { ...report, findings: undefined }, findingsStored: findings.length },
+    evidence: bundle,
+    kpis: kpiNumbers,
+    timeline,
+  });
+
+  for (const t of targets) {
+    const dims = { Target: t.target };
+    deps.metrics.put('DriftRate', t.driftRatePercent, 'Percent', dims);
+    deps.metrics.put('OrphanAccounts', t.counters.orphans, 'Count', dims);
+    deps.metrics.put('LeaversStillEnabled', t.counters.leaversEnabled, 'Count', dims);
+    deps.metrics.put('RevocationCompleteness', t.revocationCompletenessPercent, 'Percent', { ...dims, Workflow: 'reconcile' });
+  }
+  deps.metrics.put('DriftRate', kpis.driftRatePercent, 'Percent');
+  deps.metrics.put('OrphanAccounts', kpis.orphanAccounts, 'Count');
+  deps.metrics.put('LeaversStillEnabled', kpis.leaversStillEnabled, 'Count');
+  deps.metrics.put('RevocationCompleteness', kpis.revocationCompletenessPercent, 'Percent', { Workflow: 'reconcile' });
+  deps.metrics.put('ReconciliationFindings', findings.length, 'Count');
+  return { status, evidence: bundle.prefix, findings: findings.length };
+}
+
+function parseCause(cause: string | undefined): string {
+  if (!cause) return 'no detail';
+  try {
+    const parsed = JSON.parse(cause) as { errorMessage?: string; message?: string };
+    return parsed.errorMessage ?? parsed.message ?? cause;
+  } catch {
+    return cause;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report as evidence
+
+interface ReportInput {
+  runId: string;
+  employeeId: string;
+  displayName: string;
+  status: RunStatus;
+  closedAt: string;
+  rawEvent: { body: string; receivedAt: string };
+  findings: Finding[];
+  report: unknown;
+  exceptionIds: string[];
+  kpis: Record<string, number>;
+  timeline: Array<{ phase: string; at: string; note?: string }>;
+}
+
+/** Findings as the evidence format's reconciliation section (what summary.html shows). */
+function toReconciliationEvidence(checkedAt: string, findings: Finding[], exceptionIds: string[]): ReconciliationEvidence {
+  const listed = findings.slice(0, SUMMARY_FINDINGS);
+  const targets: ReconciliationTarget[] = listed
+    .filter((f) => f.kind !== 'orphan')
+    .map((f) => ({
+      target: f.target,
+      result: f.kind === 'conflict' ? 'conflict' : f.kind === 'failed' ? 'unreachable' : 'drift',
+      ...(f.accountId ? { accountId: f.accountId } : {}),
+      ...(f.evidence.desiredStatus ? { desiredStatus: f.evidence.desiredStatus } : {}),
+      ...(f.evidence.accountStatus ? { actualStatus: f.evidence.accountStatus } : {}),
+      ...(f.evidence.missing?.length ? { missing: f.evidence.missing } : {}),
+      ...(f.evidence.unexpected?.length ? { unexpected: f.evidence.unexpected } : {}),
+      note: `${f.kind.replace(/_/g, ' ')} — ${f.action}${f.exceptionId ? ` (${f.exceptionId})` : ''}: ${f.summary}`,
+    }));
+  const orphans = listed
+    .filter((f) => f.kind === 'orphan')
+    .map((f) => ({ target: f.target, accountId: f.accountId!, ...(f.userName ? { userName: f.userName } : {}), reason: `${f.evidence.note ?? ''} — ${f.action}` }));
+  if (findings.length > listed.length) {
+    targets.push({ target: '(more)', result: 'drift', note: `${findings.length - listed.length} more finding(s) are listed in findings.json` });
+  }
+  return { checkedAt, targets, ...(orphans.length ? { orphans } : {}), ...(exceptionIds.length ? { exceptionsOpened: exceptionIds } : {}) };
+}
+
+/**
+ * Builds the evidence bundle (the standard files and manifest, plus findings.json listed in the
+ * manifest) and stores it in the chain of `employeeId`, rebuilding once per concurrent commit.
+ */
+async function storeReport(deps: AppDeps, r: ReportInput): Promise<{ prefix: string; manifestSha256: string }> {
+  const exceptions = (await deps.ledger.listExceptions({ runId: r.runId })).filter((e) => r.exceptionIds.includes(e.exceptionId));
+  const fixes: ExecutionStepEvidence[] = r.findings
+    .filter((f) => f.changes?.length)
+    .map((f, i) => ({
+      stepId: `${String(i + 1).padStart(4, '0')}-${f.target}-${f.kind}`,
+      target: f.target,
+      phase: 'reconcile',
+      outcome: f.action === 'failed' ? 'error' : 'ok',
+      changes: f.changes!,
+      writes: f.changes!.filter((c) => c.changed).length,
+    }));
+  for (let attempt = 0; ; attempt++) {
+    const bundle = withExtraFile(
+      buildEvidenceBundle({
+        runId: r.runId,
+        employeeId: r.employeeId,
+        lifecycle: 'reconcile' as Lifecycle,
+        status: r.status as Extract<RunStatus, 'COMPLETED' | 'EXCEPTION_OPEN' | 'FAILED'>,
+        closedAt: r.closedAt,
+        person: { displayName: r.displayName },
+        rawEvent: r.rawEvent,
+        plan: null,
+        desired: null,
+        approvals: [],
+        executionLog: fixes,
+        idpEvidence: [],
+        reconciliation: toReconciliationEvidence(r.closedAt, r.findings, r.exceptionIds),
+        exceptions,
+        kpis: r.kpis,
+        timeline: r.timeline,
+        previousManifestSha256: await deps.evidence.latestManifestSha256(r.employeeId),
+      }),
+      'findings.json',
+      stableJson(r.report),
+    );
+    try {
+      const stored = await deps.evidence.putBundle(bundle);
+      return { prefix: stored.prefix, manifestSha256: stored.manifestSha256 };
+    } catch (e) {
+      if (e instanceof EvidenceBundleExists) return e.existing;
+      if (e instanceof EvidenceChainConflict && attempt < 5) continue;
+      throw e;
+    }
+  }
+}
+
+/** Adds a file to a built bundle and re-issues its manifest (the file is listed, so verify checks it). */
+function withExtraFile(bundle: EvidenceBundle, name: string, body: string): EvidenceBundle {
+  const files = bundle.files.filter((f) => f.name !== MANIFEST_FILE);
+  files.push({ name, contentType: contentTypeOf(name), body });
+  const manifest = { ...bundle.manifest, files: [...bundle.manifest.files, { name, sha256: sha256Hex(body), bytes: byteLength(body) }] };
+  const manifestBody = stableJson(manifest);
+  files.push({ name: MANIFEST_FILE, contentType: contentTypeOf(MANIFEST_FILE), body: manifestBody });
+  return { ...bundle, files, manifest, manifestSha256: sha256Hex(manifestBody) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// One person, on demand
+
+const ReconcilePersonSchema = z.object({
+  employeeId: z.string().min(1).max(64),
+  /** Why: "drift signal user.lifecycle.reactivate", "scheduled expiry of bundle x", … (evidence). */
+  reason: z.string().min(1).max(512),
+  /** Who caused the reconcile, when known (the Okta event's actor). */
+  actor: z.string().max(256).optional(),
+  /** Makes the call idempotent: the same request id is one reconcile run (default: a fresh one). */
+  requestId: z.string().min(1).max(200).optional(),
+  /** What asked: an IdP drift signal, a scheduled action or an operator (the run's event type). */
+  trigger: z.enum(['drift', 'schedule', 'operator']).default('operator'),
+  /** False: fixes are only recorded in the run and its evidence (the caller reports them itself). */
+  raiseFixedIncidents: z.boolean().optional(),
+});
+export type ReconcilePersonInput = z.input<typeof ReconcilePersonSchema>;
+
+export interface ReconcilePersonResult {
+  runId: string;
+  employeeId: string;
+  outcome: 'reconciled' | 'duplicate' | 'not_found' | 'out_of_scope';
+  status?: RunStatus;
+  /** Targets that matched the desired state. */
+  matched: string[];
+  findings: Finding[];
+  evidence?: string;
+}
+
+/**
+ * Reconciles one person on every managed target, now: reads each target in full
+ * (`findAccounts`), classifies and acts exactly as the nightly pass does, and records the result
+ * as a `reconcile` run of the person (`GET /runs?employeeId=` lists it) with an evidence bundle
+ * in the person's own chain. Throttling and outages are thrown (the caller retries: the same
+ * `requestId` resumes the same run); a target that refuses the reads is recorded as a `failed`
+ * finding.
+ */
+export async function reconcilePerson(deps: AppDeps, raw: ReconcilePersonInput): Promise<ReconcilePersonResult> {
+  const input = parseOrThrow(ReconcilePersonSchema, raw, 'reconcile person');
+  const { employeeId } = input;
+  const runId = `reconcile-${safeId(input.requestId ?? `${employeeId}-${deps.clock.now().getTime()}`, 110)}`;
+  const existing = await deps.ledger.getRun(runId);
+  if (existing && TERMINAL_RUN_STATUSES.has(existing.status)) {
+    const rec = existing.reconciliation as { findings?: Finding[]; matched?: string[] } | undefined;
+    return {
+      runId,
+      employeeId,
+      outcome: 'duplicate',
+      status: existing.status,
+      matched: rec?.matched ?? [],
+      findings: rec?.findings ?? [],
+      ...(existing.evidence ? { evidence: existing.evidence.prefix } : {}),
+    };
+  }
+  const person = await deps.ledger.getPerson(employeeId);
+  if (!person) return { runId, employeeId, outcome: 'not_found', matched: [], findings: [] };
+  const policy = await deps.policy();
+  const desired = desiredOf(deps, policy, person);
+  if (!desired.inScope) return { runId, employeeId, outcome: 'out_of_scope', matched: [], findings: [] };
+
+  const at = nowIso(deps);
+  const trigger = { trigger: input.trigger, reason: input.reason, ...(input.actor ? { actor: input.actor } : {}), ...(input.requestId ? { requestId: input.requestId } : {}) };
+  const rawEvent = stableJson({ employeeId, ...trigger });
+  if (!existing) {
+    await deps.ledger.createRun({
+      runId,
+      idempotencyKey: `reconcile:${runId}`,
+      employeeId,
+      eventId: input.requestId ?? runId,
+      eventType: input.trigger === 'drift' ? 'drift' : 'reconcile',
+      lifecycle: 'reconcile',
+      status: 'RECONCILING',
+      eventHash: sha256Hex(rawEvent),
+      rawEvent,
+      event: { kind: 'reconcile-person', employeeId, ...trigger },
+      effectiveAt: at,
+      occurredAt: at,
+      mappingVersion: policy.mappingVersion,
+      createdAt: at,
+      updatedAt: at,
+      timeline: [{ phase: 'Start', at, note: input.reason }],
+    });
+  }
+  const origin = `${input.reason}${input.actor ? ` (actor: ${input.actor})` : ''}`;
+  const findings: Finding[] = [];
+  const matched: string[] = [];
+  let current = person;
+  for (const t of policy.managedTargets) {
+    const ctx: TargetContext = {
+      deps,
+      policy,
+      target: t,
+      connector: deps.connectors.get(t.name),
+      runId,
+      origin,
+      budget: { left: Number.POSITIVE_INFINITY },
+      raiseFixedIncidents: input.raiseFixedIncidents ?? true,
+    };
+    let finding: Finding | null;
+    try {
+      finding = await judgePersonOnTarget(ctx, current, desired);
+    } catch (e) {
+      if (isRetryable(e) || !(e instanceof JmlError)) throw e;
+      finding = {
+        kind: 'failed',
+        target: t.name,
+        employeeId,
+        summary: `${t.name}: could not be read for ${employeeId}: ${e.name}: ${e.message}`,
+        action: 'failed',
+        evidence: { error: errorOf(e) },
+      };
+    }
+    if (finding) findings.push(finding);
+    else matched.push(t.name);
+    current = (await deps.ledger.getPerson(employeeId)) ?? current;
+  }
+  const closedAt = bumpTime(deps.clock.now(), at);
+  const exceptionIds = [...new Set(findings.map((f) => f.exceptionId).filter((x): x is string => !!x))];
+  const status: RunStatus = findings.some((f) => f.action === 'exception' || f.action === 'failed' || f.action === 'reported') ? 'EXCEPTION_OPEN' : 'COMPLETED';
+  const timeline = [
+    { phase: 'Start', at, note: input.reason },
+    { phase: 'Reconcile', at: closedAt, note: `${matched.length}/${policy.managedTargets.length} target(s) match; ${findings.map((f) => `${f.target}: ${f.kind} → ${f.action}`).join('; ') || 'no findings'}` },
+  ];
+  const kpis = {
+    findings: findings.length,
+    fixes: findings.filter((f) => f.action === 'converged' || f.action === 'disabled').length,
+    leaversStillEnabled: findings.filter((f) => f.kind === 'leaver_enabled').length,
+    exceptionCount: exceptionIds.length,
+  };
+  const evidence = await storeReport(deps, {
+    runId,
+    employeeId,
+    displayName: `${person.worker.givenName} ${person.worker.familyName}`,
+    status,
+    closedAt,
+    rawEvent: { body: rawEvent, receivedAt: at },
+    findings,
+    report: { runId, employeeId, trigger, matched, findings, status },
+    exceptionIds,
+    kpis,
+    timeline,
+  });
+  await deps.ledger.updateRun(runId, { status, reconciliation: { matched, findings }, evidence, kpis, timeline });
+  for (const f of findings) deps.metrics.put('ReconcileFinding', 1, 'Count', { Target: f.target, Kind: f.kind, Action: f.action });
+  return { runId, employeeId, outcome: 'reconciled', status, matched, findings, evidence: evidence.prefix };
+}
