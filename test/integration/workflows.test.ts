@@ -147,7 +147,7 @@ describe('leaver', () => {
     expect(oktaGroups(user.id)).toEqual([]);
     expect(okta().logs.some((e) => e.eventType === 'user.session.clear' && e.target.some((t) => t.id === user.id))).toBe(true);
     expect(scimUser('slack', 'E1001')!.active).toBe(false);
-    expect(stack.scheduler.list().map((s) => s.name).sort()).toEqual([
+    expect(stack.scheduler.list().filter((s) => s.action.kind === 'retention-delete').map((s) => s.name).sort()).toEqual([
       'jml-retention-E1001-netsuite', 'jml-retention-E1001-okta', 'jml-retention-E1001-slack',
     ]);
     expect(run.kpis!.timeToDisableMs).toBeGreaterThanOrEqual(0);
