@@ -29,6 +29,7 @@ import {
   createScheduleRetentionHandler,
 } from '#handlers/run-tasks';
 import { createStartRunHandler } from '#handlers/start-run';
+import { reconcileTaskHandlers } from '#handlers/reconcile-tasks';
 import { onExecutionEnded } from '#app/execution-ended';
 import { WORKFLOW_OF } from '#app/runs';
 import { ensureTable, startDynalite, type LocalDynamo } from './dynalite.ts';
@@ -219,6 +220,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       CloseFunctionArn: createCloseHandler(provider),
       RequestApprovalFunctionArn: createRequestApprovalHandler(provider),
       ApprovalExpiredFunctionArn: createApprovalExpiredHandler(provider),
+      ...reconcileTaskHandlers(provider),
     },
   });
 

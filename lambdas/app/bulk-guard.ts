@@ -1,0 +1,429 @@
+/**
+ * The bulk-change guard: a broken HR feed must not terminate the company.
+ *
+ * Runs that disable or strip access — leavers, leaves of absence, movers who lose entitlements —
+ * are counted in a sliding window of `policy.bulkGuard.windowMinutes`. The limit is the smaller
+ * of `maxCount` and `maxPercent` of the active people, and never below one (a single leaver is
+ * never held). A run that would go over it is HELD, and the fallback approver gets one email with
+ * one link: approving releases every run held under that hold (they start in order, through the
+ * queue); rejecting ends them (SUPERSEDED, with the approver's rationale as the reason) and
+ * changes nobody's access.
+ *
+ * Counting without transactions, safe under concurrent consumers. The window is cut into steps
+ * (`windowMinutes / 12`, at least a minute); each admitted run claims the next numbered *slot*
+ * of the current step with a create-only conditional write, so two consumers can never take the
+ * same slot and a run is admitted only if the slots of the whole window stay within the limit.
+ * A slot is an approval record decided by the guard itself (`requestId: 'bulk-guard'`, under the
+ * run): the ledger's approval put refuses to overwrite a decided approval, which is exactly the
+ * create-only write needed, and the run's evidence shows the guard's decision next to the
+ * others. Slots of a step are dense (a claimer only moves past a slot somebody else holds), so
+ * a step's count is the first free slot; a meta hint per step saves most of the probing.
+ * A run admitted once stays admitted: a retried start finds its slot under its run id.
+ */
+import { createHash } from 'node:crypto';
+import { entitlementKey } from '#core/access';
+import { desiredState } from '#core/desired-state';
+import { statusAfter, type HrEvent } from '#core/hr-event';
+import { ConditionFailed, type ApprovalRecord, type PersonRecord, type RunRecord } from '#core/ledger';
+import type { Policy } from '#core/policy';
+import type { ApprovalDetails } from './approval-views.ts';
+import type { AppDeps } from './ports.ts';
+import { bumpTime } from './people.ts';
+import { activeExceptionGrants } from './exception-grants.ts';
+import { decisionToken, mailApprovalOnce, scheduleReminder } from './standalone-approvals.ts';
+
+/** Approval request id of the guard's per-run decision (a slot, or a hold awaiting release). */
+export const GUARD_REQUEST_ID = 'bulk-guard';
+/** Approval request id of a hold's release request (one per hold, decided by the fallback approver). */
+export const RELEASE_REQUEST_ID = 'bulk-release';
+/** Who decides the admissions within the limit. */
+export const GUARD_APPROVER = 'bulk-change-guard';
+
+const OPEN_HOLD_KEY = 'bulk-guard/open-hold';
+const ACTIVE_PEOPLE_KEY = 'bulk-guard/active-people';
+/** The active-people count is recounted (a ledger scan) at most this often. */
+const ACTIVE_PEOPLE_MAX_AGE_MS = 60 * 60_000;
+/** A held run's guard record waits this long for a release at most (the hold's link is renewed meanwhile). */
+const HELD_RECORD_DAYS = 400;
+
+const hashId = (...parts: string[]) => `apr_${createHash('sha256').update(parts.join('\n')).digest('hex').slice(0, 32)}`;
+export const slotApprovalId = (step: number, bucket: number, n: number) => hashId('bulk-guard-slot', String(step), String(bucket), String(n));
+export const heldApprovalId = (runId: string) => hashId('bulk-guard-held', runId);
+export const releaseApprovalId = (holdId: string) => hashId('bulk-guard-release', holdId);
+
+interface GuardWindow {
+  minutes: number;
+  /** Minutes per step. */
+  step: number;
+  /** Steps in the window (the current one included). */
+  steps: number;
+  /** Index of the current step since the epoch. */
+  bucket: number;
+}
+
+export function windowAt(policy: Policy, nowMs: number): GuardWindow {
+  const minutes = policy.document.bulkGuard.windowMinutes;
+  const step = Math.max(1, Math.floor(minutes / 12));
+  return { minutes, step, steps: Math.ceil(minutes / step), bucket: Math.floor(nowMs / (step * 60_000)) };
+}
+
+/**
+ * Why this run takes access away (null when it does not): a leaver, a leave of absence, or a
+ * mover whose new desired state drops an entitlement or an account.
+ */
+export async function restrictionOf(deps: AppDeps, policy: Policy, person: PersonRecord | null, event: HrEvent): Promise<string | null> {
+  if (!person || person.status === 'terminated') return null; // nothing to take away
+  switch (event.lifecycle) {
+    case 'leaver':
+      return 'termination (disables every account)';
+    case 'leave_of_absence':
+      return person.status === 'active' ? 'leave of absence (suspends the identity account)' : null;
+    case 'mover': {
+      const now = deps.clock.now().toISOString();
+      const options = { grantedAt: person.grantedAt, exceptionGrants: activeExceptionGrants(person, now), now };
+      const before = desiredState({ worker: person.worker, status: person.status }, policy, options);
+      const after = desiredState({ worker: event.worker, status: statusAfter(person.status, event.eventType) }, policy, options);
+      if (!before.inScope || !after.inScope) return null; // out of scope is left alone, never stripped
+      let removed = 0;
+      const disabled: string[] = [];
+      for (const b of before.targets) {
+        const a = after.targets.find((t) => t.target === b.target);
+        const kept = new Set((a?.entitlements ?? []).map(entitlementKey));
+        removed += b.entitlements.filter((e) => !kept.has(entitlementKey(e))).length;
+        if (b.account === 'enabled' && a && a.account !== 'enabled') disabled.push(b.target);
+      }
+      if (!removed && !disabled.length) return null;
+      return `role change (removes ${removed} entitlement${removed === 1 ? '' : 's'}${disabled.length ? `, disables ${disabled.join(', ')}` : ''})`;
+    }
+    default:
+      return null;
+  }
+}
+
+export type Admission =
+  | { outcome: 'admitted'; approvalId: string; note: string }
+  | { outcome: 'held'; holdId: string }
+  | { outcome: 'rejected'; reason: string };
+
+interface Limit {
+  limit: number;
+  active: number;
+  text: string;
+}
+
+/** Admits the run within the limit (claiming a slot), or holds it. */
+export async function admitRestrictingRun(deps: AppDeps, policy: Policy, run: RunRecord, restriction: string): Promise<Admission> {
+  const mine = (await deps.ledger.listApprovals(run.runId)).filter((a) => a.requestId === GUARD_REQUEST_ID);
+  const admitted = mine.find((a) => a.status === 'APPROVED');
+  if (admitted) return { outcome: 'admitted', approvalId: admitted.approvalId, note: admitted.rationale ?? 'admitted' };
+  const rejected = mine.find((a) => a.status === 'REJECTED');
+  if (rejected) return { outcome: 'rejected', reason: `the fallback approver rejected its release: ${rejected.rationale ?? ''}` };
+  // Held once, held until the fallback approver decides (a retried start must not slip through).
+  if (mine.some((a) => a.status === 'PENDING')) return hold(deps, policy, run, restriction, 'held earlier');
+
+  const now = deps.clock.now();
+  const w = windowAt(policy, now.getTime());
+  const earlier = [];
+  for (let b = w.bucket - w.steps + 1; b < w.bucket; b++) earlier.push(claimedIn(deps, w.step, b));
+  const past = (await Promise.all(earlier)).reduce((a, b) => a + b, 0);
+  let n = await claimedIn(deps, w.step, w.bucket);
+  let limit: Limit | undefined;
+  for (;;) {
+    const total = past + n + 1;
+    if (total > 1) {
+      limit ??= await limitFor(deps, policy);
+      if (total > limit.limit) {
+        deps.metrics.put('BulkGuardHeld', 1, 'Count', { Workflow: run.lifecycle });
+        return hold(deps, policy, run, restriction, `${total} runs that take access away within ${w.minutes} minutes exceed the limit of ${limit.limit} (${limit.text})`);
+      }
+    }
+    const approvalId = slotApprovalId(w.step, w.bucket, n + 1);
+    const note = `within the bulk-change limit: run ${total} of at most ${limit ? limit.limit : 'the limit'} that take access away within ${w.minutes} minutes`;
+    const windowEnd = new Date((w.bucket + w.steps) * w.step * 60_000).toISOString();
+    try {
+      await deps.ledger.putApproval({
+        approvalId,
+        runId: run.runId,
+        employeeId: run.employeeId,
+        requestId: GUARD_REQUEST_ID,
+        approver: GUARD_APPROVER,
+        approverRole: 'fallback',
+        status: 'APPROVED',
+        requestedAt: now.toISOString(),
+        decidedAt: now.toISOString(),
+        expiresAt: windowEnd,
+        rationale: note,
+        request: { kind: 'bulkGuard', restriction, window: { minutes: w.minutes, step: w.step, bucket: w.bucket }, slot: n + 1, ...(limit ? { limit: limit.limit, activePeople: limit.active } : {}) },
+      });
+    } catch (e) {
+      if (!(e instanceof ConditionFailed)) throw e;
+      n += 1; // somebody else took this slot: try the next one (and count theirs)
+      continue;
+    }
+    await deps.ledger.putMeta(hintKey(w.step, w.bucket), { claimed: n + 1 }, Math.floor(Date.parse(windowEnd) / 1000) + 86_400);
+    return { outcome: 'admitted', approvalId, note };
+  }
+}
+
+const hintKey = (step: number, bucket: number) => `bulk-guard/claimed/${step}/${bucket}`;
+
+/** Slots claimed in one step: the first free slot, starting from the hint. */
+async function claimedIn(deps: AppDeps, step: number, bucket: number): Promise<number> {
+  const hint = (await deps.ledger.getMeta<{ claimed: number }>(hintKey(step, bucket)))?.claimed ?? 0;
+  let n = hint;
+  while (await deps.ledger.getApproval(slotApprovalId(step, bucket, n + 1))) n += 1;
+  return n;
+}
+
+async function limitFor(deps: AppDeps, policy: Policy): Promise<Limit> {
+  const g = policy.document.bulkGuard;
+  const active = await activePeople(deps);
+  const limit = Math.max(1, Math.min(g.maxCount, Math.floor((active * g.maxPercent) / 100)));
+  return { limit, active, text: `the smaller of ${g.maxCount} and ${g.maxPercent}% of ${active} active people` };
+}
+
+/** People not terminated, from a ledger scan cached for an hour (the guard needs a size, not a census). */
+async function activePeople(deps: AppDeps): Promise<number> {
+  const now = deps.clock.now().getTime();
+  const cached = await deps.ledger.getMeta<{ count: number; countedAt: string }>(ACTIVE_PEOPLE_KEY);
+  if (cached && now - Date.parse(cached.countedAt) < ACTIVE_PEOPLE_MAX_AGE_MS) return cached.count;
+  let count = 0;
+  let cursor: string | undefined;
+  do {
+    const page = await deps.ledger.listPersons(cursor, 1000);
+    count += page.persons.filter((p) => p.status !== 'terminated').length;
+    cursor = page.nextCursor;
+  } while (cursor);
+  await deps.ledger.putMeta(ACTIVE_PEOPLE_KEY, { count, countedAt: new Date(now).toISOString() }, Math.floor(now / 1000) + 86_400);
+  return count;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Holds
+
+interface HeldRequest {
+  kind: 'bulkGuard';
+  holdId: string;
+  restriction: string;
+  why: string;
+}
+
+async function hold(deps: AppDeps, policy: Policy, run: RunRecord, restriction: string, why: string): Promise<Admission> {
+  const now = deps.clock.now();
+  const fallback = policy.document.company.fallbackApprover;
+  const recordId = heldApprovalId(run.runId);
+  const existing = await deps.ledger.getApproval(recordId);
+  const holdId = existing ? (existing.request as HeldRequest).holdId : await openHoldId(deps, policy);
+  if (!existing) {
+    // The run's own record first: a crash before the status change leaves a run that is held on
+    // its next start, never one that slips through.
+    await deps.ledger.putApproval({
+      approvalId: recordId,
+      runId: run.runId,
+      employeeId: run.employeeId,
+      requestId: GUARD_REQUEST_ID,
+      approver: fallback,
+      approverRole: 'fallback',
+      status: 'PENDING',
+      requestedAt: now.toISOString(),
+      expiresAt: new Date(now.getTime() + HELD_RECORD_DAYS * 86_400_000).toISOString(),
+      request: { kind: 'bulkGuard', holdId, restriction, why } satisfies HeldRequest,
+    });
+  }
+  try {
+    await deps.ledger.updateRun(
+      run.runId,
+      {
+        status: 'HELD',
+        statusReason: `held by the bulk-change guard (hold ${holdId}): ${why}; waiting for ${fallback} to release or reject`,
+        timeline: [...(run.timeline ?? []), { phase: 'HeldByBulkGuard', at: bumpTime(now), note: `${restriction}; hold ${holdId}` }],
+      },
+      ['RECEIVED', 'SCHEDULED'],
+    );
+  } catch (e) {
+    if (!(e instanceof ConditionFailed)) throw e;
+  }
+  await requestRelease(deps, policy, holdId);
+  return { outcome: 'held', holdId };
+}
+
+/** The hold new runs join: the open one while its request is pending, else a new one. */
+async function openHoldId(deps: AppDeps, policy: Policy): Promise<string> {
+  const now = deps.clock.now();
+  const isOpen = (a: ApprovalRecord | null) => !a || (a.status === 'PENDING' && now.getTime() < Date.parse(a.expiresAt));
+  const open = await deps.ledger.getMeta<{ holdId: string }>(OPEN_HOLD_KEY);
+  if (open?.holdId && isOpen(await deps.ledger.getApproval(releaseApprovalId(open.holdId)))) return open.holdId;
+  // Named after the window step, so runs held at the same moment by different consumers share it.
+  const w = windowAt(policy, now.getTime());
+  for (let i = 0; ; i++) {
+    const holdId = `hold-${w.step}m-${w.bucket}${i ? `-${i}` : ''}`;
+    if (isOpen(await deps.ledger.getApproval(releaseApprovalId(holdId)))) {
+      await deps.ledger.putMeta(OPEN_HOLD_KEY, { holdId }, Math.floor(now.getTime() / 1000) + HELD_RECORD_DAYS * 86_400);
+      return holdId;
+    }
+  }
+}
+
+interface Member {
+  run: RunRecord;
+  record: ApprovalRecord;
+}
+
+/** HELD runs waiting under this hold. */
+export async function heldMembers(deps: AppDeps, holdId: string): Promise<Member[]> {
+  const out: Member[] = [];
+  for (const run of await deps.ledger.listRunsByStatus('HELD')) {
+    const record = await deps.ledger.getApproval(heldApprovalId(run.runId));
+    if (record?.status === 'PENDING' && (record.request as HeldRequest | undefined)?.holdId === holdId) out.push({ run, record });
+  }
+  return out;
+}
+
+function describeRun(run: RunRecord): string {
+  return `${run.employeeId} (${run.lifecycle}, effective ${run.effectiveAt.slice(0, 10)})`;
+}
+
+function releaseDetails(policy: Policy, holdId: string, members: Member[]): ApprovalDetails {
+  const g = policy.document.bulkGuard;
+  const n = members.length;
+  const listed = members.slice(0, 20).map((m) => describeRun(m.run));
+  const why = (members[0]?.record.request as HeldRequest | undefined)?.why ?? 'too many runs that take access away at once';
+  return {
+    kind: 'dataHandling',
+    lifecycle: 'bulk hold',
+    person: { employeeId: holdId, name: `${n} ${n === 1 ? 'person' : 'people'}`, department: 'several', jobCode: 'several', location: 'several', employmentType: 'several' },
+    bundles: [],
+    entitlements: [],
+    dataHandling: { action: 'bulkRelease', description: `the release of ${n} held run${n === 1 ? '' : 's'} that take access away` },
+    privileged: true,
+    reason:
+      `The bulk-change guard held these runs: ${why}. A broken HR feed looks like this. ` +
+      `Approving starts them now (accounts are disabled or access removed as HR says); rejecting ends them and changes nobody's access. ` +
+      `Held: ${listed.join(', ')}${n > listed.length ? ` and ${n - listed.length} more` : ''}. ` +
+      `Limit: ${g.maxCount} runs or ${g.maxPercent}% of active people within ${g.windowMinutes} minutes.`,
+    escalation: false,
+  };
+}
+
+/** Creates (or refreshes, while pending) the hold's release request and mails its link once. */
+async function requestRelease(deps: AppDeps, policy: Policy, holdId: string): Promise<void> {
+  const now = deps.clock.now();
+  const approvalId = releaseApprovalId(holdId);
+  const existing = await deps.ledger.getApproval(approvalId);
+  if (existing && existing.status !== 'PENDING') return;
+  const members = await heldMembers(deps, holdId);
+  const fallback = policy.document.company.fallbackApprover;
+  const record: ApprovalRecord = {
+    ...(existing ?? {
+      approvalId,
+      runId: holdId,
+      employeeId: holdId,
+      requestId: RELEASE_REQUEST_ID,
+      approver: fallback,
+      approverRole: 'fallback' as const,
+      status: 'PENDING' as const,
+      requestedAt: now.toISOString(),
+      expiresAt: new Date(now.getTime() + policy.document.approvals.windowHours * 3_600_000).toISOString(),
+    }),
+    taskToken: decisionToken('bulk-release', holdId),
+    request: releaseDetails(policy, holdId, members),
+  };
+  try {
+    await deps.ledger.putApproval(record);
+  } catch (e) {
+    if (!(e instanceof ConditionFailed)) throw e;
+    return; // decided in the meantime
+  }
+  if (await mailApprovalOnce(deps, policy, record, 'request')) {
+    await scheduleReminder(deps, policy, record);
+    // When the link lapses undecided, the held runs get a new request (they are never released
+    // or dropped by a timeout).
+    await deps.scheduler.upsertOnce(`jml-hold-${holdId}`.slice(0, 64), new Date(record.expiresAt), { kind: 'approval-reminder', payload: { holdId } });
+    deps.metrics.put('BulkGuardHoldOpened', 1, 'Count');
+  }
+}
+
+/**
+ * The hold's link lapsed without a decision: the runs stay held under a new hold with a new
+ * request and email (never released or dropped by a timeout).
+ */
+export async function renewHold(deps: AppDeps, holdId: string): Promise<{ renewed: boolean; holdId?: string; reason: string }> {
+  const policy = await deps.policy();
+  const approval = await deps.ledger.getApproval(releaseApprovalId(holdId));
+  if (!approval || approval.status !== 'PENDING') return { renewed: false, reason: `hold ${holdId} is ${approval?.status ?? 'unknown'}` };
+  if (deps.clock.now().getTime() < Date.parse(approval.expiresAt)) return { renewed: false, reason: `hold ${holdId} is still open` };
+  const members = await heldMembers(deps, holdId);
+  try {
+    await deps.ledger.putApproval({ ...approval, status: 'EXPIRED' });
+  } catch (e) {
+    if (!(e instanceof ConditionFailed)) throw e;
+    return { renewed: false, reason: `hold ${holdId} was decided just now` };
+  }
+  if (!members.length) return { renewed: false, reason: `no run is held under ${holdId} any more` };
+  const next = await openHoldId(deps, policy);
+  for (const m of members) {
+    await deps.ledger.putApproval({ ...m.record, request: { ...(m.record.request as HeldRequest), holdId: next } });
+    await deps.ledger.updateRun(m.run.runId, { statusReason: `${m.run.statusReason ?? 'held by the bulk-change guard'} — moved to hold ${next} after ${holdId} lapsed` }, ['HELD']);
+  }
+  await requestRelease(deps, policy, next);
+  return { renewed: true, holdId: next, reason: `${members.length} held run(s) moved to ${next}` };
+}
+
+/**
+ * The fallback approver decided: release (each held run returns to RECEIVED and is queued in its
+ * person's group; the start finds the run's guard record approved) or reject (each ends
+ * SUPERSEDED with the rationale). Each run's own guard record is decided with a conditional
+ * write, so a run is released or rejected once even if the decision is delivered twice.
+ */
+export async function decideHold(deps: AppDeps, holdId: string, approval: ApprovalRecord): Promise<'ok' | 'gone'> {
+  const now = deps.clock.now();
+  const released = approval.status === 'APPROVED';
+  const who = approval.approver;
+  const because = approval.rationale ? `: ${approval.rationale}` : '';
+  let changed = 0;
+  for (const { run } of await heldMembers(deps, holdId)) {
+    try {
+      await deps.ledger.decideApproval(
+        heldApprovalId(run.runId),
+        { status: approval.status, decidedAt: approval.decidedAt ?? now.toISOString(), rationale: `${released ? 'released' : 'release rejected'} by ${who} (hold ${holdId})${because}` },
+        now.toISOString(),
+      );
+    } catch (e) {
+      if (!(e instanceof ConditionFailed)) throw e;
+      continue;
+    }
+    try {
+      if (released) {
+        await deps.ledger.updateRun(
+          run.runId,
+          {
+            status: 'RECEIVED',
+            statusReason: `released by ${who} (hold ${holdId})`,
+            timeline: [...(run.timeline ?? []), { phase: 'ReleasedByApprover', at: bumpTime(now), note: `${who}${because}` }],
+          },
+          ['HELD'],
+        );
+        await deps.queue.send({ kind: 'scheduled-run', runId: run.runId, employeeId: run.employeeId }, { groupId: run.employeeId, deduplicationId: `release-${run.runId}` });
+      } else {
+        await deps.ledger.updateRun(
+          run.runId,
+          {
+            status: 'SUPERSEDED',
+            supersededBy: approval.approvalId,
+            statusReason: `bulk-change guard: ${who} rejected the release${because}; no access was changed`,
+            timeline: [...(run.timeline ?? []), { phase: 'ReleaseRejected', at: bumpTime(now), note: `${who}${because}` }],
+          },
+          ['HELD'],
+        );
+      }
+      changed += 1;
+    } catch (e) {
+      if (!(e instanceof ConditionFailed)) throw e;
+    }
+  }
+  const open = await deps.ledger.getMeta<{ holdId: string }>(OPEN_HOLD_KEY);
+  if (open?.holdId === holdId) await deps.ledger.putMeta(OPEN_HOLD_KEY, null);
+  await deps.scheduler.delete(`jml-hold-${holdId}`.slice(0, 64));
+  deps.metrics.put(released ? 'BulkGuardReleased' : 'BulkGuardRejected', changed, 'Count');
+  return changed ? 'ok' : 'gone';
+}
