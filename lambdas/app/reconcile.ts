@@ -677,7 +677,10 @@ export interface PersonsProgress {
 
 export interface StartOutput {
   reconciliationId: string;
+  /** The Map's items: one progress per target. */
   targets: TargetProgress[];
+  /** Filled by the Map (one final progress per target); empty until then, so a failure path can read it. */
+  accounts: TargetProgress[];
   persons: PersonsProgress;
 }
 
@@ -734,6 +737,7 @@ export async function startReconciliation(deps: AppDeps, raw: unknown): Promise<
   return {
     reconciliationId: id,
     targets: items,
+    accounts: [],
     persons: { cursor: null, page: 0, more: true, persons: 0, outOfScope: 0, byTarget: Object.fromEntries(targets.map((t) => [t.name, zeroTargetCounters()])) },
   };
 }
