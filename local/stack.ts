@@ -188,10 +188,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   };
   const queue = new LocalFifoQueue(consume, { retryDelayMs: 50 });
   const dispatch = async (entry: ScheduledEntry) => {
-    const p = entry.action.payload as { runId?: string; employeeId?: string };
-    if (entry.action.kind === 'start-run' && p.runId) {
-      await queue.send({ kind: 'scheduled-run', runId: p.runId, employeeId: p.employeeId ?? '' }, { groupId: p.employeeId ?? p.runId, deduplicationId: `${entry.name}@${entry.at}` });
-    }
+    // Every fired schedule goes where EventBridge Scheduler's target sends it in AWS.
+    const { dispatchScheduled } = await import('#app/scheduled');
+    await dispatchScheduled(deps, entry);
   };
   const scheduler = new LocalScheduler(clock, dispatch, dataDir ? join(dataDir, 'schedules.json') : undefined);
 
