@@ -1453,6 +1453,11 @@ const ReconcilePersonSchema = z.object({
 });
 export type ReconcilePersonInput = z.input<typeof ReconcilePersonSchema>;
 
+/** The run id of `reconcilePerson` for a request id (callers can point to the run before it exists). */
+export function reconcileRunIdFor(requestId: string): string {
+  return `reconcile-${safeId(requestId, 110)}`;
+}
+
 export interface ReconcilePersonResult {
   runId: string;
   employeeId: string;
@@ -1475,7 +1480,7 @@ export interface ReconcilePersonResult {
 export async function reconcilePerson(deps: AppDeps, raw: ReconcilePersonInput): Promise<ReconcilePersonResult> {
   const input = parseOrThrow(ReconcilePersonSchema, raw, 'reconcile person');
   const { employeeId } = input;
-  const runId = `reconcile-${safeId(input.requestId ?? `${employeeId}-${deps.clock.now().getTime()}`, 110)}`;
+  const runId = reconcileRunIdFor(input.requestId ?? `${employeeId}-${deps.clock.now().getTime()}`);
   const existing = await deps.ledger.getRun(runId);
   if (existing && TERMINAL_RUN_STATUSES.has(existing.status)) {
     const rec = existing.reconciliation as { findings?: Finding[]; matched?: string[] } | undefined;
@@ -1523,18 +1528,18 @@ export async function reconcilePerson(deps: AppDeps, raw: ReconcilePersonInput):
   const matched: string[] = [];
   let current = person;
   for (const t of policy.managedTargets) {
-    const ctx: TargetContext = {
-      deps,
-      policy,
-      target: t,
-      connector: deps.connectors.get(t.name),
-      runId,
-      origin,
-      budget: { left: Number.POSITIVE_INFINITY },
-      raiseFixedIncidents: input.raiseFixedIncidents ?? true,
-    };
     let finding: Finding | null;
     try {
+      const ctx: TargetContext = {
+        deps,
+        policy,
+        target: t,
+        connector: deps.connectors.get(t.name),
+        runId,
+        origin,
+        budget: { left: Number.POSITIVE_INFINITY },
+        raiseFixedIncidents: input.raiseFixedIncidents ?? true,
+      };
       finding = await judgePersonOnTarget(ctx, current, desired);
     } catch (e) {
       if (isRetryable(e) || !(e instanceof JmlError)) throw e;
