@@ -9,6 +9,6 @@ export default defineConfig({
     hookTimeout: 30_000,
     pool: 'forks',
     // Handlers log through Powertools; tests keep only errors on the console.
-    env: { POWERTOOLS_LOG_LEVEL: 'ERROR', POWERTOOLS_DEV: 'false' },
+    env: { POWERTOOLS_LOG_LEVEL: 'ERROR', POWERTOOLS_DEV: 'false', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
   },
 });

@@ -7,6 +7,7 @@
  * Each worker is planned against an actual state that is half converged (so plans are
  * non-trivial): the same work a bulk reconcile or a policy roll-out does.
  */
+import '../local/quiet.ts';
 import { parseArgs } from 'node:util';
 import type { ActualAccount } from '#core/access';
 import { desiredState } from '#core/desired-state';
