@@ -64,7 +64,7 @@ import { applyDecisions } from '#core/plan';
 import type { Policy, PolicyTarget } from '#core/policy';
 import { planTarget, type PlannedOp, type TargetOp } from '#core/target-plan';
 import { parseOrThrow } from '#core/validation';
-import { openException } from './exceptions.ts';
+import { openException, type NewException } from './exceptions.ts';
 import type { AppDeps } from './ports.ts';
 import { bumpTime, updatePerson } from './people.ts';
 import { accountProfile } from './profile.ts';
@@ -339,7 +339,7 @@ async function raise(
   ctx: TargetContext,
   input: { kind: 'orphan' | 'conflict' | 'drift' | 'leaver_enabled'; id: string; employeeId?: string; reason: string; evidence: unknown },
 ): Promise<string> {
-  const e = await openException(ctx.deps, {
+  return openOnce(ctx.deps, {
     exceptionId: input.id,
     runId: ctx.runId,
     ...(input.employeeId ? { employeeId: input.employeeId } : {}),
@@ -349,6 +349,23 @@ async function raise(
     reason: input.reason,
     evidence: input.evidence,
   });
+}
+
+const openedKey = (exceptionId: string) => `reconcile/exception-opened/${exceptionId}`;
+const OPENED_TTL_SECONDS = 400 * 24 * 3600;
+
+/**
+ * Opens an exception with a deterministic id once: the same problem found again (a retried page,
+ * the next night) returns the id without a second record or a second email to the owner — also
+ * once the owner has resolved it (accepted), which the report then shows. The ledger's
+ * `openException` keeps the first record for an existing id, but `openException` here would mail
+ * again, so a marker written after the first open is checked first. A crash between the two
+ * sends the owner the same exception twice, never none.
+ */
+async function openOnce(deps: AppDeps, input: NewException & { exceptionId: string }): Promise<string> {
+  if (await deps.ledger.getMeta(openedKey(input.exceptionId))) return input.exceptionId;
+  const e = await openException(deps, input);
+  await deps.ledger.putMeta(openedKey(e.exceptionId), { at: e.openedAt }, epochSeconds(deps, OPENED_TTL_SECONDS));
   return e.exceptionId;
 }
 
@@ -1203,7 +1220,7 @@ export async function finishReconciliation(deps: AppDeps, raw: unknown): Promise
     targets.push(report);
     if (t && error && !input.failed) {
       // A target that could not be enumerated: its owner hears about it (once per reconciliation).
-      const e = await openException(deps, {
+      const e = await openOnce(deps, {
         exceptionId: `exc-rec-incomplete-${safeId(name, 32)}-${fingerprint([id])}`,
         runId: id,
         target: name,
@@ -1212,10 +1229,10 @@ export async function finishReconciliation(deps: AppDeps, raw: unknown): Promise
         reason: `${name}: reconciliation ${id} could not read every account (${error}); its findings are incomplete`,
         evidence: { reconciliationId: id, pagesRead: a?.page ?? 0, error: a?.error ?? null },
       });
-      exceptionsOpened.push(e.exceptionId);
+      exceptionsOpened.push(e);
     }
     if (t && counters.limited > 0) {
-      const e = await openException(deps, {
+      const e = await openOnce(deps, {
         exceptionId: `exc-rec-limit-${safeId(name, 32)}-${fingerprint([id])}`,
         runId: id,
         target: name,
@@ -1224,7 +1241,7 @@ export async function finishReconciliation(deps: AppDeps, raw: unknown): Promise
         reason: `${name}: ${counters.limited} finding(s) over the automatic-action limit of ${policy.document.bulkGuard.maxCount} were reported but not acted on — a policy or feed problem can look like this; review the reconciliation report ${id}`,
         evidence: { reconciliationId: id, limited: counters.limited, limit: policy.document.bulkGuard.maxCount },
       });
-      exceptionsOpened.push(e.exceptionId);
+      exceptionsOpened.push(e);
     }
     if (a?.source === 'delta' && complete && a.deltaLink && !input.failed) {
       await deps.ledger.putMeta(deltaLinkKey(name), { link: a.deltaLink, at: finishedAt, reconciliationId: id });
