@@ -390,7 +390,7 @@ async function fix(
   person: PersonRecord,
   desired: DesiredTarget,
   options: { onlyOps?: readonly TargetOp[]; forceRevoke?: boolean; linkId?: string },
-): Promise<{ ok: true; changes: ChangeRecord[]; accountId?: string } | { ok: false; error: { name: string; message: string } }> {
+): Promise<{ ok: true; changes: ChangeRecord[]; accountId?: string; before: ActualAccount | null } | { ok: false; error: { name: string; message: string } }> {
   try {
     const result = await converge(ctx.connector, await profileOf(ctx.deps, person), desired, {
       linkIds: [options.linkId ?? person.links[ctx.target.name]].filter((x): x is string => !!x),
@@ -398,7 +398,7 @@ async function fix(
       ...(options.onlyOps ? { onlyOps: options.onlyOps } : {}),
     });
     if (result.accountId && person.links[ctx.target.name] !== result.accountId) await link(ctx, person.employeeId, result.accountId);
-    return { ok: true, changes: result.changes, ...(result.accountId ? { accountId: result.accountId } : {}) };
+    return { ok: true, changes: result.changes, before: result.before, ...(result.accountId ? { accountId: result.accountId } : {}) };
   } catch (e) {
     if (isRetryable(e)) throw e;
     if (!(e instanceof JmlError)) throw e;
@@ -458,7 +458,7 @@ async function judgeAccount(
   if (!read) ops = ops.filter((o) => STATUS_OPS.has(o.op));
   const leaverEnabled = person.status === 'terminated' && actual.status === 'enabled';
   if (!ops.length && !leaverEnabled) return null;
-  if (!read) {
+  if (!read && !leaverEnabled) {
     // Status looks wrong on a status-only page: read the account in full before acting on it.
     actual = await ctx.connector.getAccount(account.id);
     read = true;
@@ -488,7 +488,12 @@ async function judgeAccount(
     if (t.mode === 'shadow') return { kind: 'leaver_enabled', ...base, summary, action: 'reported', evidence: { ...evidence, note: 'shadow-mode target: reported only' } };
     // Disable and revoke at once. With onDrift: converge the rest of the leaver's access goes in
     // the same converge (the planner restricts first, then removes); otherwise it stays for review.
+    // (A leaver needs no read first: whatever the account holds, it is disabled; converge reads it.)
     const fixed = await fix(ctx, person, d, { forceRevoke: true, linkId: actual.id, ...(t.onDrift === 'converge' ? {} : { onlyOps: RESTRICT_OPS }) });
+    if (fixed.ok && fixed.before) {
+      const held = fixed.before.entitlements.map((e) => ({ type: e.type, value: e.value }));
+      Object.assign(evidence, { entitlementsRead: true, ...(held.length ? { unexpected: held } : {}) });
+    }
     const finding: Finding = fixed.ok
       ? { kind: 'leaver_enabled', ...base, summary: `${summary}: disabled and sessions revoked`, action: 'disabled', changes: fixed.changes, evidence }
       : { kind: 'leaver_enabled', ...base, summary: `${summary}: could not be disabled (${fixed.error.name})`, action: 'failed', evidence: { ...evidence, error: fixed.error } };
