@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { dispatchScheduled } from '#app/scheduled';
-import { withDecisionCallbacks } from '#app/standalone-approvals';
+import { scheduleNameFor, supersedeReason } from '#app/start-run';
+import { decisionToken, parseDecisionToken, withDecisionCallbacks } from '#app/standalone-approvals';
+import { normaliseHrEvent } from '#core/hr-event';
 import { verifyPersonChain } from '#core/evidence-store';
 import type { Worker } from '#core/hr-event';
 import { calendarDate, zonedTimeToEpoch } from '#core/time';
@@ -222,7 +224,7 @@ describe('leavers and retention', () => {
     const base = Date.parse(retention[0]!.at) - 30 * DAY;
     expect(base - moment).toBeGreaterThanOrEqual(0);
     expect(base - moment).toBeLessThan(60_000);
-    expect(retention.map((e) => (Date.parse(e.at) - base) / DAY)).toEqual([30, 90, 365]);
+    expect(retention.map((e) => Math.round((Date.parse(e.at) - base) / 60_000) / 1440)).toEqual([30, 90, 365]);
     expect(retention[0]!.action).toEqual({
       kind: 'retention-delete',
       payload: { employeeId: 'E2101', target: 'okta', runId: termination, terminationVersion: gone.version },
@@ -275,6 +277,48 @@ describe('leavers and retention', () => {
     expect((outcome as { reason: string }).reason).toContain('E2401 is active again');
     expect(oktaUser('E2401')!.status).not.toBe('DEPROVISIONED');
   });
+  it('retries a delete the target could not take, and opens an exception for the owner when the target refuses it', async () => {
+    await start();
+    const w = person('E2801');
+    await hired(w);
+    const termination = await terminated(w, dateIn(0));
+    await approveAll(termination);
+    expect((await closed(termination)).status).toBe('COMPLETED');
+    const [oktaDelete, slackDelete] = schedulesOf('jml-retention-E2801');
+    const oktaId = oktaUser('E2801')!.id;
+
+    // Okta answers 503 to the delete (past the connector's own retries): tried again in an hour.
+    s().targets.okta!.controls.faults.push({ kind: 'status', status: 503, method: 'DELETE', path: /^\/api\/v1\/users\// });
+    expect(except(await jumpTo(Date.parse(oktaDelete!.at)))).toEqual(['jml-retention-E2801-okta']);
+    expect(oktaUser('E2801')).toBeDefined();
+    const [retry] = schedulesOf('jml-retention-retry-E2801');
+    expect(retry).toMatchObject({ name: 'jml-retention-retry-E2801-okta', action: { payload: { attempt: 1, failures: [expect.stringContaining('TargetUnavailable')] } } });
+    const wait = Date.parse(retry!.at) - Date.parse(oktaDelete!.at); // an hour after the attempt
+    expect(wait).toBeGreaterThanOrEqual(3_600_000);
+    expect(wait).toBeLessThan(3_660_000);
+    s().targets.okta!.controls.faults.length = 0;
+    expect(except(await jumpTo(Date.parse(retry!.at)))).toEqual(['jml-retention-retry-E2801-okta']);
+    expect(oktaUser('E2801')).toBeUndefined();
+    const deleted = (await s().deps.evidence.personBundles('E2801')).find((e) => e.runId.startsWith('retention-'))!;
+    const log = JSON.parse(Buffer.from((await s().deps.evidence.loadBundle(deleted.prefix)).get('execution-log.json')!).toString());
+    expect(log.steps[0].changes).toEqual([expect.objectContaining({ op: 'delete', accountId: oktaId, changed: true })]);
+
+    // Slack refuses the delete outright: no retry, an exception for Slack's owner, evidence of the attempt.
+    s().targets.scim.slack!.controls.faults.push({ kind: 'status', status: 400, method: 'DELETE', path: /\/Users\// });
+    expect(except(await jumpTo(Date.parse(slackDelete!.at)))).toEqual(['jml-retention-E2801-slack']);
+    expect(scimUser('slack', 'E2801')).toMatchObject({ active: false });
+    expect(schedulesOf('jml-retention-retry-E2801')).toEqual([]);
+    const [exception] = (await s().deps.ledger.listExceptions({ status: 'open' })).filter((e) => e.employeeId === 'E2801');
+    expect(exception).toMatchObject({ target: 'slack', owner: 'collab-owners@acme.example', kind: 'step_failed' });
+    expect(exception!.reason).toContain('retention hard delete');
+    expect(exception!.reason).toContain('TargetRejected');
+    const failed = (await s().deps.evidence.personBundles('E2801')).filter((e) => e.runId.startsWith('retention-'));
+    expect(failed).toHaveLength(2);
+    const attempt = await s().deps.evidence.loadBundle(failed[1]!.prefix);
+    expect(JSON.parse(Buffer.from(attempt.get('reconciliation.json')!).toString()).exceptions).toEqual([expect.objectContaining({ exceptionId: exception!.exceptionId })]);
+    expect(JSON.parse(Buffer.from(attempt.get('execution-log.json')!).toString()).steps[0]).toMatchObject({ outcome: 'error', error: { name: 'TargetRejected' } });
+    expect(await verifyPersonChain(s().deps.evidence, 'E2801')).toMatchObject({ ok: true });
+  });
 });
 
 describe('time-bound access', () => {
@@ -321,7 +365,10 @@ describe('time-bound access', () => {
     const url = await serve(api);
     const previous = process.env.JML_URL;
     process.env.JML_URL = url;
-    cleanups.push(() => (previous === undefined ? delete process.env.JML_URL : (process.env.JML_URL = previous)));
+    cleanups.push(() => {
+      if (previous === undefined) delete process.env.JML_URL;
+      else process.env.JML_URL = previous;
+    });
     const printed: string[] = [];
     const log = vi.spyOn(console, 'log').mockImplementation((line: string) => void printed.push(line));
     cleanups.push(() => log.mockRestore());
@@ -412,10 +459,19 @@ describe('bulk-change guard', () => {
     expect(releaseMails[0]!.links).toHaveLength(1);
     expect(releaseMails[0]!.text).toContain('the release of 2 held runs that take access away');
 
+    // HR corrects one of them before anybody releases the hold: that termination is withdrawn.
+    const [corrected, confirmed] = held as [string, string];
+    const correctedId = (await run(corrected)).employeeId;
+    const correction = await send(s(), hrEvent('change', person(correctedId), { effectiveDate: dateIn(0), occurredAt: nextOccurredAt() }));
+    expect((await closed(correction.runId)).status).toBe('COMPLETED');
+    expect(await run(corrected)).toMatchObject({ status: 'SUPERSEDED', supersededBy: correction.runId });
+
     const released = await decideByEmail(s(), releaseMails[0]!.links[0]!, 'approve', 'HR confirmed the site closure');
     expect(released.statusCode).toBe(200);
     await s().settle();
-    for (const r of held) {
+    expect((await run(corrected)).status).toBe('SUPERSEDED');
+    expect((await s().deps.ledger.getPerson(correctedId))!.status).toBe('active');
+    for (const r of [confirmed]) {
       expect((await closed(r)).status).toBe('COMPLETED');
       expect((await s().deps.ledger.listApprovals(r)).find((a) => a.requestId === 'bulk-guard')).toMatchObject({
         status: 'APPROVED',
@@ -423,7 +479,7 @@ describe('bulk-change guard', () => {
         rationale: expect.stringContaining('HR confirmed the site closure'),
       });
     }
-    expect((await s().deps.ledger.getPerson('E2707'))!.status).toBe('terminated');
+    expect((await s().deps.ledger.getPerson((await run(confirmed)).employeeId))!.status).toBe('terminated');
 
     // One more within the hour: a new hold, a new link — rejected, so nothing changes.
     const eighth = await terminated(staff[7]!, dateIn(0));
@@ -457,3 +513,39 @@ async function serve(handler: ReturnType<typeof createExceptionGrantsHandler>): 
   const address = server.address() as { port: number };
   return `http://127.0.0.1:${address.port}`;
 }
+
+describe('which pending run an event replaces', () => {
+  const ev = (eventType: string, over: Partial<Worker>, effectiveDate: string) =>
+    normaliseHrEvent({ eventId: `e-${eventType}-${effectiveDate}`, eventType, effectiveDate, occurredAt: '2026-11-20T10:00:00Z', worker: { ...worker(), ...over } }, { timeZone: TZ });
+  const leaver = ev('termination', { terminationDate: '2026-12-15' }, '2026-12-15');
+
+  it('same kind replaces; a termination replaces what would take effect after it; a record without a termination date withdraws one', () => {
+    expect(supersedeReason(ev('hire', { startDate: '2026-12-08' }, '2026-12-08'), ev('hire', { startDate: '2026-12-01' }, '2026-12-01'))).toContain('replaced by a later record');
+    expect(supersedeReason(ev('rehire', {}, '2026-12-08'), ev('hire', {}, '2026-12-01'))).not.toBeNull();
+    expect(supersedeReason(leaver, ev('termination', { terminationDate: '2026-12-20' }, '2026-12-20'))).toContain('termination replaced');
+    expect(supersedeReason(leaver, ev('change', { jobCode: 'ENG-3' }, '2027-01-01'))).toContain('takes effect first');
+    expect(supersedeReason(leaver, ev('change', { jobCode: 'ENG-3' }, '2026-12-01'))).toBeNull();
+    expect(supersedeReason(ev('change', { location: 'Leeds' }, '2026-11-20'), leaver)).toContain('termination withdrawn');
+    expect(supersedeReason(ev('change', { location: 'Leeds', terminationDate: '2026-12-15' }, '2026-11-20'), leaver)).toBeNull();
+    expect(supersedeReason(ev('leave_start', {}, '2027-01-01'), ev('hire', {}, '2026-12-01'))).toBeNull();
+  });
+
+  it('movers: the same day or the same record moves; a different change on another day is another run', () => {
+    const promotion = ev('change', { jobCode: 'ENG-3' }, '2026-12-01');
+    expect(supersedeReason(ev('change', { jobCode: 'ENG-4' }, '2026-12-01'), promotion)).toContain('later record of the change effective 2026-12-01');
+    expect(supersedeReason(ev('change', { jobCode: 'ENG-3' }, '2027-01-01'), promotion)).toContain('moved to 2027-01-01');
+    expect(supersedeReason(ev('change', { jobCode: 'ENG-3', location: 'Leeds' }, '2027-01-01'), promotion)).toBeNull();
+    expect(scheduleNameFor('E1', 'mover', '2026-12-01')).toBe('jml-run-E1-mover-20261201');
+    expect(scheduleNameFor('E1', 'joiner', '2026-12-01')).toBe('jml-run-E1-joiner');
+  });
+
+  it('schedule names stay within EventBridge Scheduler\'s 64 characters and apart for long ids', () => {
+    const a = scheduleNameFor(`A${'x'.repeat(62)}`, 'mover', '2026-12-01');
+    const b = scheduleNameFor(`A${'x'.repeat(62)}`, 'mover', '2026-12-02');
+    expect(a).toMatch(/^[A-Za-z0-9_.-]{1,64}$/);
+    expect(a).not.toBe(b);
+    expect(parseDecisionToken(decisionToken('exception-grant', 'grt_0123'))).toEqual({ kind: 'exception-grant', id: 'grt_0123' });
+    expect(parseDecisionToken('AAAAKgAAAAIAAAAAAAAAAQ-step-functions-token')).toBeNull();
+    expect(parseDecisionToken('jml-decision:unknown:1')).toBeNull();
+  });
+});
