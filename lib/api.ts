@@ -4,6 +4,7 @@
  *   GET|POST /okta/events                    Okta event hook (Authorization secret)
  *   GET|HEAD|POST /approvals/{id}            approval links (signed single-use tokens)
  *   GET /runs/{runId}, GET /runs, GET /exceptions   read API, IAM-authorised
+ *   POST /exception-grants, GET /exception-grants/{grantId}   operator API, IAM-authorised
  *
  * Edge checks before any Lambda runs: required signature / authorization headers and query
  * parameters (request validator), stage throttling, access logs (JSON, no headers or bodies),
@@ -31,6 +32,7 @@ export interface ApiFunctions {
   oktaEventHook: lambda.IFunction;
   approvals: lambda.IFunction;
   readApi: lambda.IFunction;
+  exceptionGrants: lambda.IFunction;
 }
 
 export interface ApiProps {
@@ -45,6 +47,7 @@ export class Api extends Construct {
   readonly webAcl?: wafv2.CfnWebACL;
   /** Methods without an authorizer (they authenticate the caller themselves), for the cdk-nag acknowledgements. */
   readonly publicMethods: apigw.Method[] = [];
+  /** IAM-authorised methods (read API, exception grants). */
   readonly readMethods: apigw.Method[] = [];
 
   constructor(scope: Construct, id: string, props: ApiProps) {
@@ -115,8 +118,8 @@ export class Api extends Construct {
       this.publicMethods.push(m);
       return m;
     };
-    const iamOnly = (resource: apigw.IResource, fn: lambda.IFunction, params: Record<string, boolean> = {}) => {
-      const m = resource.addMethod('GET', integration(fn), {
+    const iamOnly = (resource: apigw.IResource, fn: lambda.IFunction, params: Record<string, boolean> = {}, method = 'GET') => {
+      const m = resource.addMethod(method, integration(fn), {
         authorizationType: apigw.AuthorizationType.IAM,
         ...(Object.keys(params).length ? { requestParameters: params, requestValidator: validator } : {}),
       });
@@ -139,6 +142,10 @@ export class Api extends Construct {
     iamOnly(runs, f.readApi, { 'method.request.querystring.employeeId': true });
     iamOnly(runs.addResource('{runId}'), f.readApi, { 'method.request.path.runId': true });
     iamOnly(this.api.root.addResource('exceptions'), f.readApi);
+
+    const grants = this.api.root.addResource('exception-grants');
+    iamOnly(grants, f.exceptionGrants, {}, 'POST');
+    iamOnly(grants.addResource('{grantId}'), f.exceptionGrants, { 'method.request.path.grantId': true });
   }
 
   /**
@@ -183,7 +190,7 @@ function resourcePolicy(cidrs: string[]): iam.PolicyDocument | undefined {
         effect: iam.Effect.ALLOW,
         principals: [new iam.AccountRootPrincipal()],
         actions: ['execute-api:Invoke'],
-        resources: invoke(['GET/runs', 'GET/runs/*', 'GET/exceptions']),
+        resources: invoke(['GET/runs', 'GET/runs/*', 'GET/exceptions', '*/exception-grants', '*/exception-grants/*']),
       }),
       new iam.PolicyStatement({
         effect: iam.Effect.DENY,

@@ -40,7 +40,7 @@ export const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 36
 export const deployConfigSchema = z
   .object({
     /** CloudFormation stack name (also the prefix of secret names). */
-    stackName: z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,63}$/, 'letters, digits and hyphens, starting with a letter').default('Jml'),
+    stackName: z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,31}$/, 'up to 32 letters, digits and hyphens, starting with a letter').default('Jml'),
     /** Optional pinning of account / region; without it the stack is environment-agnostic. */
     env: z
       .object({

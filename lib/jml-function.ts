@@ -43,6 +43,8 @@ export const JML_RUNTIME = Runtime.NODEJS_24_X;
 export interface JmlFunctionProps {
   /** Function name as in `lib/functions.ts` (its entry is `lambdas/aws/entries/<name>.ts`). */
   name: string;
+  /** Physical name (`<stack>-<name>`): readable in the console, and an ARN known without a reference. */
+  functionName: string;
   spec: FunctionSpec;
   bundle: BundleSettings;
   logRetention: logs.RetentionDays;
@@ -68,6 +70,7 @@ export class JmlFunction extends NodejsFunction {
     );
     super(scope, id, {
       entry: entryFile(props.name),
+      functionName: props.functionName,
       handler: 'handler',
       projectRoot: REPO_ROOT,
       depsLockFilePath: `${REPO_ROOT}/package-lock.json`,

@@ -5,10 +5,12 @@
  * Each function gets exactly the resources its entry wires (`lib/functions.ts`), through the
  * `JmlFunction.bind…` helpers (env var + IAM grant together).
  */
-import { CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import { ArnFormat, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
 import type { WorkflowName } from '#app/ports';
@@ -69,6 +71,7 @@ export class JmlStack extends Stack {
         name,
         new JmlFunction(this, pascal(name), {
           name,
+          functionName: `${prefix}-${name}`,
           spec: FUNCTIONS[name],
           bundle,
           logRetention,
@@ -77,6 +80,14 @@ export class JmlStack extends Stack {
       ]),
     ) as Record<FunctionName, JmlFunction>;
     const fn = this.functions;
+    // The scheduled-action function's ARN as a string: it is in its own environment (it may
+    // schedule further actions), where a reference to itself would be a dependency cycle.
+    const scheduledActionArn = this.formatArn({
+      service: 'lambda',
+      resource: 'function',
+      resourceName: `${prefix}-scheduled-action`,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
 
     this.workflows = new Workflows(this, 'Workflows', {
       taskFunctions: Object.fromEntries(Object.entries(TASK_FUNCTIONS).map(([placeholder, name]) => [placeholder, fn[name]])),
@@ -88,7 +99,7 @@ export class JmlStack extends Stack {
     this.scheduling = new Scheduling(this, 'Scheduler', {
       groupName: prefix.toLowerCase(),
       eventsQueue: this.queues.events,
-      deadLetterQueue: this.queues.schedulerDeadLetter,
+      deadLetterQueue: this.queues.asyncDeadLetter,
       actionFunction: fn['scheduled-action'],
       nightly: { ...config.nightlyReconcile, timeZone: config.timeZone ?? policy.document.company.timeZone, enabled: !!machines.reconcile },
     });
@@ -134,9 +145,9 @@ export class JmlStack extends Stack {
             f.bindScheduler({
               groupName: this.scheduling.groupName,
               role: this.scheduling.role,
-              deadLetterQueue: this.queues.schedulerDeadLetter,
+              deadLetterQueue: this.queues.asyncDeadLetter,
               eventsQueue: this.queues.events,
-              actionFunctionArn: fn['scheduled-action'].functionArn,
+              actionFunctionArn: scheduledActionArn,
             });
             break;
           case 'evidence':
@@ -157,11 +168,11 @@ export class JmlStack extends Stack {
 
     // The queue consumer: partial batch failures, FIFO order kept by the handler.
     fn['start-run'].addEventSource(new SqsEventSource(this.queues.events, { batchSize: 10, reportBatchItemFailures: true }));
-    // Scheduler invokes asynchronously: two retries, then the scheduler DLQ (alarmed).
+    // Scheduler invokes asynchronously: two retries, then the async DLQ (alarmed).
     fn['scheduled-action'].configureAsyncInvoke({
       retryAttempts: 2,
       maxEventAge: Duration.hours(6),
-      onFailure: new SqsDestination(this.queues.schedulerDeadLetter),
+      onFailure: new SqsDestination(this.queues.asyncDeadLetter),
     });
 
     this.api.addRoutes({
@@ -170,6 +181,23 @@ export class JmlStack extends Stack {
       oktaEventHook: fn['okta-event-hook'],
       approvals: fn['approvals-api'],
       readApi: fn['read-api'],
+      exceptionGrants: fn['exception-grants'],
+    });
+
+    // A run whose workflow died (failed, timed out, aborted) is failed and closed with evidence.
+    new events.Rule(this, 'ExecutionEndedRule', {
+      description: 'jml: a run workflow execution ended without closing its run',
+      eventPattern: {
+        source: ['aws.states'],
+        detailType: ['Step Functions Execution Status Change'],
+        detail: {
+          status: ['FAILED', 'TIMED_OUT', 'ABORTED'],
+          stateMachineArn: Object.entries(machines)
+            .filter(([w]) => w !== 'reconcile')
+            .map(([, m]) => m!.stateMachineArn),
+        },
+      },
+      targets: [new targets.LambdaFunction(fn['execution-ended'], { deadLetterQueue: this.queues.asyncDeadLetter, retryAttempts: 8, maxEventAge: Duration.hours(6) })],
     });
 
     this.observability = new Observability(this, 'Observability', {
@@ -178,7 +206,7 @@ export class JmlStack extends Stack {
       timeToDisableSlaMinutes: policy.document.sla.timeToDisableMinutes,
       functions: fn,
       stateMachines: machines as Record<string, sfn.StateMachine>,
-      deadLetterQueues: { events: this.queues.eventsDeadLetter, scheduler: this.queues.schedulerDeadLetter },
+      deadLetterQueues: { events: this.queues.eventsDeadLetter, async: this.queues.asyncDeadLetter },
       api: this.api.api,
       dashboardName: `${prefix}-jml`,
     });
@@ -191,10 +219,11 @@ export class JmlStack extends Stack {
     out('OktaEventHookUrl', `${this.api.api.url}okta/events`, 'Okta event hook URL (Authorization: the okta-event-hook secret)');
     out('ApprovalLinksBaseUrl', publicBaseUrl, 'Base URL the approval links in mails point at');
     out('ReadApiUrl', `${url}/runs`, 'Read API (IAM-authorised, SigV4): /runs/{runId}, /runs?employeeId=, /exceptions');
+    out('ExceptionGrantsUrl', `${url}/exception-grants`, 'Exception grants (IAM-authorised, SigV4): POST, GET /{grantId}');
     out('LedgerTableName', this.data.table.tableName, 'Run ledger table');
     out('EvidenceBucketName', this.data.evidenceBucket.bucketName, 'Evidence bundles (Object Lock)');
     out('EventsDeadLetterQueueUrl', this.queues.eventsDeadLetter.queueUrl, 'HR events that could not be processed');
-    out('SchedulerDeadLetterQueueUrl', this.queues.schedulerDeadLetter.queueUrl, 'Schedules and scheduled actions that failed');
+    out('AsyncDeadLetterQueueUrl', this.queues.asyncDeadLetter.queueUrl, 'Schedules, scheduled actions and workflow-ended events that failed');
     out('AlarmTopicArn', this.observability.topic.topicArn, 'Alarm notifications');
     out('DashboardName', `${prefix}-jml`, 'CloudWatch dashboard');
     for (const s of this.secrets.all()) {

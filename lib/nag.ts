@@ -40,7 +40,7 @@ export function acknowledgeFindings(stack: JmlStack): void {
     ack(m, 'AwsSolutions-COG4', `No Cognito users exist for this caller. ${reasonFor(m.resource.path)}`);
   }
   for (const m of api.readMethods) {
-    ack(m, 'AwsSolutions-COG4', 'The read API is for operators and auditors with AWS credentials: IAM authorisation (SigV4), scoped by their IAM policies, instead of a Cognito user pool.');
+    ack(m, 'AwsSolutions-COG4', 'The read API and the exception-grant API are for operators and auditors with AWS credentials: IAM authorisation (SigV4), scoped by their IAM policies, instead of a Cognito user pool.');
   }
   const cloudWatchRole = api.api.node.tryFindChild('CloudWatchRole');
   if (cloudWatchRole) {
@@ -60,17 +60,22 @@ export function acknowledgeFindings(stack: JmlStack): void {
     ack(role, 'AwsSolutions-IAM5[Resource::*]', xray);
     ack(role, ledgerIndexes, 'The ledger queries its own three GSIs (gsi1, gsi2, persons); the grant covers the indexes of this one table only.');
   }
-  ack(
-    stack.functions.close.role!,
-    `AwsSolutions-IAM5[Resource::<${logicalId(data.evidenceBucket)}.Arn>/evidence/*]`,
-    'Evidence bundles and chain index entries are new keys under evidence/ named at run time (year/month/run id). Get/put/put-retention only: no delete, no governance bypass.',
-  );
-  for (const name of ['start-run', 'schedule-retention'] as const) {
-    ack(
-      stack.functions[name].role!,
-      `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/${scheduling.groupName}/*]`,
-      'One-time schedules are named per person and date at run time (deterministic names so they can be moved or cancelled); limited to the jml schedule group.',
-    );
+  for (const f of Object.values(stack.functions)) {
+    const ports = f.spec.ports as readonly string[];
+    if (ports.includes('evidence')) {
+      ack(
+        f.role!,
+        `AwsSolutions-IAM5[Resource::<${logicalId(data.evidenceBucket)}.Arn>/evidence/*]`,
+        'Evidence bundles and chain index entries are new keys under evidence/ named at run time (year/month/run id). Get/put/put-retention only: no delete, no governance bypass.',
+      );
+    }
+    if (ports.includes('scheduler')) {
+      ack(
+        f.role!,
+        `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/${scheduling.groupName}/*]`,
+        'One-time schedules are named per person, date or approval at run time (deterministic names so they can be moved or cancelled); limited to the jml schedule group.',
+      );
+    }
   }
   for (const [workflow, name] of Object.entries(workflows.names)) {
     if (workflow === 'reconcile') continue;
@@ -105,8 +110,8 @@ export function acknowledgeFindings(stack: JmlStack): void {
 
   // --- Queues --------------------------------------------------------------------------------
   ack(
-    queues.schedulerDeadLetter,
+    queues.asyncDeadLetter,
     'AwsSolutions-SQS3',
-    "This queue is itself a dead-letter queue: EventBridge Scheduler's DLQ and the scheduled-action function's on-failure destination (alarmed when not empty).",
+    "This queue is itself a dead-letter queue: EventBridge Scheduler's DLQ, the scheduled-action function's on-failure destination and the execution-ended rule's DLQ (alarmed when not empty).",
   );
 }

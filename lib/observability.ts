@@ -31,7 +31,7 @@ export interface ObservabilityProps {
   timeToDisableSlaMinutes: number;
   functions: Record<string, lambda.IFunction>;
   stateMachines: Record<string, sfn.StateMachine>;
-  deadLetterQueues: { events: sqs.IQueue; scheduler: sqs.IQueue };
+  deadLetterQueues: { events: sqs.IQueue; async: sqs.IQueue };
   api: apigw.RestApi;
   dashboardName: string;
 }
@@ -109,14 +109,14 @@ export class Observability extends Construct {
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
     );
-    for (const [key, q, label] of [
-      ['eventsDlq', props.deadLetterQueues.events, 'HR events dead-letter queue'],
-      ['schedulerDlq', props.deadLetterQueues.scheduler, 'Scheduler dead-letter queue'],
+    for (const [key, q, label, what] of [
+      ['eventsDlq', props.deadLetterQueues.events, 'HR events dead-letter queue', 'an HR event or drift signal could not be started after 5 receives'],
+      ['asyncDlq', props.deadLetterQueues.async, 'Async dead-letter queue', 'a schedule, scheduled action or workflow-ended event could not be processed'],
     ] as const) {
       alarm(
         key,
         dlqDepth(q, label).createAlarm(this, `${key.charAt(0).toUpperCase()}${key.slice(1)}NotEmpty`, {
-          alarmDescription: `${label} is not empty: an event or scheduled action could not be processed`,
+          alarmDescription: `${label} is not empty: ${what}`,
           threshold: 1,
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
           evaluationPeriods: 1,
@@ -182,7 +182,7 @@ export class Observability extends Construct {
     this.dashboard.addWidgets(
       new cloudwatch.GraphWidget({
         title: 'Dead-letter queue depth',
-        left: [dlqDepth(props.deadLetterQueues.events, 'HR events DLQ'), dlqDepth(props.deadLetterQueues.scheduler, 'Scheduler DLQ')],
+        left: [dlqDepth(props.deadLetterQueues.events, 'HR events DLQ'), dlqDepth(props.deadLetterQueues.async, 'Async DLQ')],
         width: 6,
       }),
       new cloudwatch.GraphWidget({

@@ -2,8 +2,9 @@
  * The HR events queue: SQS FIFO (group = employeeId keeps one person's events in order,
  * deduplication id = idempotency key) with high-throughput settings (deduplication and
  * throughput per message group), a FIFO dead-letter queue after five receives, and the
- * EventBridge Scheduler dead-letter queue (standard) for schedules that could not be delivered
- * and scheduled actions that failed.
+ * async dead-letter queue (standard) for what AWS delivered asynchronously and could not be
+ * processed: schedules Scheduler could not deliver, scheduled actions that failed after Lambda's
+ * retries, and workflow-ended events the execution-ended function could not handle.
  *
  * Content-based deduplication is on because Scheduler's SQS target sends no deduplication id
  * for FIFO queues; the webhooks always send an explicit one, which takes precedence.
@@ -22,7 +23,7 @@ export const MAX_RECEIVE_COUNT = 5;
 export class Queues extends Construct {
   readonly events: sqs.Queue;
   readonly eventsDeadLetter: sqs.Queue;
-  readonly schedulerDeadLetter: sqs.Queue;
+  readonly asyncDeadLetter: sqs.Queue;
 
   constructor(scope: Construct, id: string, props: QueuesProps) {
     super(scope, id);
@@ -43,7 +44,7 @@ export class Queues extends Construct {
       enforceSSL: true,
       deadLetterQueue: { queue: this.eventsDeadLetter, maxReceiveCount: MAX_RECEIVE_COUNT },
     });
-    this.schedulerDeadLetter = new sqs.Queue(this, 'SchedulerDlq', {
+    this.asyncDeadLetter = new sqs.Queue(this, 'AsyncDlq', {
       retentionPeriod: Duration.days(14),
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,

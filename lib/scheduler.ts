@@ -15,7 +15,7 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { FLEXIBLE_WINDOW_MINUTES, NIGHTLY_RECONCILE_SCHEDULE, SCHEDULE_RETRY_POLICY } from '#aws/schedules';
+import { FLEXIBLE_WINDOW_MINUTES, NIGHTLY_RECONCILE_SCHEDULE, SCHEDULE_RETRY_POLICY, scheduledActionInput } from '#aws/schedules';
 
 export interface SchedulingProps {
   groupName: string;
@@ -65,7 +65,7 @@ export class Scheduling extends Construct {
       target: {
         arn: props.actionFunction.functionArn,
         roleArn: this.role.roleArn,
-        input: JSON.stringify({ kind: 'reconcile', payload: { scope: 'nightly' }, schedule: NIGHTLY_RECONCILE_SCHEDULE }),
+        input: scheduledActionInput(NIGHTLY_RECONCILE_SCHEDULE, { kind: 'reconcile', payload: { scope: 'nightly' } }),
         retryPolicy: {
           maximumEventAgeInSeconds: SCHEDULE_RETRY_POLICY.MaximumEventAgeInSeconds,
           maximumRetryAttempts: SCHEDULE_RETRY_POLICY.MaximumRetryAttempts,

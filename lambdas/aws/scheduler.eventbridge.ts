@@ -2,7 +2,7 @@
  * Scheduler port on EventBridge Scheduler: one-time schedules in the jml schedule group.
  *
  * - `at(yyyy-mm-ddThh:mm:ss)` in UTC, `ActionAfterCompletion: DELETE` (a fired schedule removes
- *   itself, so the deterministic name is free again), a retry policy, and the scheduler DLQ for
+ *   itself, so the deterministic name is free again), a retry policy, and the async DLQ for
  *   deliveries that still fail.
  * - Upsert: `CreateSchedule`; on `ConflictException` (the name exists — a moved effective date, a
  *   repeated run) `UpdateSchedule` with the full definition, which is how Scheduler replaces one.
@@ -12,9 +12,10 @@
  *     future-dated run queues behind that person's other events exactly like a webhook's. The
  *     queue has content-based deduplication on, as Scheduler requires for FIFO targets.
  *   - every other kind → the `scheduled-action` Lambda (`Invoke` templated target) with input
- *     `{ kind, payload, schedule }`; it dispatches to the use case for the kind. Lambda targets
+ *     `{ kind, payload, schedule, at }` (`at`: Scheduler's scheduled-time context attribute); it
+ *     hands the firing to the application's dispatch for fired schedules. Lambda targets
  *     are invoked asynchronously: Scheduler's retry policy covers delivery, the function's own
- *     async retries and on-failure destination (the same DLQ) cover a failed run.
+ *     async retries and on-failure destination (the same DLQ) cover a failed action.
  * - A time already past (or within the next minute) is moved to one minute from now: the action
  *   was due, so it runs as soon as Scheduler can, instead of being refused.
  */
@@ -30,7 +31,7 @@ import type { ScheduledAction, Scheduler } from '#app/ports';
 import { JmlError } from '#core/errors';
 import type { WiringContext } from './bootstrap.ts';
 import { ENV, required } from './config.ts';
-import { FLEXIBLE_WINDOW_MINUTES, SCHEDULE_RETRY_POLICY } from './schedules.ts';
+import { FLEXIBLE_WINDOW_MINUTES, SCHEDULE_RETRY_POLICY, scheduledActionInput } from './schedules.ts';
 
 export class ScheduleInvalid extends JmlError {}
 
@@ -89,7 +90,7 @@ export class EventBridgeScheduler implements Scheduler {
         SqsParameters: { MessageGroupId: employeeId },
       };
     } else {
-      Target = { ...common, Arn: o.actionFunctionArn, Input: JSON.stringify({ kind: action.kind, payload: action.payload, schedule: name }) };
+      Target = { ...common, Arn: o.actionFunctionArn, Input: scheduledActionInput(name, action) };
     }
     return {
       Name: name,

@@ -1,3 +1,5 @@
+import type { ScheduledAction } from '#app/ports';
+
 /**
  * Scheduler constants shared by the adapter (one-time schedules made at run time), the
  * scheduled-action function and the stack (the nightly schedule): one place for each.
@@ -11,3 +13,11 @@ export const FLEXIBLE_WINDOW_MINUTES = 15;
 
 /** Name of the nightly reconciliation schedule (created by the stack, recurring). */
 export const NIGHTLY_RECONCILE_SCHEDULE = 'jml-nightly-reconcile';
+
+/** The context attribute Scheduler replaces with the firing's scheduled time (ISO 8601). */
+export const SCHEDULED_TIME = '<aws.scheduler.scheduled-time>';
+
+/** The scheduled-action Lambda's input for a schedule (the adapter's one-time schedules and the stack's nightly one). */
+export function scheduledActionInput(name: string, action: ScheduledAction): string {
+  return JSON.stringify({ kind: action.kind, payload: action.payload, schedule: name, at: SCHEDULED_TIME });
+}

@@ -1,8 +1,7 @@
-/** Lambda `approval-expired`: Task `ApprovalExpiredFunctionArn`: opens the approval_expired exception. */
+/** Lambda `approval-expired`: Task `ApprovalExpiredFunctionArn`: records the approval_expired exception. */
 import { installAwsDeps } from '../bootstrap.ts';
 import policyText from '@jml/policy';
-import { wireMailer } from '../mailer.ses.ts';
 
-installAwsDeps({ policyText, ports: { mailer: wireMailer } });
+installAwsDeps({ policyText });
 
 export { approvalExpired as handler } from '#handlers/request-approval';

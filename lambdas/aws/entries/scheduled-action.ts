@@ -2,9 +2,13 @@
 import { installAwsDeps } from '../bootstrap.ts';
 import policyText from '@jml/policy';
 import { wireSecrets } from '../secrets.sm.ts';
-import { wireMailer } from '../mailer.ses.ts';
+import { wireQueue } from '../queue.sqs.ts';
 import { wireWorkflows } from '../workflows.sfn.ts';
+import { wireMailer } from '../mailer.ses.ts';
+import { wireScheduler } from '../scheduler.eventbridge.ts';
+import { wireEvidence } from '../evidence.wiring.ts';
+import { wireConnectors } from '../connectors.aws.ts';
 
-installAwsDeps({ policyText, ports: { secrets: wireSecrets, mailer: wireMailer, workflows: wireWorkflows } });
+installAwsDeps({ policyText, ports: { secrets: wireSecrets, queue: wireQueue, workflows: wireWorkflows, mailer: wireMailer, scheduler: wireScheduler, evidence: wireEvidence, connectors: wireConnectors } });
 
 export { handler } from '../scheduled-action.ts';

@@ -1,10 +1,13 @@
 /** Lambda `start-run`: Consumer of the events FIFO queue: starts runs, schedules future-dated ones, records drift. */
 import { installAwsDeps } from '../bootstrap.ts';
 import policyText from '@jml/policy';
+import { wireSecrets } from '../secrets.sm.ts';
 import { wireWorkflows } from '../workflows.sfn.ts';
-import { wireScheduler } from '../scheduler.eventbridge.ts';
 import { wireMailer } from '../mailer.ses.ts';
+import { wireScheduler } from '../scheduler.eventbridge.ts';
+import { wireEvidence } from '../evidence.wiring.ts';
+import { wireConnectors } from '../connectors.aws.ts';
 
-installAwsDeps({ policyText, ports: { workflows: wireWorkflows, scheduler: wireScheduler, mailer: wireMailer } });
+installAwsDeps({ policyText, ports: { secrets: wireSecrets, workflows: wireWorkflows, mailer: wireMailer, scheduler: wireScheduler, evidence: wireEvidence, connectors: wireConnectors } });
 
 export { handler } from '#handlers/start-run';

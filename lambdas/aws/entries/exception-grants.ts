@@ -1,0 +1,10 @@
+/** Lambda `exception-grants`: POST /exception-grants, GET /exception-grants/{grantId} — IAM-authorised operator API. */
+import { installAwsDeps } from '../bootstrap.ts';
+import policyText from '@jml/policy';
+import { wireSecrets } from '../secrets.sm.ts';
+import { wireMailer } from '../mailer.ses.ts';
+import { wireScheduler } from '../scheduler.eventbridge.ts';
+
+installAwsDeps({ policyText, ports: { secrets: wireSecrets, mailer: wireMailer, scheduler: wireScheduler } });
+
+export { handler } from '#handlers/exception-grants';

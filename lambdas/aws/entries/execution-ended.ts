@@ -1,0 +1,10 @@
+/** Lambda `execution-ended`: EventBridge target for Step Functions execution status changes: fails and closes a run whose workflow died. */
+import { installAwsDeps } from '../bootstrap.ts';
+import policyText from '@jml/policy';
+import { wireMailer } from '../mailer.ses.ts';
+import { wireEvidence } from '../evidence.wiring.ts';
+import { wireConnectors } from '../connectors.aws.ts';
+
+installAwsDeps({ policyText, ports: { mailer: wireMailer, evidence: wireEvidence, connectors: wireConnectors } });
+
+export { handler } from '#handlers/execution-ended';

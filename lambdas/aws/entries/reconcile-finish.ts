@@ -1,0 +1,10 @@
+/** Lambda `reconcile-finish`: Task `FinishReconciliationFunctionArn`: the reconciliation report as evidence, drift KPI (also the failure path). */
+import { installAwsDeps } from '../bootstrap.ts';
+import policyText from '@jml/policy';
+import { wireMailer } from '../mailer.ses.ts';
+import { wireEvidence } from '../evidence.wiring.ts';
+import { wireConnectors } from '../connectors.aws.ts';
+
+installAwsDeps({ policyText, ports: { mailer: wireMailer, evidence: wireEvidence, connectors: wireConnectors } });
+
+export { finishReconciliationHandler as handler } from '#handlers/reconcile-tasks';

@@ -1,0 +1,9 @@
+/** Lambda `reconcile-page`: Task `ReconcilePageFunctionArn`: one page of one target's accounts against the ledger. */
+import { installAwsDeps } from '../bootstrap.ts';
+import policyText from '@jml/policy';
+import { wireMailer } from '../mailer.ses.ts';
+import { wireConnectors } from '../connectors.aws.ts';
+
+installAwsDeps({ policyText, ports: { mailer: wireMailer, connectors: wireConnectors } });
+
+export { reconcilePageHandler as handler } from '#handlers/reconcile-tasks';
