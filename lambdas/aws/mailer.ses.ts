@@ -8,16 +8,19 @@
  * / `AccountSuspendedException` / `SendingPausedException` for setup problems: those are raised
  * as `MailRejected` with SES's reason (never the mail body, which may carry a link token).
  */
-import { SendEmailCommand, SESv2Client } from '@aws-sdk/client-sesv2';
+import type { SESv2Client } from '@aws-sdk/client-sesv2';
 import type { Mailer, OutgoingMail } from '#app/ports';
 import { JmlError } from '#core/errors';
 import type { WiringContext } from './bootstrap.ts';
 import { ENV, required } from './config.ts';
+import { once, type Lazy } from './lazy.ts';
+
+const sdk = () => import('@aws-sdk/client-sesv2');
 
 export class MailRejected extends JmlError {}
 
 export interface SesMailerOptions {
-  client: SESv2Client;
+  client: Lazy<SESv2Client>;
   /** Verified sender identity (address), e.g. `JML Access <access@acme.example>` or `access@acme.example`. */
   from: string;
   configurationSet?: string;
@@ -38,7 +41,11 @@ function tagValue(v: string): string {
 }
 
 export class SesMailer implements Mailer {
-  constructor(private readonly options: SesMailerOptions) {}
+  private readonly client: () => Promise<SESv2Client>;
+
+  constructor(private readonly options: SesMailerOptions) {
+    this.client = once(options.client);
+  }
 
   async send(mail: OutgoingMail): Promise<{ messageId: string }> {
     if (!mail.to.length) throw new MailRejected('mail has no recipient');
@@ -46,8 +53,9 @@ export class SesMailer implements Mailer {
       ...(mail.runId ? [{ Name: 'runId', Value: tagValue(mail.runId) }] : []),
       ...(mail.approvalId ? [{ Name: 'approvalId', Value: tagValue(mail.approvalId) }] : []),
     ];
+    const [{ SendEmailCommand }, client] = await Promise.all([sdk(), this.client()]);
     try {
-      const out = await this.options.client.send(
+      const out = await client.send(
         new SendEmailCommand({
           FromEmailAddress: this.options.from,
           Destination: { ToAddresses: mail.to },
@@ -74,5 +82,5 @@ export class SesMailer implements Mailer {
 /** Entry wiring: the sender from `JML_MAIL_FROM`, the configuration set if any. */
 export function wireMailer({ config }: WiringContext): Mailer {
   const mail = required(config.mail, ENV.mailFrom, 'the SES sender identity');
-  return new SesMailer({ client: new SESv2Client({}), from: mail.from, ...(mail.configurationSet ? { configurationSet: mail.configurationSet } : {}) });
+  return new SesMailer({ client: async () => new (await sdk()).SESv2Client({}), from: mail.from, ...(mail.configurationSet ? { configurationSet: mail.configurationSet } : {}) });
 }

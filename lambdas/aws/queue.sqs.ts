@@ -7,11 +7,14 @@
  * same id within five minutes, which is what makes the webhook's "record, then enqueue, and
  * re-enqueue on a redelivery" safe.
  */
-import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { EventQueue, QueueMessage } from '#app/ports';
 import { JmlError } from '#core/errors';
 import type { WiringContext } from './bootstrap.ts';
 import { ENV, required } from './config.ts';
+import { once, type Lazy } from './lazy.ts';
+
+const sdk = () => import('@aws-sdk/client-sqs');
 
 /** SQS limits: group and deduplication ids are 1–128 characters of `[!-~]`. */
 const SQS_ID = /^[\x21-\x7e]{1,128}$/;
@@ -20,12 +23,15 @@ const SQS_ID = /^[\x21-\x7e]{1,128}$/;
 export class QueueMessageInvalid extends JmlError {}
 
 export interface SqsEventQueueOptions {
-  client: SQSClient;
+  client: Lazy<SQSClient>;
   queueUrl: string;
 }
 
 export class SqsEventQueue implements EventQueue {
+  private readonly client: () => Promise<SQSClient>;
+
   constructor(private readonly options: SqsEventQueueOptions) {
+    this.client = once(options.client);
     if (!options.queueUrl.endsWith('.fifo')) throw new QueueMessageInvalid(`events queue must be a FIFO queue (URL ending in .fifo)`);
   }
 
@@ -34,7 +40,8 @@ export class SqsEventQueue implements EventQueue {
     if (!SQS_ID.test(options.deduplicationId)) {
       throw new QueueMessageInvalid('deduplicationId: must be 1-128 printable ASCII characters without spaces');
     }
-    await this.options.client.send(
+    const [{ SendMessageCommand }, client] = await Promise.all([sdk(), this.client()]);
+    await client.send(
       new SendMessageCommand({
         QueueUrl: this.options.queueUrl,
         MessageBody: JSON.stringify(message),
@@ -47,5 +54,6 @@ export class SqsEventQueue implements EventQueue {
 
 /** Entry wiring: the events queue from `JML_EVENTS_QUEUE_URL`. */
 export function wireQueue({ config }: WiringContext): EventQueue {
-  return new SqsEventQueue({ client: new SQSClient({}), queueUrl: required(config.eventsQueueUrl, ENV.eventsQueueUrl, 'the events queue') });
+  const queueUrl = required(config.eventsQueueUrl, ENV.eventsQueueUrl, 'the events queue');
+  return new SqsEventQueue({ client: async () => new (await sdk()).SQSClient({}), queueUrl });
 }

@@ -19,24 +19,20 @@
  * - A time already past (or within the next minute) is moved to one minute from now: the action
  *   was due, so it runs as soon as Scheduler can, instead of being refused.
  */
-import {
-  ConflictException,
-  CreateScheduleCommand,
-  DeleteScheduleCommand,
-  UpdateScheduleCommand,
-  SchedulerClient,
-  type CreateScheduleCommandInput,
-} from '@aws-sdk/client-scheduler';
+import type { CreateScheduleCommandInput, SchedulerClient } from '@aws-sdk/client-scheduler';
 import type { ScheduledAction, Scheduler } from '#app/ports';
 import { JmlError } from '#core/errors';
 import type { WiringContext } from './bootstrap.ts';
 import { ENV, required } from './config.ts';
+import { once, type Lazy } from './lazy.ts';
 import { FLEXIBLE_WINDOW_MINUTES, SCHEDULE_RETRY_POLICY, scheduledActionInput } from './schedules.ts';
+
+const sdk = () => import('@aws-sdk/client-scheduler');
 
 export class ScheduleInvalid extends JmlError {}
 
 export interface EventBridgeSchedulerOptions {
-  client: SchedulerClient;
+  client: Lazy<SchedulerClient>;
   groupName: string;
   /** Role Scheduler assumes to deliver (sqs:SendMessage on the queue, lambda:InvokeFunction on the action function). */
   roleArn: string;
@@ -62,9 +58,11 @@ export function atExpression(at: Date): string {
 
 export class EventBridgeScheduler implements Scheduler {
   private readonly now: () => number;
+  private readonly client: () => Promise<SchedulerClient>;
 
   constructor(private readonly options: EventBridgeSchedulerOptions) {
     this.now = options.now ?? Date.now;
+    this.client = once(options.client);
   }
 
   /** The full schedule definition (also what UpdateSchedule needs: it replaces, not patches). */
@@ -107,23 +105,25 @@ export class EventBridgeScheduler implements Scheduler {
 
   async upsertOnce(name: string, at: Date, action: ScheduledAction): Promise<void> {
     const input = this.definition(name, at, action);
+    const [{ CreateScheduleCommand, UpdateScheduleCommand }, client] = await Promise.all([sdk(), this.client()]);
     try {
-      await this.options.client.send(new CreateScheduleCommand(input));
+      await client.send(new CreateScheduleCommand(input));
     } catch (e) {
-      if (!(e instanceof ConflictException) && (e as { name?: string })?.name !== 'ConflictException') throw e;
+      if ((e as { name?: string })?.name !== 'ConflictException') throw e;
       try {
-        await this.options.client.send(new UpdateScheduleCommand(input));
+        await client.send(new UpdateScheduleCommand(input));
       } catch (u) {
         // It fired and deleted itself between the two calls: create it afresh.
         if ((u as { name?: string })?.name !== 'ResourceNotFoundException') throw u;
-        await this.options.client.send(new CreateScheduleCommand(input));
+        await client.send(new CreateScheduleCommand(input));
       }
     }
   }
 
   async delete(name: string): Promise<boolean> {
+    const [{ DeleteScheduleCommand }, client] = await Promise.all([sdk(), this.client()]);
     try {
-      await this.options.client.send(new DeleteScheduleCommand({ Name: name, GroupName: this.options.groupName }));
+      await client.send(new DeleteScheduleCommand({ Name: name, GroupName: this.options.groupName }));
       return true;
     } catch (e) {
       if ((e as { name?: string })?.name === 'ResourceNotFoundException') return false;
@@ -135,5 +135,5 @@ export class EventBridgeScheduler implements Scheduler {
 /** Entry wiring: the schedule group, role, DLQ and the two targets (`JML_SCHEDULE_GROUP` and friends). */
 export function wireScheduler({ config }: WiringContext): Scheduler {
   const s = required(config.scheduler, ENV.scheduleGroup, 'EventBridge Scheduler');
-  return new EventBridgeScheduler({ client: new SchedulerClient({}), ...s });
+  return new EventBridgeScheduler({ client: async () => new (await sdk()).SchedulerClient({}), ...s });
 }

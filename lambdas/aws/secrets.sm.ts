@@ -12,13 +12,16 @@
  *  - connector credentials are read with `json(arn, schema)` (see `connectors.aws.ts`).
  * Error messages name the secret and the field, never a value.
  */
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { z } from 'zod';
 import type { SecretName, Secrets } from '#app/ports';
 import { JmlError } from '#core/errors';
 import { formatIssues } from '#core/validation';
 import type { WiringContext } from './bootstrap.ts';
 import { ENV } from './config.ts';
+import { once, type Lazy } from './lazy.ts';
+
+const sdk = () => import('@aws-sdk/client-secrets-manager');
 
 /** The secret exists but nobody has put a value in it yet (the stack creates some empty). */
 export class SecretNotSet extends JmlError {}
@@ -29,7 +32,7 @@ export class SecretInvalid extends JmlError {}
 export const DEFAULT_SECRET_TTL_MS = 5 * 60_000;
 
 export interface SecretValuesOptions {
-  client: SecretsManagerClient;
+  client: Lazy<SecretsManagerClient>;
   ttlMs?: number;
   now?: () => number;
 }
@@ -44,10 +47,12 @@ export class SecretValues {
   private readonly cache = new Map<string, Entry>();
   private readonly ttlMs: number;
   private readonly now: () => number;
+  private readonly client: () => Promise<SecretsManagerClient>;
 
-  constructor(private readonly options: SecretValuesOptions) {
+  constructor(options: SecretValuesOptions) {
     this.ttlMs = options.ttlMs ?? DEFAULT_SECRET_TTL_MS;
     this.now = options.now ?? Date.now;
+    this.client = once(options.client);
   }
 
   /** The secret's current string; `label` names it in errors. */
@@ -79,8 +84,9 @@ export class SecretValues {
   }
 
   private async fetch(arn: string, label: string): Promise<string> {
+    const [{ GetSecretValueCommand }, client] = await Promise.all([sdk(), this.client()]);
     try {
-      const out = await this.options.client.send(new GetSecretValueCommand({ SecretId: arn }));
+      const out = await client.send(new GetSecretValueCommand({ SecretId: arn }));
       if (out.SecretString === undefined || out.SecretString === '') {
         throw new SecretNotSet(`secret ${label} (${arn}) has no string value: put one as described in docs/deploy.md`);
       }
@@ -131,7 +137,7 @@ export class SecretsManagerSecrets implements Secrets {
 // connector credentials.
 let shared: SecretValues | undefined;
 export function sharedSecretValues(): SecretValues {
-  shared ??= new SecretValues({ client: new SecretsManagerClient({}) });
+  shared ??= new SecretValues({ client: async () => new (await sdk()).SecretsManagerClient({}) });
   return shared;
 }
 

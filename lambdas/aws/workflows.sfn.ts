@@ -13,22 +13,19 @@
  *   `InvalidToken` mean the waiting task is gone (expired, already answered, or the execution
  *   ended): `'gone'`, which the approval use case turns into "this decision came too late".
  */
-import {
-  SendTaskFailureCommand,
-  SendTaskSuccessCommand,
-  StartExecutionCommand,
-  StopExecutionCommand,
-  SFNClient,
-} from '@aws-sdk/client-sfn';
+import type { SFNClient } from '@aws-sdk/client-sfn';
 import type { TaskCallbacks, WorkflowEngine, WorkflowName } from '#app/ports';
 import { JmlError } from '#core/errors';
 import type { WiringContext } from './bootstrap.ts';
+import { once, type Lazy } from './lazy.ts';
+
+const sdk = () => import('@aws-sdk/client-sfn');
 
 /** A workflow the deployment has no state machine for. */
 export class WorkflowNotDeployed extends JmlError {}
 
 export interface SfnWorkflowsOptions {
-  client: SFNClient;
+  client: Lazy<SFNClient>;
   /** State machine ARN per workflow (only the deployed ones). */
   stateMachines: Partial<Record<WorkflowName, string>>;
 }
@@ -50,7 +47,11 @@ export function executionArn(stateMachineArn: string, executionName: string): st
 }
 
 export class SfnWorkflows implements WorkflowEngine, TaskCallbacks {
-  constructor(private readonly options: SfnWorkflowsOptions) {}
+  private readonly client: () => Promise<SFNClient>;
+
+  constructor(private readonly options: SfnWorkflowsOptions) {
+    this.client = once(options.client);
+  }
 
   private stateMachine(workflow: WorkflowName): string {
     const arn = this.options.stateMachines[workflow];
@@ -60,8 +61,9 @@ export class SfnWorkflows implements WorkflowEngine, TaskCallbacks {
 
   async start(workflow: WorkflowName, name: string, input: unknown): Promise<{ executionId: string; alreadyStarted: boolean }> {
     const stateMachineArn = this.stateMachine(workflow);
+    const [{ StartExecutionCommand }, client] = await Promise.all([sdk(), this.client()]);
     try {
-      const out = await this.options.client.send(new StartExecutionCommand({ stateMachineArn, name, input: JSON.stringify(input ?? {}) }));
+      const out = await client.send(new StartExecutionCommand({ stateMachineArn, name, input: JSON.stringify(input ?? {}) }));
       return { executionId: out.executionArn ?? executionArn(stateMachineArn, name), alreadyStarted: false };
     } catch (e) {
       if (errorName(e) === 'ExecutionAlreadyExists') return { executionId: executionArn(stateMachineArn, name), alreadyStarted: true };
@@ -71,10 +73,11 @@ export class SfnWorkflows implements WorkflowEngine, TaskCallbacks {
 
   async stop(name: string, cause: string): Promise<void> {
     const arns = Object.values(this.options.stateMachines).filter((a): a is string => !!a);
+    const [{ StopExecutionCommand }, client] = await Promise.all([sdk(), this.client()]);
     await Promise.all(
       arns.map(async (sm) => {
         try {
-          await this.options.client.send(
+          await client.send(
             new StopExecutionCommand({ executionArn: executionArn(sm, name), cause: cause.slice(0, MAX_CAUSE_CHARS), error: 'Superseded' }),
           );
         } catch (e) {
@@ -86,14 +89,14 @@ export class SfnWorkflows implements WorkflowEngine, TaskCallbacks {
   }
 
   async succeed(taskToken: string, output: unknown): Promise<'ok' | 'gone'> {
-    return this.callback(() => this.options.client.send(new SendTaskSuccessCommand({ taskToken, output: JSON.stringify(output ?? {}) })));
+    const [{ SendTaskSuccessCommand }, client] = await Promise.all([sdk(), this.client()]);
+    return this.callback(() => client.send(new SendTaskSuccessCommand({ taskToken, output: JSON.stringify(output ?? {}) })));
   }
 
   async fail(taskToken: string, error: string, cause: string): Promise<'ok' | 'gone'> {
+    const [{ SendTaskFailureCommand }, client] = await Promise.all([sdk(), this.client()]);
     return this.callback(() =>
-      this.options.client.send(
-        new SendTaskFailureCommand({ taskToken, error: error.slice(0, MAX_ERROR_CHARS), cause: cause.slice(0, MAX_CAUSE_CHARS) }),
-      ),
+      client.send(new SendTaskFailureCommand({ taskToken, error: error.slice(0, MAX_ERROR_CHARS), cause: cause.slice(0, MAX_CAUSE_CHARS) })),
     );
   }
 
@@ -113,6 +116,6 @@ export class SfnWorkflows implements WorkflowEngine, TaskCallbacks {
  * only answers task tokens (the approvals API) has them too: `grantTaskResponse` is per machine.
  */
 export function wireWorkflows({ config }: WiringContext): { workflows: WorkflowEngine; callbacks: TaskCallbacks } {
-  const sfn = new SfnWorkflows({ client: new SFNClient({}), stateMachines: config.stateMachines });
+  const sfn = new SfnWorkflows({ client: async () => new (await sdk()).SFNClient({}), stateMachines: config.stateMachines });
   return { workflows: sfn, callbacks: sfn };
 }

@@ -566,7 +566,9 @@ describe('composition root', () => {
     expect(() => deps.callbacks.succeed('t', {})).toThrow('this function has no workflows port');
   });
 
-  it('wires the ports an entry asks for, from the environment', async () => {
+  it('wires the ports an entry asks for, from the environment, loading each SDK client on first use', async () => {
+    const sqs = mockClient(SQSClient);
+    sqs.on(SendMessageCommand).resolves({});
     const deps = await createAwsDeps({
       policyText,
       env: { ...env, [ENV.eventsQueueUrl]: 'https://sqs.eu-west-1.amazonaws.com/123456789012/jml-events.fifo', [ENV.stateMachineArn.joiner]: ARN('states', 'stateMachine:Jml-joiner') },
@@ -576,6 +578,9 @@ describe('composition root', () => {
     expect(deps.queue).toBeInstanceOf(SqsEventQueue);
     expect(deps.workflows).toBeInstanceOf(SfnWorkflows);
     expect(deps.callbacks).toBe(deps.workflows);
+    await deps.queue.send({ kind: 'hr-event', runId: 'run-1', employeeId: 'E1' }, { groupId: 'E1', deduplicationId: 'k1' });
+    expect(sqs.commandCalls(SendMessageCommand)[0]!.args[0].input.QueueUrl).toBe('https://sqs.eu-west-1.amazonaws.com/123456789012/jml-events.fifo');
+    sqs.restore();
   });
 
   it('refuses to start with a bad environment or policy, naming the problem', async () => {
