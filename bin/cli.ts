@@ -3,6 +3,7 @@
  */
 import { diffCommand, explainCommand, planCommand, policyCheck } from './commands/policy.ts';
 import { UsageError, reportError } from './commands/io.ts';
+import { grantExceptionCommand } from './commands/grant-exception.ts';
 import {
   clockCommand,
   decideCommand,
@@ -35,6 +36,8 @@ Runtime (the local runtime by default; JML_URL=http://… for another)
   clock advance <N>m|h|d                   move the local clock; due schedules fire
   evidence verify <runId | bundle-dir>     recompute hashes and the person's hash chain
   kpis                                     time to disable, revocation completeness, exceptions, drift
+  grant-exception --employee <id> --bundle <name> --reason "…" --days N
+                                           re-apply a bundle for a bounded time (app owner approves by link)
 
 Options
   --json        machine-readable output
@@ -56,6 +59,7 @@ const commands: Record<string, Command> = {
   clock: clockCommand,
   'evidence verify': evidenceVerifyCommand,
   kpis: kpisCommand,
+  'grant-exception': grantExceptionCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

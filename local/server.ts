@@ -10,6 +10,7 @@ import { createApprovalsApiHandler } from '#handlers/approvals-api';
 import { createBambooHrWebhookHandler, createHrisWebhookHandler } from '#handlers/hris-webhook';
 import { createOktaEventHookHandler } from '#handlers/okta-event-hook';
 import { createReadApiHandler } from '#handlers/read-api';
+import { createExceptionGrantsHandler } from '#handlers/exception-grants';
 import type { ApiHandler } from '#handlers/json-api';
 import { contentTypeOf } from '#core/evidence';
 import { toApiGatewayEvent } from './api-gateway.ts';
@@ -80,6 +81,7 @@ export async function startLocalServer(stack: LocalStack, options: { port?: numb
   const okta = createOktaEventHookHandler(provider);
   const approvals = createApprovalsApiHandler(provider);
   const read = createReadApiHandler(provider);
+  const grants = createExceptionGrantsHandler(provider);
 
   const routes: Route[] = [
     { method: /^POST$/, path: /^\/hris\/events$/, handle: viaLambda(hris) },
@@ -105,6 +107,8 @@ export async function startLocalServer(stack: LocalStack, options: { port?: numb
         };
       },
     },
+    { method: /^POST$/, path: /^\/exception-grants$/, loopbackOnly: true, handle: viaLambda(grants) },
+    { method: /^GET$/, path: /^\/exception-grants\/([^/]+)$/, loopbackOnly: true, handle: viaLambda(grants, (m) => ({ grantId: decodeURIComponent(m[1]!) })) },
     { method: /^GET$/, path: /^\/runs\/([^/]+)$/, loopbackOnly: true, handle: viaLambda(read, (m) => ({ runId: decodeURIComponent(m[1]!) })) },
     { method: /^GET$/, path: /^\/runs$/, loopbackOnly: true, handle: viaLambda(read) },
     { method: /^GET$/, path: /^\/exceptions$/, loopbackOnly: true, handle: viaLambda(read) },

@@ -32,6 +32,7 @@ import { createStartRunHandler } from '#handlers/start-run';
 import { reconcileTaskHandlers } from '#handlers/reconcile-tasks';
 import { onExecutionEnded } from '#app/execution-ended';
 import { WORKFLOW_OF } from '#app/runs';
+import { withDecisionCallbacks } from '#app/standalone-approvals';
 import { ensureTable, startDynalite, type LocalDynamo } from './dynalite.ts';
 import { fsEvidenceStore } from './evidence-fs.ts';
 import { AdjustableClock, EnvSecrets, LocalFifoQueue, LocalScheduler, MemoryMetrics, Outbox, toSqsEvent, type QueueRecord, type ScheduledEntry } from './adapters.ts';
@@ -230,7 +231,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     connectors: registry,
     queue,
     workflows,
-    callbacks: workflows,
+    // Approvals outside a workflow (exception grants, bulk-guard releases) decide through the same links.
+    callbacks: withDecisionCallbacks(workflows, provider),
     mailer: outbox,
     scheduler,
     secrets,

@@ -35,12 +35,10 @@ export const MAX_GRANT_DAYS = 90;
 export const GRANT_REQUEST_ID = 'exception-grant';
 
 /** An active grant as the person record holds it (what `desiredState` needs, plus its id). */
-export interface ActiveExceptionGrant extends ExceptionGrant {
-  grantId: string;
-}
+export type ActiveExceptionGrant = NonNullable<PersonRecord['exceptionGrants']>[number];
 
-/** The person record with its active exception grants (an extra attribute of the person item). */
-export type PersonWithGrants = PersonRecord & { exceptionGrants?: ActiveExceptionGrant[] };
+/** The person record with its active exception grants. */
+export type PersonWithGrants = PersonRecord;
 
 /**
  * The grants `desiredState` should apply now. Runs and reconciliation pass these as

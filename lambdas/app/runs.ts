@@ -21,6 +21,8 @@ import type { AppDeps, WorkflowName } from './ports.ts';
 import { accountProfile } from './profile.ts';
 import { updatePerson } from './people.ts';
 import { openException } from './exceptions.ts';
+import { activeExceptionGrants } from './exception-grants.ts';
+import { scheduleBundleExpiries } from './time-bound.ts';
 
 /** Which state machine runs which lifecycle. */
 export const WORKFLOW_OF: Record<Lifecycle, WorkflowName> = {
@@ -77,10 +79,17 @@ function timeline(run: RunRecord, phase: string, at: string, note?: string): Run
 }
 
 function desiredFor(person: PersonRecord, policy: Policy, deps: AppDeps): DesiredState {
+  const now = nowIso(deps);
   return desiredState({ worker: person.worker, status: person.status }, policy, {
     grantedAt: person.grantedAt,
-    now: nowIso(deps),
+    exceptionGrants: activeExceptionGrants(person, now),
+    now,
   });
+}
+
+/** Bundles that need no new approval: approved before, or granted as an approved exception. */
+function preApproved(person: PersonRecord, now: string): string[] {
+  return [...person.approvedBundles, ...activeExceptionGrants(person, now).map((g) => g.bundle)];
 }
 
 /** Reads every managed target's accounts for the person (by correlation key and stored links). */
@@ -124,7 +133,7 @@ export async function planRun(deps: AppDeps, input: { runId: string }): Promise<
   const actual = await readActual(deps, person, policy);
   const plan = computePlan(desired, actual, policy, {
     lifecycle: run.lifecycle as Lifecycle,
-    approvedBundles: person.approvedBundles,
+    approvedBundles: preApproved(person, at),
   });
   const approvals = plan.approvals.map((a) => a.id);
   await deps.ledger.updateRun(run.runId, {
@@ -158,7 +167,8 @@ async function decidedDesired(deps: AppDeps, ctx: RunContext): Promise<{ desired
   const desired = desiredFor(ctx.person, ctx.policy, deps);
   const approvals = await deps.ledger.listApprovals(ctx.run.runId);
   const withheld = withheldBundles(ctx.run.plan as Plan | undefined, approvals);
-  for (const b of ctx.person.rejectedBundles) if (!ctx.person.approvedBundles.includes(b)) withheld.add(b);
+  const approved = preApproved(ctx.person, nowIso(deps));
+  for (const b of ctx.person.rejectedBundles) if (!approved.includes(b)) withheld.add(b);
   if (!withheld.size) return { desired, withheld };
   const actual = await readActual(deps, ctx.person, ctx.policy);
   return { desired: applyDecisions(desired, withheld, actual, ctx.policy), withheld };
@@ -556,6 +566,8 @@ export async function closeRun(deps: AppDeps, input: { runId: string; failed?: b
     timeline: timeline(run, 'CloseWithEvidence', closedAt, status),
   });
   emitKpis(deps, run, status, kpis);
+  // Time-bound bundles (and exception grants) the run granted get their removal scheduled.
+  if (person.status !== 'terminated') await scheduleBundleExpiries(deps, { employeeId: person.employeeId });
   return { status, evidence: stored.prefix };
 }
 

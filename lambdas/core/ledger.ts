@@ -7,6 +7,7 @@
  * order of writes is chosen so a crash between two of them is recoverable by a retry).
  */
 import type { ChangeRecord } from './change.ts';
+import type { ExceptionGrant } from './desired-state.ts';
 import type { HrEventType, Lifecycle, PersonStatus, Worker } from './hr-event.ts';
 
 export const RUN_STATUSES = [
@@ -51,6 +52,8 @@ export interface PersonRecord {
   approvedBundles: string[];
   /** Bundles an approver rejected (a reconcile never grants them). */
   rejectedBundles: string[];
+  /** Bounded re-grants of named bundles (mover exception grants), approved by the app owner. */
+  exceptionGrants?: Array<ExceptionGrant & { grantId: string }>;
   updatedAt: string;
 }
 
