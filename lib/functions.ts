@@ -63,12 +63,14 @@ export const FUNCTIONS = {
     timeoutSeconds: 10,
   },
   'approvals-api': {
-    description: 'GET|HEAD|POST /approvals/{id}: confirmation page and the decision callback',
-    ports: ['secrets', 'workflows'],
+    description: 'GET|HEAD|POST /approvals/{id}: confirmation page and the decision (task token, or exception grant / bulk release)',
+    ports: ['secrets', 'queue', 'workflows', 'mailer', 'scheduler', 'evidence', 'connectors'],
     secrets: ['linkSigning'],
     ledger: 'readWrite',
     workflows: 'taskResponse',
-    timeoutSeconds: 10,
+    // A grant decision converges the person's targets before the page answers (API Gateway waits up to 29 s).
+    timeoutSeconds: 28,
+    memoryMb: 1024,
   },
   'request-approval': {
     description: 'Task (waitForTaskToken): records the approval, mails the approver, schedules the reminder',
@@ -117,8 +119,8 @@ export const FUNCTIONS = {
     timeoutSeconds: 50,
   },
   close: {
-    description: 'Task: evidence bundle in the Object Lock bucket, KPIs, final status',
-    ports: ['connectors', 'evidence'],
+    description: 'Task: evidence bundle in the Object Lock bucket, KPIs, final status, expiry schedules',
+    ports: ['scheduler', 'evidence', 'connectors'],
     ledger: 'readWrite',
     timeoutSeconds: 280,
     memoryMb: 1024,
@@ -167,7 +169,7 @@ export const FUNCTIONS = {
   },
   'execution-ended': {
     description: 'Step Functions execution status change (failed, timed out, aborted): fails and closes the run',
-    ports: ['mailer', 'evidence', 'connectors'],
+    ports: ['mailer', 'scheduler', 'evidence', 'connectors'],
     ledger: 'readWrite',
     timeoutSeconds: 280,
   },

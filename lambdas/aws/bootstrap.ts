@@ -27,6 +27,8 @@ export interface WiringContext {
   config: LambdaConfig;
   policy: Policy;
   logger: Pick<Logger, 'warn' | 'error' | 'info'>;
+  /** The AppDeps being built (resolves once they are): for ports that call back into use cases. */
+  deps: () => Promise<AppDeps>;
 }
 
 /** The ports an entry may wire, beyond those every function has. */
@@ -80,10 +82,14 @@ function sharedDynamo(): DynamoDBDocumentClient {
 export async function createAwsDeps(options: AwsDepsOptions): Promise<AppDeps> {
   const config = loadLambdaConfig(options.env ?? process.env);
   const policy = loadPolicyText(options.policyText);
-  const ctx: WiringContext = { config, policy, logger: options.logger ?? handlerLogger };
+  let resolveBuilt!: (deps: AppDeps) => void;
+  const built = new Promise<AppDeps>((resolve) => {
+    resolveBuilt = resolve;
+  });
+  const ctx: WiringContext = { config, policy, logger: options.logger ?? handlerLogger, deps: () => built };
   const wiring = options.ports ?? {};
   const flow = wiring.workflows?.(ctx);
-  return {
+  const appDeps: AppDeps = {
     ledger: new DynamoLedger({ client: options.dynamo ?? sharedDynamo(), tableName: config.tableName }),
     policy: async () => policy,
     metrics: new EmfMetrics(),
@@ -98,6 +104,8 @@ export async function createAwsDeps(options: AwsDepsOptions): Promise<AppDeps> {
     evidence: wiring.evidence?.(ctx) ?? unwired('evidence'),
     connectors: wiring.connectors ? await wiring.connectors(ctx) : unwired('connectors'),
   };
+  resolveBuilt(appDeps);
+  return appDeps;
 }
 
 /**

@@ -2,10 +2,12 @@
  * Each Lambda is given exactly the ports its code uses — no binding missing (it would fail in
  * AWS with "this function has no … port"), none to spare (least privilege).
  *
- * Three lists must agree: the ports the function's code reaches (found by bundling just the
- * handler its entry re-exports, tree-shaken, and looking for `deps.<port>` / `app.<port>`
- * accesses), the `wire…` functions its entry file passes to `installAwsDeps`, and its spec in
- * `lib/functions.ts` (which the stack binds).
+ * Three lists must agree: the ports the function's code reaches (found by bundling its entry —
+ * the handler it re-exports and the wiring it installs, tree-shaken — and looking for
+ * `deps.<port>` / `app.<port>` accesses in the use cases), the `wire…` functions its entry file
+ * passes to `installAwsDeps`, and its spec in `lib/functions.ts` (which the stack binds). The
+ * composition root and the adapters never name a port that way, so what is found is what the
+ * use cases the function can run will ask for.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { build, type Plugin } from 'esbuild';
@@ -62,10 +64,9 @@ const pureHandlers: Plugin = {
 };
 
 async function reach(name: FunctionName): Promise<{ ports: string[]; secrets: string[] }> {
-  const contents = reexports(readFileSync(entryFile(name), 'utf8')).replaceAll("'../", "'./lambdas/aws/");
   const out = await build({
     plugins: [pureHandlers],
-    stdin: { contents, resolveDir: REPO_ROOT, loader: 'ts', sourcefile: `${name}-analysis.ts` },
+    entryPoints: [entryFile(name)],
     bundle: true,
     write: false,
     platform: 'node',

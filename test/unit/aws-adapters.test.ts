@@ -31,6 +31,7 @@ import type { AppDeps } from '#app/ports';
 import { PortNotWired, createAwsDeps, installAwsDeps } from '#aws/bootstrap';
 import { ENV, LambdaConfigError, loadLambdaConfig, required, type LambdaConfig } from '#aws/config';
 import { createConnectorRegistry } from '#aws/connectors.aws';
+import { wireWorkflowsWithDecisions } from '#aws/decisions.wiring';
 import { DynamoLedger } from '#aws/ledger.dynamodb';
 import { createScheduledActionHandler, type ScheduledActionEvent } from '#aws/scheduled-action';
 import { SCHEDULED_TIME, SCHEDULE_RETRY_POLICY, scheduledActionInput } from '#aws/schedules';
@@ -581,6 +582,25 @@ describe('composition root', () => {
     await deps.queue.send({ kind: 'hr-event', runId: 'run-1', employeeId: 'E1' }, { groupId: 'E1', deduplicationId: 'k1' });
     expect(sqs.commandCalls(SendMessageCommand)[0]!.args[0].input.QueueUrl).toBe('https://sqs.eu-west-1.amazonaws.com/123456789012/jml-events.fifo');
     sqs.restore();
+  });
+
+  it('routes decision tokens (grants, bulk releases) to their use case and task tokens to Step Functions, for the approvals API', async () => {
+    const sfn = mockClient(SFNClient);
+    sfn.on(SendTaskSuccessCommand).resolves({});
+    const looked: string[] = [];
+    const appDeps = { ledger: { getApproval: async (id: string) => (looked.push(id), null) } } as unknown as AppDeps;
+    const { callbacks } = wireWorkflowsWithDecisions({
+      config: loadLambdaConfig({ ...env, [ENV.stateMachineArn.joiner]: ARN('states', 'stateMachine:Jml-joiner') }),
+      policy: examplePolicy(),
+      logger: console,
+      deps: async () => appDeps,
+    });
+    expect(await callbacks.succeed('jml-decision:exception-grant:g-1', { approvalId: 'apr-9' })).toBe('gone'); // no such approval
+    expect(looked).toEqual(['apr-9']);
+    expect(sfn.commandCalls(SendTaskSuccessCommand)).toHaveLength(0);
+    expect(await callbacks.succeed('AAAAKgAAAAIAAAAA-task-token', { decision: 'approved' })).toBe('ok');
+    expect(sfn.commandCalls(SendTaskSuccessCommand)[0]!.args[0].input.taskToken).toBe('AAAAKgAAAAIAAAAA-task-token');
+    sfn.restore();
   });
 
   it('refuses to start with a bad environment or policy, naming the problem', async () => {

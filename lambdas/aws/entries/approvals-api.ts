@@ -1,9 +1,14 @@
-/** Lambda `approvals-api`: GET|HEAD|POST /approvals/{id} — confirmation page and decision (SendTaskSuccess / SendTaskFailure). */
+/** Lambda `approvals-api`: GET|HEAD|POST /approvals/{id} — confirmation page and decision (SendTaskSuccess / SendTaskFailure, or the grant / bulk-release decision). */
 import { installAwsDeps } from '../bootstrap.ts';
 import policyText from '@jml/policy';
 import { wireSecrets } from '../secrets.sm.ts';
-import { wireWorkflows } from '../workflows.sfn.ts';
+import { wireQueue } from '../queue.sqs.ts';
+import { wireWorkflowsWithDecisions } from '../decisions.wiring.ts';
+import { wireMailer } from '../mailer.ses.ts';
+import { wireScheduler } from '../scheduler.eventbridge.ts';
+import { wireEvidence } from '../evidence.wiring.ts';
+import { wireConnectors } from '../connectors.aws.ts';
 
-installAwsDeps({ policyText, ports: { secrets: wireSecrets, workflows: wireWorkflows } });
+installAwsDeps({ policyText, ports: { secrets: wireSecrets, queue: wireQueue, workflows: wireWorkflowsWithDecisions, mailer: wireMailer, scheduler: wireScheduler, evidence: wireEvidence, connectors: wireConnectors } });
 
 export { handler } from '#handlers/approvals-api';

@@ -2,9 +2,10 @@
 import { installAwsDeps } from '../bootstrap.ts';
 import policyText from '@jml/policy';
 import { wireMailer } from '../mailer.ses.ts';
+import { wireScheduler } from '../scheduler.eventbridge.ts';
 import { wireEvidence } from '../evidence.wiring.ts';
 import { wireConnectors } from '../connectors.aws.ts';
 
-installAwsDeps({ policyText, ports: { mailer: wireMailer, evidence: wireEvidence, connectors: wireConnectors } });
+installAwsDeps({ policyText, ports: { mailer: wireMailer, scheduler: wireScheduler, evidence: wireEvidence, connectors: wireConnectors } });
 
 export { handler } from '#handlers/execution-ended';
