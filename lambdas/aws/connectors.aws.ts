@@ -23,7 +23,7 @@ import { PolicyViolation } from '#core/errors';
 import type { Policy, PolicyTarget } from '#core/policy';
 import { ENV, LambdaConfigError, type LambdaConfig, type ScimAppEnv } from './config.ts';
 import type { WiringContext } from './bootstrap.ts';
-import { sharedSecretValues, type SecretValues } from './secrets.sm.ts';
+import { DEFAULT_SECRET_TTL_MS, sharedSecretValues, type SecretValues } from './secrets.sm.ts';
 
 export const oktaCredentialsSchema = z.object({ token: z.string().min(1) });
 export const entraCredentialsSchema = z.object({ clientId: z.string().min(1), clientSecret: z.string().min(1) });
@@ -125,7 +125,7 @@ export async function createConnectorRegistry(ctx: ConnectorContext): Promise<Co
   await Promise.all([...make].map(async ([name, build]) => current.set(name, await build())));
   let refreshedAt = now();
   let refreshing: Promise<void> | undefined;
-  const ttlMs = 5 * 60_000;
+  const ttlMs = DEFAULT_SECRET_TTL_MS;
 
   const refresh = async () => {
     await Promise.all(
