@@ -6,7 +6,8 @@
  * the targets' own state afterwards, the exceptions and mails, the report in the evidence store
  * and the path the execution took.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -117,8 +118,39 @@ function scimAccount(app: string, data: Record<string, unknown>) {
   return scim(app).insert(scim(app).users, { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], active: true, ...data });
 }
 
+const validateAsl = createRequire(import.meta.url)('asl-validator') as (definition: unknown, options?: { checkArn?: boolean; checkPaths?: boolean }) => {
+  isValid: boolean;
+  errors: unknown[];
+};
+
 const findingsOf = (report: ReconciliationReport, kind: string) => report.findings.filter((f) => f.kind === kind);
 const mailsTo = (to: string) => stack.outbox.mails.filter((m) => m.to.includes(to));
+
+describe('the state machine definition', () => {
+  const definition = JSON.parse(readFileSync(new URL('../../statemachines/reconcile.asl.json', import.meta.url), 'utf8'));
+  const all = (states: Record<string, any>): Array<[string, any]> =>
+    Object.entries(states).flatMap(([name, s]) => [[name, s] as [string, any], ...(s.ItemProcessor ? all(s.ItemProcessor.States) : [])]);
+
+  it('is valid ASL in the feature set aws-local-stepfunctions runs: JSONPath, inline Map only', () => {
+    const substituted = JSON.parse(JSON.stringify(definition).replace(/\$\{([A-Za-z]+)FunctionArn\}/g, 'arn:aws:lambda:eu-west-1:123456789012:function:jml-$1'));
+    const result = validateAsl(substituted);
+    expect(result.errors).toEqual([]);
+    expect(result.isValid).toBe(true);
+    expect(definition.QueryLanguage ?? 'JSONPath').toBe('JSONPath');
+    for (const [, s] of all(definition.States)) if (s.Type === 'Map') expect(s.ItemProcessor.ProcessorConfig.Mode).toBe('INLINE');
+  });
+
+  it('bounds every Task, retries throttling and outages with full jitter, and catches into a recorded failure', () => {
+    const tasks = all(definition.States).filter(([, s]) => s.Type === 'Task');
+    expect(tasks.map(([n]) => n).sort()).toEqual(['Finish', 'ReconcilePage', 'ReconcilePersons', 'ReconciliationFailed', 'StartReconciliation']);
+    for (const [name, s] of tasks) {
+      expect(s.TimeoutSeconds, name).toBeGreaterThan(0);
+      const targetRetry = s.Retry.find((r: any) => r.ErrorEquals.includes('TargetThrottled') && r.ErrorEquals.includes('TargetUnavailable'));
+      expect(targetRetry?.JitterStrategy, name).toBe('FULL');
+      expect(s.Catch?.[0]?.ErrorEquals, name).toEqual(['States.ALL']);
+    }
+  });
+});
 
 describe('nightly reconciliation on Okta + SCIM apps', () => {
   it('an org that matches the policy reconciles clean: every account linked and correct, one list call per Okta page, a verifiable report', async () => {
@@ -173,6 +205,11 @@ describe('nightly reconciliation on Okta + SCIM apps', () => {
     const first = await nightly();
 
     expect(first.run.status).toBe('EXCEPTION_OPEN');
+    // The workflow state carried cursors and counters, not the accounts or their findings.
+    const state = JSON.stringify(first.execution.output);
+    expect(state).not.toContain(margaret.links.slack!);
+    expect(state).not.toContain('Administrator');
+    expect(state.length).toBeLessThan(8_000);
     expect(scimGroups(scimUser('slack', 'E0100')[0]!)).toEqual(['all-hands', 'eng']);
     const slackDrift = findingsOf(first.report, 'drift').find((f) => f.target === 'slack')!;
     expect(slackDrift).toMatchObject({ action: 'converged', employeeId: 'E0100', evidence: { missing: [{ type: 'group', value: 'eng' }], unexpected: [{ type: 'group', value: 'finance' }] } });
