@@ -633,6 +633,9 @@ async function main() {
   if (liveSampler) clearInterval(liveSampler);
   if (execution.status !== 'SUCCEEDED') throw new Error(`reconciliation ${execution.status}: ${execution.error?.message}`);
   const metaGrowth = (memoryLedger?.metaBytes() ?? 0) - metaBefore;
+  // What stays after the run is what it wrote to the ledger (in memory here; DynamoDB in AWS).
+  gc?.();
+  const endLive = process.memoryUsage().heapUsed;
 
   const run = (await ledger.getRun('nightly-bench'))!;
   const files = await deps.evidence.loadBundle(run.evidence!.prefix);
@@ -663,6 +666,9 @@ async function main() {
     peakHeapAboveSeededMb: Math.round((peakHeap - baseHeap) / MB),
     peakLiveHeapAboveSeededMb: gc ? Math.round((peakLive - baseHeap) / MB) : null,
     ledgerMetaGrowthMb: memoryLedger ? Math.round(metaGrowth / MB) : null,
+    retainedAfterRunMb: gc ? Math.round((endLive - baseHeap) / MB) : null,
+    /** Peak live heap less what the run left in the (in-memory) ledger: the reconciler's working set. */
+    workingSetMb: gc ? Math.round((peakLive - endLive) / MB) : null,
     peakRssMb: Math.round(peakRss / MB),
     ledgerOps: { reads: ledgerOps.reads - ledgerBefore.reads, writes: ledgerOps.writes - ledgerBefore.writes },
     stateTransitions: workflows.statesEntered('nightly-bench').length,
@@ -686,7 +692,8 @@ async function main() {
     ['wall time (seeding excluded)', `${r.wallSeconds} s (seeding ${r.seedSeconds} s)`],
     ['heap: seeded org (ledger) in this process', `${r.heapSeededMb} MB`],
     ['heap above it: peak sampled / peak live', `${r.peakHeapAboveSeededMb} MB / ${r.peakLiveHeapAboveSeededMb ?? 'n/a (run with --expose-gc)'} MB`],
-    ['  of which ledger items written (markers, findings)', `${r.ledgerMetaGrowthMb ?? 'n/a'} MB`],
+    ['  left in the ledger after the run (markers, findings)', `${r.retainedAfterRunMb ?? 'n/a'} MB (${r.ledgerMetaGrowthMb ?? 'n/a'} MB of JSON)`],
+    ['  reconciler working set (peak live − left in ledger)', `${r.workingSetMb ?? 'n/a'} MB`],
     ['peak RSS (reconciler + in-memory ledger)', `${r.peakRssMb} MB`],
     ['ledger operations (reads / writes)', `${r.ledgerOps.reads} / ${r.ledgerOps.writes} (${args.ledger})`],
     ['state transitions', `${r.stateTransitions}`],

@@ -49,6 +49,7 @@ import {
   buildEvidenceBundle,
   byteLength,
   contentTypeOf,
+  EMPLOYEE_ID_PATTERN,
   MANIFEST_FILE,
   stableJson,
   type EvidenceBundle,
@@ -926,7 +927,9 @@ async function classifyAccounts(
   const c = options.counters;
   c.accounts += accounts.length;
   const resolved = await mapLimit(accounts, CONCURRENCY * 2, async (account) => {
-    const byKey = account.correlationKey ? await deps.ledger.getPerson(account.correlationKey) : null;
+    // A key that cannot be an employee id (the HR contract's rule) matches nobody: not looked up.
+    const key = account.correlationKey;
+    const byKey = key && EMPLOYEE_ID_PATTERN.test(key) ? await deps.ledger.getPerson(key) : null;
     if (byKey) return { account, person: byKey, via: 'key' as const };
     const linkedTo = await deps.ledger.findPersonByAccount(name, account.id);
     const person = linkedTo ? await deps.ledger.getPerson(linkedTo) : null;
