@@ -184,7 +184,9 @@ class MemoryLedger implements Ledger {
   }
   async openException(e: ExceptionRecord) {
     this.ops.writes += 1;
-    if (!this.exceptions.has(e.exceptionId)) this.exceptions.set(e.exceptionId, structuredClone(e));
+    if (this.exceptions.has(e.exceptionId)) return false;
+    this.exceptions.set(e.exceptionId, structuredClone(e));
+    return true;
   }
   async resolveException(id: string, r: { resolvedAt: string; resolution: string; resolvedBy: string }) {
     const e = this.exceptions.get(id);

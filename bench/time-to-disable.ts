@@ -34,7 +34,7 @@ okta.controls.latencyMs = latencyMs;
 for (const s of Object.values(stack.targets.scim)) s.controls.latencyMs = latencyMs;
 
 const people = org.workers.filter((w) => w.employeeId.startsWith('E1')).slice(0, Number(values.leavers ?? 20));
-const rows: Array<{ employeeId: string; measuredMs: number; oktaCalls: number; overheadMs: number }> = [];
+const rows: Array<{ employeeId: string; measuredMs: number; acceptMs: number; toWorkflowMs: number; inWorkflowMs: number; oktaCalls: number; overheadMs: number }> = [];
 for (const [i, w] of people.entries()) {
   const today = new Date().toISOString().slice(0, 10);
   const body = JSON.stringify({
@@ -44,6 +44,7 @@ for (const [i, w] of people.entries()) {
   const logStart = okta.requestLog.length;
   const t0 = Date.now();
   const accepted = await acceptHrEvent(stack.deps, { source: 'canonical', rawBody: body });
+  const acceptedAt = Date.now();
   let disabledAt: number | undefined;
   for (;;) {
     const run = await stack.deps.ledger.getRun(accepted.runId);
@@ -60,7 +61,16 @@ for (const [i, w] of people.entries()) {
   const sessions = log.findIndex((r) => r.method === 'DELETE' && /\/sessions$/.test(r.path));
   const calls = Math.max(deactivate, sessions) + 1;
   const measured = disabledAt - t0;
-  rows.push({ employeeId: w.employeeId, measuredMs: measured, oktaCalls: calls, overheadMs: measured - latencyMs * calls });
+  const execution = stack.workflows.execution(accepted.runId);
+  rows.push({
+    employeeId: w.employeeId,
+    measuredMs: measured,
+    acceptMs: acceptedAt - t0,
+    toWorkflowMs: (execution?.startedAt ?? acceptedAt) - acceptedAt,
+    inWorkflowMs: disabledAt - (execution?.startedAt ?? acceptedAt),
+    oktaCalls: calls,
+    overheadMs: measured - latencyMs * calls,
+  });
   // The run goes on to wait for the manager's data-handling approval; the disable is what is measured.
 }
 await stack.close();
@@ -73,6 +83,11 @@ const results = {
   oktaCallsBeforeDisable: rows[0]?.oktaCalls,
   measuredMs: { p50: pct(sorted('measuredMs'), 50), p99: pct(sorted('measuredMs'), 99) },
   engineOverheadMs: { p50: pct(sorted('overheadMs'), 50), p99: pct(sorted('overheadMs'), 99) },
+  phasesMsP50: {
+    accept: pct(rows.map((r) => r.acceptMs).sort((a, b) => a - b), 50),
+    queueAndStart: pct(rows.map((r) => r.toWorkflowMs).sort((a, b) => a - b), 50),
+    workflowToDisabled: pct(rows.map((r) => r.inWorkflowMs).sort((a, b) => a - b), 50),
+  },
 };
 console.log('time to disable: termination accepted → IdP disabled + sessions revoked (local stack, Okta stand-in)');
 console.table(rows.slice(0, 5));

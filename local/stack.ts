@@ -196,12 +196,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const scheduler = new LocalScheduler(clock, dispatch, dataDir ? join(dataDir, 'schedules.json') : undefined);
 
   const planHandler = createPlanHandler(provider);
+  let closing = false;
   const workflows = new LocalWorkflows({
     dir: join(REPO_ROOT, 'statemachines'),
     retryIntervalMs: options.retryIntervalMs,
     // What the EventBridge rule on execution status changes does in AWS.
     onEnd: (name, record) => {
-      if (record.status === 'SUCCEEDED') return;
+      if (record.status === 'SUCCEEDED' || closing) return;
       void onExecutionEnded(deps, {
         runId: name,
         status: record.status === 'ABORTED' ? 'ABORTED' : 'FAILED',
@@ -290,6 +291,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     }),
     settle,
     async close() {
+      closing = true;
       scheduler.stop();
       for (const r of workflows.running()) await workflows.stop(r.name);
       await Promise.all([

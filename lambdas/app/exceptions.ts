@@ -4,7 +4,7 @@
  * a ticket in the ITSM — tickets only on exceptions, never as the default path.
  */
 import { randomUUID } from 'node:crypto';
-import { ConditionFailed, type ExceptionRecord } from '#core/ledger';
+import type { ExceptionRecord } from '#core/ledger';
 import { html } from '#core/html';
 import type { AppDeps } from './ports.ts';
 
@@ -31,13 +31,10 @@ export async function openException(deps: AppDeps, input: NewException): Promise
     status: 'open',
     openedAt: deps.clock.now().toISOString(),
   };
-  try {
-    await deps.ledger.openException(record);
-  } catch (e) {
-    if (!(e instanceof ConditionFailed) || !exceptionId) throw e;
-    const existing = (await deps.ledger.listExceptions({ ...(input.runId ? { runId: input.runId } : {}) })).find((x) => x.exceptionId === exceptionId);
-    if (existing) return existing;
-    throw e;
+  if (!(await deps.ledger.openException(record))) {
+    // Already open under this id (a retried step, a later night): no second exception, no second email.
+    const existing = (await deps.ledger.listExceptions(input.runId ? { runId: input.runId } : {})).find((x) => x.exceptionId === record.exceptionId);
+    return existing ?? record;
   }
   const link = `${deps.publicBaseUrl}/exceptions?status=open`;
   const subject = `[jml] Exception on ${input.target}: ${input.kind.replace(/_/g, ' ')}`;

@@ -15,7 +15,7 @@ import { planTarget, type TargetOp } from '#core/target-plan';
 import type { ChangeRecord } from '#core/change';
 import { html } from '#core/html';
 import { toZonedIso, zonedTimeToEpoch } from '#core/time';
-import { ConditionFailed, type ApprovalRecord, type ExceptionRecord, type Ledger, type PersonRecord, type RunRecord, type RunStatus, type StepRecord } from '#core/ledger';
+import { ConditionFailed, TERMINAL_RUN_STATUSES, type ApprovalRecord, type ExceptionRecord, type Ledger, type PersonRecord, type RunRecord, type RunStatus, type StepRecord } from '#core/ledger';
 import type { Lifecycle } from '#core/hr-event';
 import type { AppDeps, WorkflowName } from './ports.ts';
 import { accountProfile } from './profile.ts';
@@ -64,6 +64,11 @@ async function loadContext(deps: AppDeps, runId: string): Promise<RunContext> {
 }
 
 const nowIso = (deps: AppDeps) => deps.clock.now().toISOString();
+
+/** `idp` names the policy's identity provider (the leaver's first state runs before Plan names it). */
+function resolveTarget(target: string, policy: Policy): string {
+  return target === 'idp' ? policy.idp.name : target;
+}
 
 /** Moves a run forward unless another task already moved it (a no-op then, not an error). */
 async function advanceStatus(ledger: Ledger, runId: string, to: RunStatus, from: readonly RunStatus[]): Promise<void> {
@@ -193,6 +198,11 @@ export async function convergeTarget(
   const { run, person, policy } = ctx;
   const phase = input.phase ?? 'full';
   const started = nowIso(deps);
+  // The leaver workflow disables at the IdP before it plans anything, naming the target `idp`.
+  input = { ...input, target: resolveTarget(input.target, policy) };
+  if (phase === 'restrict' && (TERMINAL_RUN_STATUSES.has(run.status) || !desiredFor(person, policy, deps).inScope)) {
+    return { target: input.target, writes: 0, planned: 0 };
+  }
   if (run.status === 'PLANNED' || run.status === 'AWAITING_APPROVAL') {
     await advanceStatus(deps.ledger, run.runId, 'EXECUTING', ['PLANNED', 'AWAITING_APPROVAL']);
   }
@@ -334,6 +344,7 @@ export async function recordFailure(
   input: { runId: string; target: string; error?: { Error?: string; Cause?: string } },
 ): Promise<{ exceptionId: string; rolledBack: string[] }> {
   const { run, person, policy } = await loadContext(deps, input.runId);
+  input = { ...input, target: resolveTarget(input.target, policy) };
   const name = input.error?.Error ?? 'Unknown';
   const cause = parseCause(input.error?.Cause);
   const rolledBack: string[] = [];

@@ -520,7 +520,7 @@ export class DynamoLedger implements Ledger {
   // ---------------------------------------------------------------- exceptions
 
   /** Idempotent on exceptionId: a retry that opens the same exception again changes nothing. */
-  async openException(exception: ExceptionRecord): Promise<void> {
+  async openException(exception: ExceptionRecord): Promise<boolean> {
     const openedAt = isoUtc(exception.openedAt, 'openedAt');
     const item: Item = {
       ...keys.exception(exception.exceptionId),
@@ -531,7 +531,7 @@ export class DynamoLedger implements Ledger {
     };
     checkSize(item, `exception ${exception.exceptionId}`);
     const e = new Expr();
-    await this.putItem(item, `attribute_not_exists(${TABLE_KEYS.pk})`, e);
+    return this.putItem(item, `attribute_not_exists(${TABLE_KEYS.pk})`, e);
   }
 
   async resolveException(

@@ -181,7 +181,8 @@ export interface Ledger {
   ): Promise<ApprovalRecord>;
   listApprovals(runId: string): Promise<ApprovalRecord[]>;
 
-  openException(e: ExceptionRecord): Promise<void>;
+  /** Opens once: false (and nothing written) when an exception with this id already exists. */
+  openException(e: ExceptionRecord): Promise<boolean>;
   resolveException(exceptionId: string, resolution: { resolvedAt: string; resolution: string; resolvedBy: string }): Promise<ExceptionRecord>;
   listExceptions(filter: { status?: 'open' | 'resolved'; runId?: string }): Promise<ExceptionRecord[]>;
 
