@@ -11,6 +11,7 @@ import {
   exceptionsCommand,
   kpisCommand,
   runCommand,
+  reconcileCommand,
   runsCommand,
   sendEventCommand,
 } from './commands/runtime.ts';
@@ -34,6 +35,7 @@ Runtime (the local runtime by default; JML_URL=http://… for another)
   approve <approvalId> | reject <approvalId> --rationale "…"
                                            decide through the emailed link (local use)
   clock advance <N>m|h|d                   move the local clock; due schedules fire
+  reconcile [--now]                        run the nightly reconciliation (--now: wait for its report)
   evidence verify <runId | bundle-dir>     recompute hashes and the person's hash chain
   kpis                                     time to disable, revocation completeness, exceptions, drift
   grant-exception --employee <id> --bundle <name> --reason "…" --days N
@@ -60,6 +62,7 @@ const commands: Record<string, Command> = {
   'evidence verify': evidenceVerifyCommand,
   kpis: kpisCommand,
   'grant-exception': grantExceptionCommand,
+  reconcile: reconcileCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -13,6 +13,7 @@ import { createReadApiHandler } from '#handlers/read-api';
 import { createExceptionGrantsHandler } from '#handlers/exception-grants';
 import type { ApiHandler } from '#handlers/json-api';
 import { contentTypeOf } from '#core/evidence';
+import { dispatchScheduled } from '#app/scheduled';
 import { toApiGatewayEvent } from './api-gateway.ts';
 import type { LocalStack } from './stack.ts';
 
@@ -125,6 +126,29 @@ export async function startLocalServer(stack: LocalStack, options: { port?: numb
           entries.push({ runId: e.runId, closedAt: e.closedAt, manifestSha256: e.manifestSha256, manifest: manifest ? Buffer.from(manifest).toString('base64') : '' });
         }
         return json(200, { employeeId, entries });
+      },
+    },
+    {
+      method: /^POST$/,
+      path: /^\/local\/reconcile$/,
+      loopbackOnly: true,
+      handle: async (_req, body) => {
+        // What the nightly EventBridge schedule does in AWS; `{ "wait": true }` answers when it ends.
+        const wait = (() => {
+          try {
+            return JSON.parse(body.toString('utf8') || '{}').wait === true;
+          } catch {
+            return false;
+          }
+        })();
+        const now = stack.clock.now();
+        const outcome = await dispatchScheduled(stack.deps, { name: 'jml-nightly-reconcile', at: now.toISOString(), action: { kind: 'reconcile', payload: { scope: 'nightly' } } });
+        const id = (outcome as { runId?: string }).runId;
+        if (!id) return json(500, { error: 'internal', message: 'reconciliation did not start' });
+        if (!wait) return json(202, { reconciliationId: id, status: 'STARTED' });
+        const execution = await stack.workflows.wait(id, 10 * 60_000);
+        const run = await stack.deps.ledger.getRun(id);
+        return json(200, { reconciliationId: id, status: run?.status ?? execution.status, execution: execution.status, evidence: run?.evidence ?? null, kpis: run?.kpis ?? null });
       },
     },
     { method: /^GET$/, path: /^\/local\/targets$/, loopbackOnly: true, handle: async () => json(200, stack.targetInfo()) },

@@ -254,3 +254,19 @@ function report(what: string, bundleProblems: string[], chainProblems: string[],
   for (const p of [...bundleProblems, ...chainProblems]) console.log(`  - ${p}`);
   return 1;
 }
+
+/** `jml reconcile [--now]`: starts the nightly reconciliation; `--now` waits for its report. */
+export async function reconcileCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { now: { type: 'boolean' }, json: { type: 'boolean' } } });
+  if (values.now && !values.json) console.log('reconciling every target and every person… (this reads every account page by page)');
+  const res = await http('POST', '/local/reconcile', { body: JSON.stringify({ wait: !!values.now }), headers: { 'content-type': 'application/json' } });
+  if (res.status !== 200 && res.status !== 202) fail(res, 'reconcile');
+  if (values.json) console.log(JSON.stringify(res.json, null, 2));
+  else if (res.status === 202) console.log(`reconciliation ${res.json.reconciliationId} started; see \`jml exceptions\` when it ends`);
+  else {
+    console.log(`reconciliation ${res.json.reconciliationId}: ${res.json.status}`);
+    for (const [k, v] of Object.entries(res.json.kpis ?? {})) console.log(`  ${k.padEnd(28)} ${v}`);
+    if (res.json.evidence) console.log(`  report: ${res.json.evidence.prefix}`);
+  }
+  return 0;
+}

@@ -3,8 +3,8 @@
  *
  * Runs that disable or strip access — leavers, leaves of absence, movers who lose entitlements —
  * are counted in a sliding window of `policy.bulkGuard.windowMinutes`. The limit is the smaller
- * of `maxCount` and `maxPercent` of the active people, and never below one (a single leaver is
- * never held). A run that would go over it is HELD, and the fallback approver gets one email with
+ * of `maxCount` and `maxPercent` of the active people, and never below `minCount` (5 % of a small
+ * company would hold its second leaver). A run that would go over it is HELD, and the fallback approver gets one email with
  * one link: approving releases every run held under that hold (they start in order, through the
  * queue); rejecting ends them (SUPERSEDED, with the approver's rationale as the reason) and
  * changes nobody's access.
@@ -178,8 +178,8 @@ async function claimedIn(deps: AppDeps, step: number, bucket: number): Promise<n
 async function limitFor(deps: AppDeps, policy: Policy): Promise<Limit> {
   const g = policy.document.bulkGuard;
   const active = await activePeople(deps);
-  const limit = Math.max(1, Math.min(g.maxCount, Math.floor((active * g.maxPercent) / 100)));
-  return { limit, active, text: `the smaller of ${g.maxCount} and ${g.maxPercent}% of ${active} active people` };
+  const limit = Math.max(g.minCount, Math.min(g.maxCount, Math.floor((active * g.maxPercent) / 100)));
+  return { limit, active, text: `the smaller of ${g.maxCount} and ${g.maxPercent}% of ${active} active people, and never fewer than ${g.minCount}` };
 }
 
 /** People not terminated, from a ledger scan cached for an hour (the guard needs a size, not a census). */

@@ -173,10 +173,12 @@ export const PolicySchema = z
       .object({
         maxPercent: z.number().min(0).max(100).default(5),
         maxCount: z.number().int().min(1).default(50),
+        /** Never hold fewer than this many (5 % of a 30-person company is one person). */
+        minCount: z.number().int().min(1).default(5),
         windowMinutes: z.number().int().min(1).default(60),
       })
       .strict()
-      .default({ maxPercent: 5, maxCount: 50, windowMinutes: 60 }),
+      .default({ maxPercent: 5, maxCount: 50, minCount: 5, windowMinutes: 60 }),
   })
   .strict();
 

@@ -428,7 +428,7 @@ describe('bulk-change guard', () => {
     const dir = mkdtempSync(join(tmpdir(), 'jml-guard-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const doc = examplePolicyDocument();
-    doc.bulkGuard = { maxCount: 5, maxPercent: 100, windowMinutes: 60 };
+    doc.bulkGuard = { maxCount: 5, maxPercent: 100, minCount: 1, windowMinutes: 60 };
     writeFileSync(join(dir, 'policy.yaml'), stringify(doc));
     await start({ policyFile: join(dir, 'policy.yaml') });
     const staff = Array.from({ length: 8 }, (_, i) => person(`E27${String(i + 1).padStart(2, '0')}`));
