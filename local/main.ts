@@ -21,6 +21,7 @@ import { signCanonical } from '#core/signature';
 import { REPO_ROOT, DEV_SECRETS, startLocalStack } from './stack.ts';
 import { startLocalServer } from './server.ts';
 import { ensureLocalTls } from './standins/tls.ts';
+import { loadDemoOrg, seedDemoOrg } from './demo-org.ts';
 
 const { values } = parseArgs({
   options: {
@@ -96,6 +97,17 @@ async function main() {
     process.exit(1);
   }
   stack.scheduler.start(1000);
+  // The stand-in targets live in memory: seed them (and, on a fresh state, the HR ledger) with
+  // the demo company so there is an organisation to change. A real tenant is left as it is.
+  let seeded = '';
+  if (!Object.keys(real).length) {
+    const org = loadDemoOrg(join(REPO_ROOT, 'config', 'demo-org.json'));
+    const known = await stack.deps.ledger.getPerson(org.workers[0]!.employeeId);
+    if (!known) {
+      const r = await seedDemoOrg(stack, org);
+      seeded = ` — seeded the demo company: ${r.people} people, ${r.accounts} accounts (config/demo-org.json)`;
+    }
+  }
 
   const hrisSecret = secrets.hrisWebhook ?? DEV_SECRETS.hrisWebhook;
   const sample = JSON.stringify({
@@ -107,7 +119,7 @@ async function main() {
   });
   const ts = Math.floor(Date.now() / 1000);
   const headers = signCanonical(hrisSecret, sample, ts);
-  console.log(`jml local runtime on ${server.url}  (identity provider: ${idp}${Object.keys(real).length ? ', real tenant' : ', stand-in'})`);
+  console.log(`jml local runtime on ${server.url}  (identity provider: ${idp}${Object.keys(real).length ? ', real tenant' : ', stand-in'})${seeded}`);
   console.log(`  targets      ${server.url}/local/targets`);
   for (const [name, info] of Object.entries(stack.targetInfo())) {
     if (name === 'scim') for (const s of info as Array<{ name: string; baseUrl: string }>) console.log(`    scim ${s.name.padEnd(9)} ${s.baseUrl}`);
