@@ -22,6 +22,7 @@ import type { PersonRecord, RunRecord } from '#core/ledger';
 import type { Policy } from '#core/policy';
 import { formatIssues } from '#core/validation';
 import type { AppDeps, QueueMessage } from './ports.ts';
+import { mapLimit } from '#core/concurrency';
 
 export type HrSource = 'canonical' | 'bamboohr';
 
@@ -443,15 +444,3 @@ function parseJson(bytes: Uint8Array): unknown {
   }
 }
 
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}

@@ -58,6 +58,8 @@ import {
   type ReconciliationTarget,
 } from '#core/evidence';
 import { EvidenceBundleExists, EvidenceChainConflict } from '#core/evidence-store';
+import { mapLimit } from '#core/concurrency';
+import { parseCause } from './runs.ts';
 import { sha256Hex } from '#core/hash';
 import type { Lifecycle } from '#core/hr-event';
 import { TERMINAL_RUN_STATUSES, type PersonRecord, type RunRecord, type RunStatus } from '#core/ledger';
@@ -229,19 +231,6 @@ function errorOf(e: unknown): { name: string; message: string } {
   return { name: err?.name ?? 'Error', message: err?.message ?? String(e) };
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight, keeping the order of results. */
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
 
 /** A run id / key segment from anything (Step Functions execution names, event ids). */
 export function safeId(raw: string, max = 100): string {
@@ -1348,15 +1337,6 @@ export async function finishReconciliation(deps: AppDeps, raw: unknown): Promise
   return { status, evidence: bundle.prefix, findings: findings.length };
 }
 
-function parseCause(cause: string | undefined): string {
-  if (!cause) return 'no detail';
-  try {
-    const parsed = JSON.parse(cause) as { errorMessage?: string; message?: string };
-    return parsed.errorMessage ?? parsed.message ?? cause;
-  } catch {
-    return cause;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The report as evidence

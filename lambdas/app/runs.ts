@@ -388,7 +388,8 @@ export async function recordFailure(
   return { exceptionId: exception.exceptionId, rolledBack };
 }
 
-function parseCause(cause: string | undefined): string {
+/** The message inside a Step Functions `Cause` (a Lambda error's JSON), or the cause as is. */
+export function parseCause(cause: string | undefined): string {
   if (!cause) return 'no detail';
   try {
     const parsed = JSON.parse(cause) as { errorMessage?: string; message?: string };
