@@ -364,19 +364,28 @@ export async function requestApproval(
   await deps.ledger.putApproval(record);
   await mailOnce(deps, policy, keys, record, escalation ? 'escalation' : 'request', escalation ? undefined : escalationHint(policy, request));
   if (!existing) deps.metrics.put('ApprovalRequested', 1, 'Count', { escalation: String(escalation), role: approver.role });
-  await scheduleReminder(deps, policy.document.approvals.reminderHours, record);
+  await scheduleReminder(deps, policy, record);
   return { approvalId };
 }
 
-/** A reminder `reminderHours` before the window closes, when that is still ahead (deterministic name: idempotent). */
-async function scheduleReminder(deps: AppDeps, reminderHours: number, record: ApprovalRecord): Promise<void> {
-  if (!reminderHours) return;
-  const at = Date.parse(record.expiresAt) - reminderHours * 3_600_000;
+/** A reminder `reminderHours` (policy) before the window closes, when that is still ahead (deterministic name: idempotent). */
+export async function scheduleReminder(deps: AppDeps, policy: Policy, approval: ApprovalRecord): Promise<void> {
+  const hours = policy.document.approvals.reminderHours;
+  if (!hours) return;
+  const at = Date.parse(approval.expiresAt) - hours * 3_600_000;
   if (at <= deps.clock.now().getTime()) return;
-  await deps.scheduler.upsertOnce(`jml-remind-${record.approvalId}`.slice(0, 64), new Date(at), {
+  await deps.scheduler.upsertOnce(`jml-remind-${approval.approvalId}`.slice(0, 64), new Date(at), {
     kind: 'approval-reminder',
-    payload: { approvalId: record.approvalId, runId: record.runId },
+    payload: { approvalId: approval.approvalId, runId: approval.runId },
   });
+}
+
+/**
+ * Emails the approver the link, once per approval and kind — for approvals outside a workflow
+ * too (exception grants, bulk-guard releases), so every approval mail is built in one place.
+ */
+export async function mailApprovalOnce(deps: AppDeps, policy: Policy, approval: ApprovalRecord, kind: EmailKind, escalatesTo?: string): Promise<boolean> {
+  return mailOnce(deps, policy, await linkKeys(deps), approval, kind, escalatesTo);
 }
 
 // ---------------------------------------------------------------------------------------------
