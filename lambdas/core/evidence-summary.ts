@@ -7,42 +7,25 @@
  * alone), text contrast ≥ 4.5:1. Readable on a phone: fluid layout, wide tables scroll inside a
  * focusable region, long ids wrap. Every value from HR, approvers or targets is escaped by `html`.
  */
-import type { DesiredState } from './desired-state.ts';
 import type {
   ClosedRunStatus,
   EvidenceApproval,
   EvidenceException,
   EvidenceKpis,
-  EvidencePerson,
-  ExecutionStepEvidence,
+  EvidenceInput,
   IdpEvidenceEntry,
   ReconciliationEvidence,
   TimelineEntry,
 } from './evidence.ts';
 import type { Lifecycle } from './hr-event.ts';
 import { html, joinHtml, trustedHtml, type SafeHtml } from './html.ts';
-import type { Plan, PlanStep } from './plan.ts';
+import type { PlanStep } from './plan.ts';
 
-export interface SummaryInput {
-  runId: string;
-  employeeId: string;
-  lifecycle: Lifecycle;
-  status: ClosedRunStatus;
-  closedAt: string;
-  person?: EvidencePerson;
+/** What the summary renders: the evidence input, with the HR event as the bundle stored it. */
+export type SummaryInput = Omit<EvidenceInput, 'rawEvent'> & {
   rawEvent: { receivedAt: string; sha256: string; payload: unknown };
   mappingVersion: string | null;
-  plan: Plan | null;
-  desired: DesiredState | null;
-  approvals: EvidenceApproval[];
-  executionLog: ExecutionStepEvidence[];
-  idpEvidence: IdpEvidenceEntry[];
-  reconciliation: ReconciliationEvidence | null;
-  exceptions: EvidenceException[];
-  kpis: EvidenceKpis;
-  timeline: TimelineEntry[];
-  previousManifestSha256: string | null;
-}
+};
 
 const LIFECYCLE_LABEL: Record<Lifecycle, string> = {
   joiner: 'Joiner',

@@ -6,17 +6,9 @@
  */
 import { seededRandom } from './http-kit.ts';
 
-export const OKTA_USER_STATUSES = [
-  'STAGED',
-  'PROVISIONED',
-  'ACTIVE',
-  'RECOVERY',
-  'PASSWORD_EXPIRED',
-  'LOCKED_OUT',
-  'SUSPENDED',
-  'DEPROVISIONED',
-] as const;
-export type OktaUserStatus = (typeof OKTA_USER_STATUSES)[number];
+// One list of Okta's user statuses, shared with the connector that reads them.
+import { OKTA_USER_STATUSES, type OktaUserStatus } from '#connectors/okta-model';
+export { OKTA_USER_STATUSES, type OktaUserStatus };
 export type OktaGroupType = 'OKTA_GROUP' | 'APP_GROUP' | 'BUILT_IN';
 
 export interface OktaUserRecord {

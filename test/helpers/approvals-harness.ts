@@ -17,6 +17,7 @@ import { createApprovalsApiHandler, type ApprovalsApiHandler } from '#handlers/a
 import { ensureTable, startDynalite, type LocalDynamo } from '#local/dynalite';
 import { examplePolicy, worker } from './policy.ts';
 import { LocalScheduler } from '#local/adapters';
+import { toApiGatewayEvent } from '#local/api-gateway';
 
 export class TestClock {
   constructor(private at: Date = new Date('2026-11-30T09:00:00.000Z')) {}
@@ -233,61 +234,23 @@ export interface ApiRequest {
   isBase64Encoded?: boolean;
 }
 
-/** An API Gateway REST (v1) proxy event for `/approvals/{id}`, as the real integration sends it. */
+/** An API Gateway REST (v1) proxy event for `/approvals/{id}`, built as the local runtime builds it. */
 export function apiEvent(req: ApiRequest): APIGatewayProxyEvent {
   const url = new URL(req.url, 'https://jml.acme.example');
   const path = url.pathname.replace(/^\/prod/, '');
   const m = /^\/approvals\/([^/]+)$/.exec(path);
-  const query: Record<string, string> = {};
-  const multi: Record<string, string[]> = {};
-  for (const [k, v] of url.searchParams) {
-    query[k] ??= v;
-    (multi[k] ??= []).push(v);
-  }
   const headers = { ...(req.headers ?? {}), ...(req.userAgent ? { 'User-Agent': req.userAgent } : {}) };
-  return {
-    resource: '/approvals/{id}',
-    path,
-    httpMethod: req.method,
+  const event = toApiGatewayEvent({
+    method: req.method,
+    url: `${path}${url.search}`,
     headers,
-    multiValueHeaders: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, [v]])),
-    queryStringParameters: Object.keys(query).length ? query : null,
-    multiValueQueryStringParameters: Object.keys(multi).length ? multi : null,
-    pathParameters: m ? { id: decodeURIComponent(m[1]!) } : null,
-    stageVariables: null,
-    body: req.body ?? null,
-    isBase64Encoded: req.isBase64Encoded ?? false,
-    requestContext: {
-      accountId: '123456789012',
-      apiId: 'api',
-      authorizer: undefined,
-      protocol: 'HTTP/1.1',
-      httpMethod: req.method,
-      path: `/prod${path}`,
-      stage: 'prod',
-      requestId: randomBytes(8).toString('hex'),
-      requestTimeEpoch: Date.now(),
-      resourceId: 'res',
-      resourcePath: '/approvals/{id}',
-      identity: {
-        accessKey: null,
-        accountId: null,
-        apiKey: null,
-        apiKeyId: null,
-        caller: null,
-        clientCert: null,
-        cognitoAuthenticationProvider: null,
-        cognitoAuthenticationType: null,
-        cognitoIdentityId: null,
-        cognitoIdentityPoolId: null,
-        principalOrgId: null,
-        sourceIp: req.sourceIp ?? '198.51.100.7',
-        user: null,
-        userAgent: req.userAgent ?? 'vitest',
-        userArn: null,
-      },
-    },
-  } as APIGatewayProxyEvent;
+    resource: '/approvals/{id}',
+    sourceIp: req.sourceIp ?? '198.51.100.7',
+    ...(m ? { pathParameters: { id: decodeURIComponent(m[1]!) } } : {}),
+  });
+  event.requestContext.identity.userAgent = req.userAgent ?? 'vitest';
+  // The body as the test gives it (some tests send it base64-encoded on purpose).
+  return { ...event, body: req.body ?? null, isBase64Encoded: req.isBase64Encoded ?? false };
 }
 
 export async function call(h: Pick<Harness, 'api'>, req: ApiRequest): Promise<APIGatewayProxyResult> {
