@@ -168,14 +168,18 @@ export function withheldBundles(plan: Plan | undefined, approvals: ApprovalRecor
   return withheld;
 }
 
-async function decidedDesired(deps: AppDeps, ctx: RunContext): Promise<{ desired: DesiredState; withheld: Set<string> }> {
+/**
+ * Desired state with this run's decisions applied. Only `targets` are read from the targets (a
+ * converge step needs its own target, not every target of the person).
+ */
+async function decidedDesired(deps: AppDeps, ctx: RunContext, targets?: string[]): Promise<{ desired: DesiredState; withheld: Set<string> }> {
   const desired = desiredFor(ctx.person, ctx.policy, deps);
   const approvals = await deps.ledger.listApprovals(ctx.run.runId);
   const withheld = withheldBundles(ctx.run.plan as Plan | undefined, approvals);
   const approved = preApproved(ctx.person, nowIso(deps));
   for (const b of ctx.person.rejectedBundles) if (!approved.includes(b)) withheld.add(b);
   if (!withheld.size) return { desired, withheld };
-  const actual = await readActual(deps, ctx.person, ctx.policy);
+  const actual = await readActual(deps, ctx.person, ctx.policy, targets);
   return { desired: applyDecisions(desired, withheld, actual, ctx.policy), withheld };
 }
 
@@ -206,7 +210,7 @@ export async function convergeTarget(
   if (run.status === 'PLANNED' || run.status === 'AWAITING_APPROVAL') {
     await advanceStatus(deps.ledger, run.runId, 'EXECUTING', ['PLANNED', 'AWAITING_APPROVAL']);
   }
-  const { desired } = phase === 'restrict' ? { desired: desiredFor(person, policy, deps) } : await decidedDesired(deps, ctx);
+  const { desired } = phase === 'restrict' ? { desired: desiredFor(person, policy, deps) } : await decidedDesired(deps, ctx, [input.target]);
   const target = desired.targets.find((t) => t.target === input.target);
   if (!target) throw new AccountNotFound(input.target, `target ${input.target} is not managed by the policy`);
   const connector = deps.connectors.get(input.target);
