@@ -46,6 +46,7 @@ import {
   ConditionFailed,
   type ApprovalRecord,
   type ExceptionRecord,
+  type TicketRef,
   type Ledger,
   type PersonRecord,
   type RunRecord,
@@ -197,6 +198,13 @@ class MemoryLedger implements Ledger {
   }
   async listExceptions(filter: { status?: 'open' | 'resolved'; runId?: string }) {
     return [...this.exceptions.values()].filter((e) => (!filter.status || e.status === filter.status) && (!filter.runId || e.runId === filter.runId));
+  }
+  async setExceptionTicket(id: string, update: { ticket?: TicketRef; ticketError?: string | null }) {
+    this.ops.writes += 1;
+    const e = this.exceptions.get(id);
+    if (!e) throw new ConditionFailed(`exception ${id}`);
+    const { ticketError: _, ...rest } = e;
+    this.exceptions.set(id, { ...(update.ticketError === null ? rest : e), ...(update.ticket ? { ticket: update.ticket } : {}), ...(update.ticketError ? { ticketError: update.ticketError } : {}) });
   }
   async getMeta<T>(key: string) {
     this.ops.reads += 1;

@@ -32,6 +32,7 @@ import {
   type RunRecord,
   type RunStatus,
   type StepRecord,
+  type TicketRef,
 } from '#core/ledger';
 import {
   ENTITY_ATTRIBUTE,
@@ -587,6 +588,30 @@ export class DynamoLedger implements Ledger {
       items = lists.flat().sort((a, b) => String(a[GSI2.sk]).localeCompare(String(b[GSI2.sk])));
     }
     return items.map((i) => this.toRecord<ExceptionRecord>('exception', i));
+  }
+
+  async setExceptionTicket(exceptionId: string, update: { ticket?: TicketRef; ticketError?: string | null }): Promise<void> {
+    const e = new Expr();
+    const sets: string[] = [];
+    const removes: string[] = [];
+    if (update.ticket) sets.push(`${e.name('ticket')} = ${e.value(update.ticket)}`);
+    if (typeof update.ticketError === 'string') sets.push(`${e.name('ticketError')} = ${e.value(update.ticketError)}`);
+    if (update.ticketError === null) removes.push(e.name('ticketError'));
+    if (!sets.length && !removes.length) return;
+    try {
+      await this.client.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: keys.exception(exceptionId),
+          UpdateExpression: [sets.length ? `SET ${sets.join(', ')}` : '', removes.length ? `REMOVE ${removes.join(', ')}` : ''].filter(Boolean).join(' '),
+          ConditionExpression: `attribute_exists(${TABLE_KEYS.pk})`,
+          ...e.maps(),
+        }),
+      );
+    } catch (err) {
+      if (isConditionalCheckFailed(err)) throw new ConditionFailed(`exception ${exceptionId} not found`);
+      throw err;
+    }
   }
 
   // ---------------------------------------------------------------- meta

@@ -128,6 +128,31 @@ export interface ApprovalRecord {
   escalationOf?: string;
 }
 
+export const EXCEPTION_KINDS = [
+  'step_failed',
+  'conflict',
+  'orphan',
+  'drift',
+  'leaver_enabled',
+  'approval_expired',
+  'out_of_band_change',
+  'exception_grant',
+] as const;
+export type ExceptionKind = (typeof EXCEPTION_KINDS)[number];
+
+/** The ITSM ticket raised for an exception (Jira Service Management, ServiceNow or a webhook receiver). */
+export interface TicketRef {
+  system: 'jira' | 'servicenow' | 'webhook';
+  /** The ITSM's own id (Jira issue id, ServiceNow sys_id, the receiver's id or the exception id). */
+  id: string;
+  /** The human-facing key (Jira `OPS-123`, ServiceNow `INC0010001`). */
+  key?: string;
+  url?: string;
+  openedAt: string;
+  /** Set once the ticket was resolved / commented as resolved on the ITSM side. */
+  closedAt?: string;
+}
+
 export interface ExceptionRecord {
   exceptionId: string;
   runId?: string;
@@ -135,7 +160,7 @@ export interface ExceptionRecord {
   target: string;
   /** Owner of record of the target (team email). */
   owner: string;
-  kind: 'step_failed' | 'conflict' | 'orphan' | 'drift' | 'leaver_enabled' | 'approval_expired' | 'out_of_band_change' | 'exception_grant';
+  kind: ExceptionKind;
   reason: string;
   evidence: unknown;
   status: 'open' | 'resolved';
@@ -143,6 +168,10 @@ export interface ExceptionRecord {
   resolvedAt?: string;
   resolution?: string;
   resolvedBy?: string;
+  /** The ITSM ticket, when ticketing is configured and it was raised. */
+  ticket?: TicketRef;
+  /** Why raising (or closing) the ticket failed; retried by the nightly reconciliation. */
+  ticketError?: string;
 }
 
 export class ConditionFailed extends Error {
@@ -185,6 +214,8 @@ export interface Ledger {
   openException(e: ExceptionRecord): Promise<boolean>;
   resolveException(exceptionId: string, resolution: { resolvedAt: string; resolution: string; resolvedBy: string }): Promise<ExceptionRecord>;
   listExceptions(filter: { status?: 'open' | 'resolved'; runId?: string }): Promise<ExceptionRecord[]>;
+  /** Records the exception's ITSM ticket and/or why raising or closing it failed (`ticketError: null` clears it). */
+  setExceptionTicket(exceptionId: string, update: { ticket?: TicketRef; ticketError?: string | null }): Promise<void>;
 
   /** Generic key-value for small state (delta links, bulk-guard windows, schedules). */
   getMeta<T>(key: string): Promise<T | null>;

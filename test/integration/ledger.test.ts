@@ -508,6 +508,22 @@ describe('exceptions', () => {
     await ledger.openException(exception('ex-1'));
     expect(ids(await ledger.listExceptions({ status: 'resolved' }))).toEqual(['ex-1']);
   });
+
+  it('records the ITSM ticket of an exception, and why raising it failed until it did', async () => {
+    const { ledger } = await freshLedger();
+    await ledger.openException(exception('ex-t'));
+    await ledger.setExceptionTicket('ex-t', { ticketError: 'servicenow answered 503' });
+    expect((await ledger.listExceptions({ runId: 'run-1' }))[0]).toMatchObject({ ticketError: 'servicenow answered 503' });
+
+    const ticket = { system: 'servicenow' as const, id: 'a1b2', key: 'INC0010001', url: 'https://acme.service-now.com/x', openedAt: '2030-03-01T10:00:00.000Z' };
+    await ledger.setExceptionTicket('ex-t', { ticket, ticketError: null });
+    const [withTicket] = await ledger.listExceptions({ runId: 'run-1' });
+    expect(withTicket!.ticket).toEqual(ticket);
+    expect(withTicket).not.toHaveProperty('ticketError');
+    expectNoLayout(withTicket!);
+
+    await expect(ledger.setExceptionTicket('ex-none', { ticket })).rejects.toThrow('exception ex-none not found');
+  });
 });
 
 describe('meta', () => {
