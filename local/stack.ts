@@ -40,6 +40,7 @@ import { LocalWorkflows } from './workflow-engine.ts';
 import { startOktaStandIn, type OktaStandIn } from './standins/okta.ts';
 import { startGraphStandIn, type GraphStandIn } from './standins/graph.ts';
 import { startScimStandIn, type ScimStandIn } from './standins/scim.ts';
+import { persistGraphStandIn, persistOktaStandIn, persistScimStandIn } from './standins/persistence.ts';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 export const TABLE_NAME = 'jml';
@@ -71,6 +72,12 @@ export interface LocalStackOptions {
   targetLatencyMs?: number;
   /** Extra connectors per target (a test's own stand-in), replacing the defaults. */
   connectorOverrides?: Record<string, Connector>;
+  /**
+   * Keep the stand-in targets' state in this folder (okta.json, graph.json, scim/<app>.json),
+   * loaded on start and written after changes. Off by default (tests, benchmarks); `npm run local`
+   * passes `<data dir>/targets`. `fresh` empties it.
+   */
+  targetStateDir?: string;
 }
 
 export interface LocalStack {
@@ -101,6 +108,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const dataDir = options.dataDir ? resolve(options.dataDir) : undefined;
   if (dataDir && options.fresh) rmSync(dataDir, { recursive: true, force: true });
   if (dataDir) mkdirSync(dataDir, { recursive: true });
+  const targetStateDir = options.targetStateDir ? resolve(options.targetStateDir) : undefined;
+  if (targetStateDir && options.fresh) rmSync(targetStateDir, { recursive: true, force: true });
   const policyFile = options.policyFile ?? join(REPO_ROOT, 'config', idp === 'entra' ? 'access-policy.entra.yaml' : 'access-policy.yaml');
   const policy = loadPolicyText(readFileSync(policyFile, 'utf8'));
   const clock = new AdjustableClock();
@@ -126,6 +135,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       controls,
       seed: { groups: groupsFor(policy.idp.name, 'group').map((name) => ({ name })), apps: groupsFor(policy.idp.name, 'app').map((label) => ({ label })) },
     });
+    if (targetStateDir) targets.okta = persistOktaStandIn(targets.okta, join(targetStateDir, 'okta.json'));
     connectors.set(policy.idp.name, createOktaConnector({ name: policy.idp.name, orgUrl: targets.okta.url, token, maxRetries: 2 }));
   } else {
     const clientId = throwaway();
@@ -139,6 +149,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         skus: groupsFor(policy.idp.name, 'license').map((skuPartNumber) => ({ skuPartNumber, prepaidUnits: 10_000 })),
       },
     });
+    if (targetStateDir) targets.graph = persistGraphStandIn(targets.graph, join(targetStateDir, 'graph.json'));
     connectors.set(
       policy.idp.name,
       createEntraConnector({
@@ -157,12 +168,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   }
   for (const t of policy.managedTargets.filter((x) => x.kind === 'scim')) {
     const token = throwaway();
-    const standIn = await startScimStandIn({
+    let standIn = await startScimStandIn({
       name: t.name,
       token,
       controls,
       seed: { groups: groupsFor(t.name, 'group').map((displayName) => ({ displayName })) },
     });
+    if (targetStateDir) standIn = persistScimStandIn(standIn, join(targetStateDir, 'scim', `${t.name}.json`));
     targets.scim[t.name] = standIn;
     connectors.set(t.name, createScimConnector({ name: t.name, baseUrl: standIn.url, token, maxRetries: 2, retryBaseDelayMs: 20 }));
   }

@@ -130,6 +130,30 @@ const PATCHABLE_USER = [
 
 const MAX_EMPLOYEE_ID = 16;
 
+/**
+ * Everything a `Directory` holds, as plain JSON (what `local/standins/persistence.ts` writes so
+ * the tenant survives a restart of the local runtime). Temporary Access Passes are kept as their
+ * hashes only, as in memory.
+ */
+export interface DirectorySnapshot {
+  kind: 'graph';
+  version: 1;
+  tenantId: string;
+  users: GraphUser[];
+  groups: GraphGroup[];
+  /** [groupId, member user ids]. */
+  members: Array<[string, string[]]>;
+  skus: SubscribedSku[];
+  /** [userId, [skuId, disabled plan ids][]]. */
+  licenses: Array<[string, Array<[string, string[]]>]>;
+  taps: TemporaryAccessPassRecord[];
+  audits: DirectoryAudit[];
+  deleted: Array<{ user: GraphUser; seq: number }>;
+  seq: number;
+  /** [userId, sequence of its last change]. */
+  userSeq: Array<[string, number]>;
+}
+
 export class Directory {
   readonly users = new Map<string, GraphUser>();
   readonly groups = new Map<string, GraphGroup>();
@@ -147,6 +171,11 @@ export class Directory {
   seq = 0;
   /** userId → sequence of its last change. */
   readonly userSeq = new Map<string, number>();
+  /**
+   * Called after every change (each API write appends a directoryAudit entry; seeding calls it
+   * too). Unset by default: persistence is opt-in (`persistence.ts`).
+   */
+  onChange?: () => void;
 
   constructor(
     readonly tenantId: string,
@@ -306,6 +335,48 @@ export class Directory {
       this.licensesOf(u.id).set(s.skuId, []);
       s.consumedUnits += 1;
     }
+    this.onChange?.();
+  }
+
+  // ---- persistence ---------------------------------------------------------------------------
+
+  /** The whole tenant as plain JSON (copied, so later writes do not change it). */
+  snapshot(): DirectorySnapshot {
+    return structuredClone({
+      kind: 'graph',
+      version: 1,
+      tenantId: this.tenantId,
+      users: [...this.users.values()],
+      groups: [...this.groups.values()],
+      members: [...this.members].map(([gid, set]) => [gid, [...set]]),
+      skus: [...this.skus.values()],
+      licenses: [...this.licenses].map(([uid, bySku]) => [uid, [...bySku]]),
+      taps: [...this.taps.values()],
+      audits: this.audits,
+      deleted: [...this.deleted.values()],
+      seq: this.seq,
+      userSeq: [...this.userSeq],
+    } satisfies DirectorySnapshot);
+  }
+
+  /** Replaces everything with a snapshot; the change sequence goes on where it left off. */
+  restore(snapshot: DirectorySnapshot): void {
+    const s = structuredClone(snapshot);
+    for (const m of [this.users, this.groups, this.members, this.skus, this.licenses, this.taps, this.deleted, this.userSeq]) m.clear();
+    this.audits.length = 0;
+    for (const u of s.users) this.users.set(u.id, u);
+    for (const g of s.groups) {
+      this.groups.set(g.id, g);
+      this.members.set(g.id, new Set());
+    }
+    for (const [gid, ids] of s.members) this.members.set(gid, new Set(ids));
+    for (const sku of s.skus) this.skus.set(sku.skuId, sku);
+    for (const [uid, bySku] of s.licenses) this.licenses.set(uid, new Map(bySku));
+    for (const t of s.taps) this.taps.set(t.userId, t);
+    this.audits.push(...s.audits);
+    for (const d of s.deleted) this.deleted.set(d.user.id, d);
+    for (const [uid, n] of s.userSeq) this.userSeq.set(uid, n);
+    this.seq = s.seq;
   }
 
   private licensesOf(userId: string): Map<string, string[]> {
@@ -594,6 +665,7 @@ export class Directory {
       targetResources: targets,
       additionalDetails: [],
     });
+    this.onChange?.();
   }
 }
 

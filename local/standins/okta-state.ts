@@ -116,6 +116,31 @@ export const TOKEN_ACTOR = {
 };
 
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+/** The step of `seededRandom` (mulberry32): its state after n draws from seed s is s + n·STEP. */
+const RANDOM_STEP = 0x6d2b79f5;
+
+/**
+ * Everything an `OktaState` holds, as plain JSON (what `local/standins/persistence.ts` writes so
+ * the org survives a restart of the local runtime). `random` continues the id sequence exactly.
+ */
+export interface OktaStateSnapshot {
+  kind: 'okta';
+  version: 1;
+  everyoneGroupId: string;
+  users: OktaUserRecord[];
+  groups: OktaGroupRecord[];
+  /** [groupId, member user ids]. */
+  memberships: Array<[string, string[]]>;
+  apps: OktaAppRecord[];
+  appAssignments: OktaAppAssignment[];
+  /** [userId, active sessions]. */
+  sessions: Array<[string, number]>;
+  sessionsRevoked: SessionRevocation[];
+  activationEmails: Array<{ userId: string; at: number }>;
+  logs: OktaLogEvent[];
+  logSeq: number;
+  random: { seed: number; draws: number };
+}
 
 export class OktaState {
   readonly users = new Map<string, OktaUserRecord>();
@@ -132,23 +157,45 @@ export class OktaState {
   /** Activation emails Okta would have sent (the connector must never cause one). */
   readonly activationEmails: Array<{ userId: string; at: number }> = [];
   readonly logs: OktaLogEvent[] = [];
-  readonly everyoneGroupId: string;
+  /**
+   * Called after every change (API writes log a System Log event; seeding and the write methods
+   * call it too). Unset by default: persistence is opt-in (`persistence.ts`).
+   */
+  onChange?: () => void;
+  private everyoneId: string;
   private logSeq = 0;
-  private readonly random: () => number;
+  private randomSeed: number;
+  private draws = 0;
+  private generator: () => number;
 
   constructor(readonly now: () => number, seed = 7) {
-    this.random = seededRandom(seed);
+    this.randomSeed = seed >>> 0;
+    this.generator = seededRandom(this.randomSeed);
     const t = this.iso();
-    this.everyoneGroupId = this.newId('00g');
-    this.groups.set(this.everyoneGroupId, {
-      id: this.everyoneGroupId,
+    this.everyoneId = this.newId('00g');
+    this.groups.set(this.everyoneId, {
+      id: this.everyoneId,
       type: 'BUILT_IN',
       created: t,
       lastUpdated: t,
       lastMembershipUpdated: t,
       profile: { name: 'Everyone', description: 'All users in your organization' },
     });
-    this.memberships.set(this.everyoneGroupId, new Set());
+    this.memberships.set(this.everyoneId, new Set());
+  }
+
+  /** The built-in Everyone group. */
+  get everyoneGroupId(): string {
+    return this.everyoneId;
+  }
+
+  private random(): number {
+    this.draws += 1;
+    return this.generator();
+  }
+
+  private changed(): void {
+    this.onChange?.();
   }
 
   iso(ms = this.now()): string {
@@ -248,6 +295,7 @@ export class OktaState {
     };
     this.users.set(user.id, user);
     this.memberships.get(this.everyoneGroupId)!.add(user.id);
+    this.changed();
     return user;
   }
 
@@ -263,6 +311,7 @@ export class OktaState {
     };
     this.groups.set(group.id, group);
     this.memberships.set(group.id, new Set());
+    this.changed();
     return group;
   }
 
@@ -279,6 +328,7 @@ export class OktaState {
     };
     this.apps.set(app.id, app);
     this.appAssignments.set(app.id, new Map());
+    this.changed();
     return app;
   }
 
@@ -288,6 +338,7 @@ export class OktaState {
     if (members.has(userId)) return false;
     members.add(userId);
     this.groups.get(groupId)!.lastMembershipUpdated = this.iso();
+    this.changed();
     return true;
   }
 
@@ -295,6 +346,7 @@ export class OktaState {
     const members = this.memberships.get(groupId)!;
     if (!members.delete(userId)) return false;
     this.groups.get(groupId)!.lastMembershipUpdated = this.iso();
+    this.changed();
     return true;
   }
 
@@ -305,11 +357,14 @@ export class OktaState {
     const t = this.iso();
     const assignment: OktaAppAssignment = { id: this.newId('0ua'), appId, userId, created: t, lastUpdated: t, scope: 'USER' };
     byUser.set(userId, assignment);
+    this.changed();
     return { assignment, created: true };
   }
 
   unassign(appId: string, userId: string): boolean {
-    return this.appAssignments.get(appId)?.delete(userId) ?? false;
+    const removed = this.appAssignments.get(appId)?.delete(userId) ?? false;
+    if (removed) this.changed();
+    return removed;
   }
 
   setStatus(user: OktaUserRecord, status: OktaUserStatus): void {
@@ -318,6 +373,7 @@ export class OktaState {
     user.statusChanged = t;
     user.lastUpdated = t;
     if ((status === 'ACTIVE' || status === 'PROVISIONED') && !user.activated) user.activated = t;
+    this.changed();
   }
 
   deleteUser(userId: string): void {
@@ -325,6 +381,7 @@ export class OktaState {
     for (const members of this.memberships.values()) members.delete(userId);
     for (const byUser of this.appAssignments.values()) byUser.delete(userId);
     this.sessions.delete(userId);
+    this.changed();
   }
 
   /** Appends a System Log event (every change the API makes is logged, as in Okta). */
@@ -356,6 +413,7 @@ export class OktaState {
       seq: ++this.logSeq,
     };
     this.logs.push(event);
+    this.changed();
     return event;
   }
 
@@ -412,6 +470,65 @@ export class OktaState {
       }
       this.sessions.set(user.id, u.sessions ?? (status === 'ACTIVE' ? 1 : 0));
     }
+    this.changed();
     return result;
+  }
+
+  // ---- persistence ----------------------------------------------------------------------------
+
+  /** The whole org as plain JSON (records are copied, so later writes do not change it). */
+  snapshot(): OktaStateSnapshot {
+    return structuredClone({
+      kind: 'okta',
+      version: 1,
+      everyoneGroupId: this.everyoneId,
+      users: [...this.users.values()],
+      groups: [...this.groups.values()],
+      memberships: [...this.memberships].map(([gid, members]) => [gid, [...members]]),
+      apps: [...this.apps.values()],
+      appAssignments: [...this.appAssignments.values()].flatMap((byUser) => [...byUser.values()]),
+      sessions: [...this.sessions],
+      sessionsRevoked: this.sessionsRevoked,
+      activationEmails: this.activationEmails,
+      logs: this.logs,
+      logSeq: this.logSeq,
+      random: { seed: this.randomSeed, draws: this.draws },
+    } satisfies OktaStateSnapshot);
+  }
+
+  /**
+   * Replaces everything with a snapshot. Ids, log sequence numbers and the random sequence go on
+   * where the snapshot left off, so nothing created afterwards collides with what it holds.
+   */
+  restore(snapshot: OktaStateSnapshot): void {
+    const s = structuredClone(snapshot);
+    for (const m of [this.users, this.groups, this.memberships, this.apps, this.appAssignments, this.sessions]) m.clear();
+    this.sessionsRevoked.length = 0;
+    this.activationEmails.length = 0;
+    this.logs.length = 0;
+    this.everyoneId = s.everyoneGroupId;
+    for (const u of s.users) this.users.set(u.id, u);
+    for (const g of s.groups) {
+      this.groups.set(g.id, g);
+      this.memberships.set(g.id, new Set());
+    }
+    for (const [gid, members] of s.memberships) this.memberships.set(gid, new Set(members));
+    for (const a of s.apps) {
+      this.apps.set(a.id, a);
+      this.appAssignments.set(a.id, new Map());
+    }
+    for (const a of s.appAssignments) {
+      let byUser = this.appAssignments.get(a.appId);
+      if (!byUser) this.appAssignments.set(a.appId, (byUser = new Map()));
+      byUser.set(a.userId, a);
+    }
+    for (const [userId, n] of s.sessions) this.sessions.set(userId, n);
+    this.sessionsRevoked.push(...s.sessionsRevoked);
+    this.activationEmails.push(...s.activationEmails);
+    this.logs.push(...s.logs);
+    this.logSeq = s.logs.reduce((max, e) => Math.max(max, e.seq), s.logSeq);
+    this.randomSeed = s.random.seed >>> 0;
+    this.draws = s.random.draws;
+    this.generator = seededRandom((this.randomSeed + Math.imul(this.draws, RANDOM_STEP)) >>> 0);
   }
 }

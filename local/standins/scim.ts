@@ -112,7 +112,7 @@ const MAX_RESULTS = 200;
 const DEFAULT_COUNT = 100;
 const BASE_PATH = '/scim/v2';
 
-interface Stored {
+export interface Stored {
   id: string;
   created: string;
   lastModified: string;
@@ -120,10 +120,25 @@ interface Stored {
   data: Json;
 }
 
+/**
+ * Everything a `ScimStore` holds, as plain JSON (what `local/standins/persistence.ts` writes so
+ * the app's users and groups survive a restart of the local runtime).
+ */
+export interface ScimStoreSnapshot {
+  kind: 'scim';
+  version: 1;
+  users: Stored[];
+  groups: Stored[];
+  /** The last `lastModified` handed out (epoch ms), so timestamps keep increasing. */
+  clock: number;
+}
+
 /** In-memory users and groups, rendered as SCIM resources. Inspectable from tests. */
 export class ScimStore {
   readonly users = new Map<string, Stored>();
   readonly groups = new Map<string, Stored>();
+  /** Called after every change. Unset by default: persistence is opt-in (`persistence.ts`). */
+  onChange?: () => void;
   private clock = 0;
 
   constructor(private readonly baseUrl: () => string) {}
@@ -137,6 +152,22 @@ export class ScimStore {
   clear(): void {
     this.users.clear();
     this.groups.clear();
+    this.onChange?.();
+  }
+
+  /** Users and groups as plain JSON (copied, so later writes do not change it). */
+  snapshot(): ScimStoreSnapshot {
+    return structuredClone({ kind: 'scim', version: 1, users: [...this.users.values()], groups: [...this.groups.values()], clock: this.clock } satisfies ScimStoreSnapshot);
+  }
+
+  /** Replaces every user and group with a snapshot's. */
+  restore(snapshot: ScimStoreSnapshot): void {
+    const s = structuredClone(snapshot);
+    this.users.clear();
+    this.groups.clear();
+    for (const u of s.users) this.users.set(u.id, u);
+    for (const g of s.groups) this.groups.set(g.id, g);
+    this.clock = Math.max(this.clock, s.clock);
   }
 
   /** Rendered users (as GET returns them). */
@@ -170,6 +201,7 @@ export class ScimStore {
     const t = this.now();
     const stored: Stored = { id, created: t, lastModified: t, version: 1, data };
     map.set(id, stored);
+    this.onChange?.();
     return stored;
   }
 
@@ -179,6 +211,7 @@ export class ScimStore {
     stored.data = data;
     stored.version += 1;
     stored.lastModified = this.now();
+    this.onChange?.();
     return true;
   }
 
@@ -192,6 +225,13 @@ export class ScimStore {
         this.update(g, left.length ? { ...rest, members: left } : rest);
       }
     }
+    this.onChange?.();
+    return true;
+  }
+
+  deleteGroup(id: string): boolean {
+    if (!this.groups.delete(id)) return false;
+    this.onChange?.();
     return true;
   }
 
@@ -475,7 +515,7 @@ export async function startScimStandIn(options: ScimStandInOptions): Promise<Sci
         return write(rs, stored, applyPatch(rs, stored.data, body, rs === USER_RESOURCE ? userCtx : groupCtx), send);
       case 'DELETE':
         if (rs === USER_RESOURCE) store.deleteUser(id);
-        else store.groups.delete(id);
+        else store.deleteGroup(id);
         return send(204, undefined);
       default:
         return fail(405, `${method} is not allowed on ${rs.endpoint}/{id}`);
