@@ -40,6 +40,16 @@ export interface AccountPage {
   nextCursor?: string;
 }
 
+/** One page of the accounts that hold one entitlement (`listEntitlementMembers`). */
+export interface MemberPage {
+  /** Member accounts: the target's account id and, when the listing carries it, the correlation key. */
+  members: Array<{ accountId: string; correlationKey?: string }>;
+  /** Opaque cursor for the next page; absent on the last page. */
+  nextCursor?: string;
+  /** Set when the entitlement does not exist on the target (or its name is ambiguous): why. No members. */
+  unresolved?: string;
+}
+
 export interface TemporaryAccessPass {
   /** The one-time secret. Goes only to the manager's email; never logged, never in evidence. */
   secret: string;
@@ -69,6 +79,13 @@ export interface Connector {
   deleteAccount(accountId: string): Promise<ChangeRecord>;
   /** One page of all accounts on the target (reconciliation, orphan detection). */
   listAccounts(cursor?: string): Promise<AccountPage>;
+  /**
+   * Optional: one page of the accounts that hold `entitlement` (Okta: the members of a group, the
+   * users assigned to an app). Lets the nightly reconciliation compare entitlements at a cost of
+   * pages per entitlement instead of reads per account (targets whose `listAccounts` pages carry
+   * no entitlements).
+   */
+  listEntitlementMembers?(entitlement: EntitlementRef, cursor?: string): Promise<MemberPage>;
   /** The target's own audit entries about the account since `since` (ISO time). */
   auditEvidence(accountId: string, since: string): Promise<AuditEntry[]>;
   /** Entra only: a Temporary Access Pass for day one. */

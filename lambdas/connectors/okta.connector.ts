@@ -31,7 +31,7 @@ import {
   ValidationError,
 } from '#core/errors';
 import type { TargetOp } from '#core/target-plan';
-import type { AccountPage, AccountProfile, AuditEntry, ChangeRecord, Connector } from './connector.ts';
+import type { AccountPage, AccountProfile, AuditEntry, ChangeRecord, Connector, MemberPage } from './connector.ts';
 import { RateGovernor } from './governor.ts';
 import {
   captureRequests,
@@ -90,6 +90,12 @@ export type OktaConnectorConfig = z.input<typeof OktaConnectorConfigSchema>;
 const LOOKUP_TTL_MS = 5 * 60_000;
 const ALL_STATUSES_FILTER = OKTA_USER_STATUSES.map((s) => `status eq "${s}"`).join(' or ');
 const PAGE_SIZE = 200;
+/** `GET /groups/{id}/users` serves up to 1 000 users a page; `GET /apps/{id}/users` up to 500. */
+const GROUP_MEMBERS_PAGE_SIZE = 1000;
+const APP_USERS_PAGE_SIZE = 500;
+
+/** An app assignment as `GET /apps/{id}/users` lists it: the user's id is the assignment's id. */
+const OktaAppUser = z.object({ id: z.string().min(1), scope: z.enum(['USER', 'GROUP']).optional() });
 
 /** A value inside a double-quoted Okta filter / search literal. */
 function literal(value: string): string {
@@ -244,6 +250,36 @@ export class OktaConnector implements Connector {
       });
       const next = collection.nextUri ? new URL(collection.nextUri).searchParams.get('after') : null;
       return { accounts, ...(next ? { nextCursor: next } : {}) };
+    }).then((r) => r.result);
+  }
+
+  /**
+   * One page of the members of a managed entitlement: the users of an OKTA_GROUP
+   * (`GET /api/v1/groups/{id}/users`, 1 000 a page, full user objects, so the correlation key
+   * comes with them) or the users assigned to an app (`GET /api/v1/apps/{id}/users`, 500 a page,
+   * direct and group-scoped assignments alike — both are what `getAccount` reports as held).
+   * Names resolve to ids like every other call; a name that does not resolve is `unresolved`.
+   */
+  async listEntitlementMembers(entitlement: EntitlementRef, cursor?: string): Promise<MemberPage> {
+    const kind = this.supported(entitlement);
+    return this.run(`list members of ${entitlement.type} "${entitlement.value}"`, async (): Promise<MemberPage> => {
+      const resolved = kind === 'group' ? await this.resolveGroup(entitlement.value) : await this.resolveApp(entitlement.value);
+      if ('missing' in resolved) return { members: [], unresolved: resolved.missing };
+      const after = cursor ? { after: cursor } : {};
+      const collection =
+        kind === 'group'
+          ? await this.client.groupApi.listGroupUsers({ groupId: resolved.id, limit: GROUP_MEMBERS_PAGE_SIZE, ...after })
+          : await this.client.applicationApi.listApplicationUsers({ appId: resolved.id, limit: APP_USERS_PAGE_SIZE, ...after });
+      const items = await collection.getNextPage();
+      const members = items.map((item, i) => {
+        if (kind === 'group') {
+          const user = this.parse(OktaUser, item, `groupUsers[${i}]`);
+          return { accountId: user.id, ...(user.profile.employeeNumber ? { correlationKey: user.profile.employeeNumber } : {}) };
+        }
+        return { accountId: this.parse(OktaAppUser, item, `appUsers[${i}]`).id };
+      });
+      const next = collection.nextUri ? new URL(collection.nextUri).searchParams.get('after') : null;
+      return { members, ...(next ? { nextCursor: next } : {}) };
     }).then((r) => r.result);
   }
 

@@ -318,7 +318,9 @@ export async function startOktaStandIn(options: OktaStandInOptions): Promise<Okt
       }
       if (sub === 'users' && subId === undefined) {
         if (method === 'GET') {
-          return ok([...state.appAssignments.get(app.id)!.values()].map((a) => appUserJson(a, ctx.base)));
+          // Paged like Okta: `limit` 50 by default, 500 at most, `after` cursor in the Link header.
+          const assigned = [...state.appAssignments.get(app.id)!.values()].map((a) => ({ id: a.userId, a }));
+          return page(ctx, assigned, parseLimit(ctx, 50, 500), ({ a }) => appUserJson(a, ctx.base));
         }
         if (method === 'POST') {
           const body = (await ctx.body()) as { id?: unknown };

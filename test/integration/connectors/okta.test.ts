@@ -195,6 +195,51 @@ describe('reads', () => {
     expect([...seen.values()].every((a) => a.correlationKey?.startsWith('E'))).toBe(true);
   });
 
+  it('lists the members of a group (1 000 a page, with correlation keys) and the users of an app (500 a page)', async () => {
+    okta.seed({
+      groups: [{ name: 'All Staff' }, { name: 'Empty' }],
+      apps: [{ label: 'Slack' }],
+      users: Array.from({ length: 1_250 }, (_, i) => ({
+        profile: { login: `user${i}@example.com`, ...(i === 3 ? {} : { employeeNumber: `E${i}` }) },
+        groups: i % 5 === 0 ? [] : ['All Staff'],
+        apps: i < 600 ? ['Slack'] : [],
+      })),
+    });
+    const connector = connect();
+    const drain = async (e: { type: 'group' | 'app'; value: string }) => {
+      const sizes: number[] = [];
+      const members = new Map<string, string | undefined>();
+      let cursor: string | undefined;
+      do {
+        const page = await connector.listEntitlementMembers(e, cursor);
+        expect(page.unresolved).toBeUndefined();
+        sizes.push(page.members.length);
+        for (const m of page.members) members.set(m.accountId, m.correlationKey);
+        cursor = page.nextCursor;
+      } while (cursor);
+      return { sizes, members };
+    };
+    const mark = okta.requestLog.length;
+    const group = await drain({ type: 'group', value: 'All Staff' });
+    expect(group.members.size).toBe(1_000);
+    expect(group.sizes).toEqual([1000]);
+    expect(group.members.get(okta.state.usersByEmployeeNumber('E1')[0]!.id)).toBe('E1');
+    expect(group.members.has(okta.state.usersByEmployeeNumber('E5')[0]!.id)).toBe(false);
+    expect([...group.members.values()].filter((k) => k === undefined)).toHaveLength(1); // user3 has no employeeNumber
+    const groupCalls = since(mark).map((r) => `${r.method} ${r.path}`);
+    expect(groupCalls.filter((c) => c.includes('/users'))).toEqual([`GET /api/v1/groups/${okta.state.groupByName('All Staff')!.id}/users`]);
+
+    const mark2 = okta.requestLog.length;
+    const app = await drain({ type: 'app', value: 'Slack' });
+    expect(app.sizes).toEqual([500, 100]);
+    expect(app.members.size).toBe(600);
+    expect(since(mark2).filter((r) => r.path.endsWith('/users'))).toHaveLength(2);
+
+    expect(await drain({ type: 'group', value: 'Empty' })).toEqual({ sizes: [0], members: new Map() });
+    const missing = await connector.listEntitlementMembers({ type: 'group', value: 'Production Access' });
+    expect(missing).toEqual({ members: [], unresolved: 'no OKTA_GROUP named "Production Access"' });
+  });
+
   it('returns the System Log entries that name the account, since a given time', async () => {
     const { ada } = seedAda();
     const connector = connect();
