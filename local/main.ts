@@ -2,7 +2,7 @@
  * `npm run local` — the whole system on 127.0.0.1, no AWS account.
  *
  *   npm run local                 # state in .jml-local/state, kept across restarts
- *   npm run local -- --fresh      # start empty
+ *   npm run local -- --fresh      # start again from the demo company
  *   PORT=9000 JML_IDP=entra npm run local
  *
  * Secrets come from env with documented development defaults (JML_HRIS_WEBHOOK_SECRET,
@@ -12,6 +12,7 @@
 import './quiet.ts';
 import '#local/polyfills';
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createEntraConnector } from '#connectors/entra.connector';
@@ -79,8 +80,13 @@ async function main() {
     linkSigning: process.env.JML_LINK_SIGNING_KEY,
   };
   const real = realTenantConnectors();
+  // The stand-in targets keep their state next to the ledger, so after a restart they still hold
+  // what the ledger says jml did (a real tenant keeps its own).
+  const targetStateDir = join(dataDir, 'targets');
+  const targetsSaved = !values.fresh && existsSync(targetStateDir);
   const stack = await startLocalStack({
     dataDir,
+    targetStateDir,
     fresh: !!values.fresh,
     idp,
     publicBaseUrl: `http://127.0.0.1:${port}`,
@@ -97,15 +103,18 @@ async function main() {
     process.exit(1);
   }
   stack.scheduler.start(1000);
-  // The stand-in targets live in memory: seed them (and, on a fresh state, the HR ledger) with
-  // the demo company so there is an organisation to change. A real tenant is left as it is.
+  // On a fresh state, seed the HR ledger and the stand-in targets with the demo company so there
+  // is an organisation to change. A real tenant is left as it is.
   let seeded = '';
+  let warning = '';
   if (!Object.keys(real).length) {
     const org = loadDemoOrg(join(REPO_ROOT, 'config', 'demo-org.json'));
     const known = await stack.deps.ledger.getPerson(org.workers[0]!.employeeId);
     if (!known) {
       const r = await seedDemoOrg(stack, org);
       seeded = ` — seeded the demo company: ${r.people} people, ${r.accounts} accounts (config/demo-org.json)`;
+    } else if (!targetsSaved) {
+      warning = `  warning      the ledger in ${dataDir} has people but no saved target state: the stand-ins start empty and the nightly reconcile will report every account missing — \`npm run local -- --fresh\` starts over consistently`;
     }
   }
 
@@ -126,6 +135,8 @@ async function main() {
     else console.log(`    ${name.padEnd(14)} ${(info as { orgUrl?: string; baseUrl?: string }).orgUrl ?? (info as { baseUrl?: string }).baseUrl}`);
   }
   console.log(`  state        ${dataDir}${stack.resumed.length ? ` (resumed ${stack.resumed.length} run(s))` : ''}`);
+  console.log(`  target state ${targetStateDir}${targetsSaved ? ' (stand-in state loaded)' : ''}`);
+  if (warning) console.log(warning);
   console.log(`  evidence     ${join(dataDir, 'evidence')}  ·  ${server.url}/runs/<runId>/evidence/summary.html`);
   console.log(`  outbox       ${server.url}/local/outbox`);
   console.log(`  secrets      ${Object.values(secrets).some(Boolean) ? 'from env' : 'development defaults (set JML_HRIS_WEBHOOK_SECRET etc. to change)'}`);
