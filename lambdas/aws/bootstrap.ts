@@ -9,10 +9,10 @@
  * grant) to it. A port the entry did not wire answers every call with an error naming the port,
  * so a missing binding is loud, never a silent no-op.
  *
- * SDK clients are created once per container (module scope, on the first invocation) and reused.
+ * SDK clients are created once per container (module scope) and reused; every one, the ledger's
+ * DynamoDB client included, is loaded on its first use (lazy.ts), not at module initialisation.
  */
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { AppDeps, Clock } from '#app/ports';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { setDeps } from '#handlers/deps';
@@ -21,6 +21,7 @@ import { loadPolicyText, type Policy } from '#core/policy';
 import { LambdaConfigError, loadLambdaConfig, type LambdaConfig } from './config.ts';
 import { DynamoLedger, LEDGER_TRANSLATE_CONFIG } from './ledger.dynamodb.ts';
 import { EmfMetrics } from './metrics.emf.ts';
+import { once } from './lazy.ts';
 
 /** What a `wire…` function gets: the checked configuration and the loaded policy. */
 export interface WiringContext {
@@ -71,12 +72,11 @@ function unwired<T extends object>(port: PortName): T {
   });
 }
 
-// Module scope: one DynamoDB client per container.
-let dynamoClient: DynamoDBDocumentClient | undefined;
-function sharedDynamo(): DynamoDBDocumentClient {
-  dynamoClient ??= DynamoDBDocumentClient.from(new DynamoDBClient({}), LEDGER_TRANSLATE_CONFIG);
-  return dynamoClient;
-}
+// Module scope: one DynamoDB client per container, loaded with the SDK on the first ledger call.
+const sharedDynamo = once(async (): Promise<DynamoDBDocumentClient> => {
+  const [{ DynamoDBClient }, { DynamoDBDocumentClient }] = await Promise.all([import('@aws-sdk/client-dynamodb'), import('@aws-sdk/lib-dynamodb')]);
+  return DynamoDBDocumentClient.from(new DynamoDBClient({}), LEDGER_TRANSLATE_CONFIG);
+});
 
 /** Builds AppDeps from the environment: checks the configuration and the policy first. */
 export async function createAwsDeps(options: AwsDepsOptions): Promise<AppDeps> {
@@ -90,7 +90,7 @@ export async function createAwsDeps(options: AwsDepsOptions): Promise<AppDeps> {
   const wiring = options.ports ?? {};
   const flow = wiring.workflows?.(ctx);
   const appDeps: AppDeps = {
-    ledger: new DynamoLedger({ client: options.dynamo ?? sharedDynamo(), tableName: config.tableName }),
+    ledger: new DynamoLedger({ client: options.dynamo ?? sharedDynamo, tableName: config.tableName }),
     policy: async () => policy,
     metrics: new EmfMetrics(),
     clock: options.clock ?? { now: () => new Date() },

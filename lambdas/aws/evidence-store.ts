@@ -15,8 +15,12 @@
  * Index entries and run pointers are created with `If-None-Match: *` (S3 answers 412, or 409 for
  * a concurrent create), which is what keeps one person's chain from forking.
  */
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
+import type { PutObjectCommandInput, S3Client } from '@aws-sdk/client-s3';
 import { ChainedEvidenceStore, ObjectExists, type EvidenceStore, type ObjectBackend, type PutOptions } from '#core/evidence-store';
+import { once, type Lazy } from './lazy.ts';
+
+/** The S3 client and commands, loaded on the first evidence call (lazy.ts). */
+export const s3Sdk = () => import('@aws-sdk/client-s3');
 
 export type { EvidenceStore, ObjectBackend, PersonBundleRef, StoredBundle } from '#core/evidence-store';
 export { EvidenceBundleExists, EvidenceChainConflict, EvidenceStoreCorrupt } from '#core/evidence-store';
@@ -28,8 +32,8 @@ export interface ObjectLockOptions {
 }
 
 export interface S3EvidenceStoreOptions {
-  /** Created once at module scope by the handler and shared. */
-  client: S3Client;
+  /** A ready client (tests) or a factory called once, on the first evidence call (Lambda). */
+  client: Lazy<S3Client>;
   bucket: string;
   expectedBucketOwner?: string;
   objectLock?: ObjectLockOptions;
@@ -49,6 +53,7 @@ function nameOf(err: unknown): string | undefined {
 
 export class S3ObjectBackend implements ObjectBackend {
   private readonly now: () => number;
+  private readonly client: () => Promise<S3Client>;
 
   constructor(private readonly options: S3EvidenceStoreOptions) {
     if (!options.bucket) throw new TypeError('S3 evidence store: bucket is required');
@@ -57,6 +62,7 @@ export class S3ObjectBackend implements ObjectBackend {
       throw new TypeError(`S3 evidence store: objectLock.retainDays must be a positive whole number of days, got ${lock.retainDays}`);
     }
     this.now = options.now ?? Date.now;
+    this.client = once(options.client);
   }
 
   async put(key: string, body: Uint8Array, put: PutOptions): Promise<void> {
@@ -74,8 +80,9 @@ export class S3ObjectBackend implements ObjectBackend {
         : {}),
       ...(put.ifAbsent ? { IfNoneMatch: '*' } : {}),
     };
+    const [{ PutObjectCommand }, client] = await Promise.all([s3Sdk(), this.client()]);
     try {
-      await this.options.client.send(new PutObjectCommand(input));
+      await client.send(new PutObjectCommand(input));
     } catch (err) {
       const status = statusOf(err);
       const name = nameOf(err);
@@ -88,8 +95,9 @@ export class S3ObjectBackend implements ObjectBackend {
 
   async get(key: string): Promise<Uint8Array | null> {
     const { bucket, expectedBucketOwner } = this.options;
+    const [{ GetObjectCommand }, client] = await Promise.all([s3Sdk(), this.client()]);
     try {
-      const out = await this.options.client.send(
+      const out = await client.send(
         new GetObjectCommand({
           Bucket: bucket,
           Key: key,
@@ -109,8 +117,9 @@ export class S3ObjectBackend implements ObjectBackend {
     const { bucket, expectedBucketOwner } = this.options;
     const keys: string[] = [];
     let token: string | undefined;
+    const [{ ListObjectsV2Command }, client] = await Promise.all([s3Sdk(), this.client()]);
     do {
-      const out = await this.options.client.send(
+      const out = await client.send(
         new ListObjectsV2Command({
           Bucket: bucket,
           Prefix: prefix,

@@ -1,8 +1,9 @@
 /**
  * SDK clients loaded on first use. The AWS SDK is not bundled (the Lambda runtime provides it),
  * so `import('@aws-sdk/client-…')` stays a runtime import: a function that sends mail only on a
- * rare path does not load the SES client at every cold start. The ledger's DynamoDB client, used
- * by every invocation, is loaded at module initialisation instead (bootstrap.ts).
+ * rare path does not load the SES client at every cold start. The ledger's DynamoDB client too is
+ * loaded on the first ledger call (bootstrap.ts), not at module initialisation: that moves its
+ * load into the first invocation rather than saving it (docs/performance.md, "Lambda bundles").
  *
  * Adapters take either a ready client (tests, with aws-sdk-client-mock) or a factory, and call
  * the factory once.

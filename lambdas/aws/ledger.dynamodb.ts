@@ -10,16 +10,7 @@
  * values) are stored as JSON strings: their size is then exact (the 400 KB item limit is checked
  * before writing) and arbitrarily deep documents cannot hit DynamoDB's nesting limit.
  */
-import {
-  DeleteCommand,
-  GetCommand,
-  PutCommand,
-  QueryCommand,
-  ScanCommand,
-  UpdateCommand,
-  type DynamoDBDocumentClient,
-  type QueryCommandInput,
-} from '@aws-sdk/lib-dynamodb';
+import type { DynamoDBDocumentClient, QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { JmlError, TargetConflict } from '#core/errors';
 import {
@@ -52,6 +43,10 @@ import {
   type Entity,
   type ItemKey,
 } from './table.ts';
+import { once, type Lazy } from './lazy.ts';
+
+/** The Document client's commands, loaded with the client on the first ledger call (lazy.ts). */
+const sdk = () => import('@aws-sdk/lib-dynamodb');
 
 /** Marshalling for every Document client on the ledger table (Lambda and local alike). */
 export const LEDGER_TRANSLATE_CONFIG = {
@@ -65,7 +60,8 @@ export class LedgerItemTooLarge extends JmlError {}
 export class LedgerItemInvalid extends JmlError {}
 
 export interface DynamoLedgerOptions {
-  client: DynamoDBDocumentClient;
+  /** A ready client (tests, local) or a factory called once, on the first ledger call (Lambda). */
+  client: Lazy<DynamoDBDocumentClient>;
   tableName: string;
   now?: () => Date;
 }
@@ -188,12 +184,12 @@ class Expr {
 }
 
 export class DynamoLedger implements Ledger {
-  private readonly client: DynamoDBDocumentClient;
+  private readonly client: () => Promise<DynamoDBDocumentClient>;
   private readonly tableName: string;
   private readonly now: () => Date;
 
   constructor(options: DynamoLedgerOptions) {
-    this.client = options.client;
+    this.client = once(options.client);
     this.tableName = options.tableName;
     this.now = options.now ?? (() => new Date());
   }
@@ -265,7 +261,8 @@ export class DynamoLedger implements Ledger {
    */
   async listPersons(cursor?: string, limit = 100): Promise<{ persons: PersonRecord[]; nextCursor?: string }> {
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new RangeError('limit: an integer from 1 to 1000');
-    const out = await this.client.send(
+    const [{ ScanCommand }, client] = await Promise.all([sdk(), this.client()]);
+    const out = await client.send(
       new ScanCommand({
         TableName: this.tableName,
         IndexName: PERSONS_INDEX.indexName,
@@ -330,7 +327,8 @@ export class DynamoLedger implements Ledger {
     const e = new Expr();
     const claimedFor = e.name('claimedFor');
     try {
-      await this.client.send(
+      const [{ DeleteCommand }, client] = await Promise.all([sdk(), this.client()]);
+      await client.send(
         new DeleteCommand({
           TableName: this.tableName,
           Key: keys.link(target, accountId),
@@ -388,7 +386,8 @@ export class DynamoLedger implements Ledger {
     if (fromStatuses) condition += ` AND ${e.name('status')} IN (${fromStatuses.map((s) => e.value(s)).join(', ')})`;
 
     try {
-      const out = await this.client.send(
+      const [{ UpdateCommand }, client] = await Promise.all([sdk(), this.client()]);
+      const out = await client.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: keys.run(runId),
@@ -431,7 +430,8 @@ export class DynamoLedger implements Ledger {
   async putStep(step: StepRecord): Promise<void> {
     const item: Item = { ...keys.step(step.runId, step.stepId), [ENTITY_ATTRIBUTE]: 'step', ...step };
     checkSize(item, `step ${step.runId}/${step.stepId}`);
-    await this.client.send(new PutCommand({ TableName: this.tableName, Item: item }));
+    const [{ PutCommand }, client] = await Promise.all([sdk(), this.client()]);
+    await client.send(new PutCommand({ TableName: this.tableName, Item: item }));
   }
 
   /** In stepId order (`001-okta` before `002-entra`). */
@@ -489,7 +489,8 @@ export class DynamoLedger implements Ledger {
       .map(([k, v]) => `${e.name(k)} = ${e.value(v)}`);
     const condition = `attribute_exists(${TABLE_KEYS.pk}) AND ${e.name('status')} = ${e.value('PENDING')} AND ${e.name('expiresAt')} > ${e.value(at)}`;
     try {
-      const out = await this.client.send(
+      const [{ UpdateCommand }, client] = await Promise.all([sdk(), this.client()]);
+      const out = await client.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: keys.approval(approvalId),
@@ -549,7 +550,8 @@ export class DynamoLedger implements Ledger {
     };
     const sets = Object.entries(fields).map(([k, v]) => `${e.name(k)} = ${e.value(v)}`);
     try {
-      const out = await this.client.send(
+      const [{ UpdateCommand }, client] = await Promise.all([sdk(), this.client()]);
+      const out = await client.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: keys.exception(exceptionId),
@@ -599,7 +601,8 @@ export class DynamoLedger implements Ledger {
     if (update.ticketError === null) removes.push(e.name('ticketError'));
     if (!sets.length && !removes.length) return;
     try {
-      await this.client.send(
+      const [{ UpdateCommand }, client] = await Promise.all([sdk(), this.client()]);
+      await client.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: keys.exception(exceptionId),
@@ -634,21 +637,24 @@ export class DynamoLedger implements Ledger {
       ...(ttlEpochSeconds !== undefined ? { [TTL_ATTRIBUTE]: Math.floor(ttlEpochSeconds) } : {}),
     };
     checkSize(item, `meta ${key}`);
-    await this.client.send(new PutCommand({ TableName: this.tableName, Item: item }));
+    const [{ PutCommand }, client] = await Promise.all([sdk(), this.client()]);
+    await client.send(new PutCommand({ TableName: this.tableName, Item: item }));
   }
 
   // ---------------------------------------------------------------- plumbing
 
   /** Strongly consistent read; an expired item reads as absent. */
   private async getItem(key: ItemKey): Promise<Item | null> {
-    const out = await this.client.send(new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }));
+    const [{ GetCommand }, client] = await Promise.all([sdk(), this.client()]);
+    const out = await client.send(new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }));
     return out.Item && this.live(out.Item) ? out.Item : null;
   }
 
   /** Conditional put. False when the condition failed. */
   private async putItem(item: Item, conditionExpression: string, expr: Expr): Promise<boolean> {
     try {
-      await this.client.send(
+      const [{ PutCommand }, client] = await Promise.all([sdk(), this.client()]);
+      await client.send(
         new PutCommand({ TableName: this.tableName, Item: item, ConditionExpression: conditionExpression, ...expr.maps() }),
       );
       return true;
@@ -687,7 +693,8 @@ export class DynamoLedger implements Ledger {
     const items: Item[] = [];
     let start: Record<string, unknown> | undefined;
     do {
-      const out = await this.client.send(new QueryCommand({ ...input, ...(start ? { ExclusiveStartKey: start } : {}) }));
+      const [{ QueryCommand }, client] = await Promise.all([sdk(), this.client()]);
+      const out = await client.send(new QueryCommand({ ...input, ...(start ? { ExclusiveStartKey: start } : {}) }));
       for (const item of out.Items ?? []) if (this.live(item)) items.push(item);
       start = out.LastEvaluatedKey;
     } while (start);
