@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ExceptionRecord } from '#core/ledger';
 import { html } from '#core/html';
+import type { TicketContext } from '#connectors/itsm';
 import type { AppDeps } from './ports.ts';
 
 export interface NewException {
@@ -56,13 +57,83 @@ export async function openException(deps: AppDeps, input: NewException): Promise
 <p><a href="${link}">Open exceptions</a></p>`;
   await deps.mailer.send({ to: [input.owner], subject, text, html: String(body), links: [link], ...(input.runId ? { runId: input.runId } : {}) });
   deps.metrics.put('ExceptionOpened', 1, 'Count', { Target: input.target, Kind: input.kind });
-  return record;
+  return raiseTicket(deps, record, { retry: false });
 }
 
 export async function resolveException(deps: AppDeps, input: { exceptionId: string; resolution: string; resolvedBy: string }) {
-  return deps.ledger.resolveException(input.exceptionId, {
+  const resolved = await deps.ledger.resolveException(input.exceptionId, {
     resolvedAt: deps.clock.now().toISOString(),
     resolution: input.resolution,
     resolvedBy: input.resolvedBy,
   });
+  return resolved.ticket ? closeTicket(deps, { ...resolved, ticket: resolved.ticket }) : resolved;
+}
+
+function ticketContext(deps: AppDeps, e: ExceptionRecord): TicketContext {
+  return {
+    exceptionsUrl: `${deps.publicBaseUrl}/exceptions?status=open`,
+    ...(e.runId ? { runUrl: `${deps.publicBaseUrl}/runs/${encodeURIComponent(e.runId)}` } : {}),
+  };
+}
+
+/**
+ * Raises the exception's ITSM ticket when one is configured for its kind. A failing ITSM never
+ * fails the step that opened the exception (the owner already has the email): the failure is
+ * recorded on the exception (`ticketError`), counted (`TicketFailed`), and retried by
+ * `retryTickets` — the nightly reconciliation's last step.
+ */
+async function raiseTicket(deps: AppDeps, e: ExceptionRecord, options: { retry: boolean }): Promise<ExceptionRecord> {
+  const ticketing = deps.ticketing;
+  if (!ticketing?.wants(e.kind)) return e;
+  try {
+    const ticket = await ticketing.open(e, ticketContext(deps, e), { now: deps.clock.now(), retry: options.retry });
+    await deps.ledger.setExceptionTicket(e.exceptionId, { ticket, ticketError: null });
+    deps.metrics.put('TicketOpened', 1, 'Count', { Target: e.target, Kind: e.kind });
+    const { ticketError: _, ...rest } = e;
+    return { ...rest, ticket };
+  } catch (err) {
+    const ticketError = (err as Error).message;
+    await deps.ledger.setExceptionTicket(e.exceptionId, { ticketError });
+    deps.metrics.put('TicketFailed', 1, 'Count', { Target: e.target, Kind: e.kind });
+    return { ...e, ticketError };
+  }
+}
+
+async function closeTicket(deps: AppDeps, e: ExceptionRecord & { ticket: NonNullable<ExceptionRecord['ticket']> }): Promise<ExceptionRecord> {
+  if (!deps.ticketing) return e;
+  try {
+    const ticket = await deps.ticketing.close(e, e.ticket, { now: deps.clock.now() });
+    await deps.ledger.setExceptionTicket(e.exceptionId, { ticket, ticketError: null });
+    const { ticketError: _, ...rest } = e;
+    return { ...rest, ticket };
+  } catch (err) {
+    const ticketError = `closing ${e.ticket.key ?? e.ticket.id}: ${(err as Error).message}`;
+    await deps.ledger.setExceptionTicket(e.exceptionId, { ticketError });
+    deps.metrics.put('TicketFailed', 1, 'Count', { Target: e.target, Kind: e.kind });
+    return { ...e, ticketError };
+  }
+}
+
+/**
+ * Retries what the ITSM did not take: open exceptions whose ticket was never raised, resolved
+ * ones whose ticket was never closed. A retried raise looks the ticket up first (the earlier
+ * attempt may have created it before timing out).
+ */
+export async function retryTickets(deps: AppDeps): Promise<{ raised: number; closed: number; failed: number }> {
+  const counts = { raised: 0, closed: 0, failed: 0 };
+  const ticketing = deps.ticketing;
+  if (!ticketing) return counts;
+  for (const e of await deps.ledger.listExceptions({ status: 'open' })) {
+    if (e.ticket || !ticketing.wants(e.kind)) continue;
+    const after = await raiseTicket(deps, e, { retry: true });
+    if (after.ticket) counts.raised += 1;
+    else counts.failed += 1;
+  }
+  for (const e of await deps.ledger.listExceptions({ status: 'resolved' })) {
+    if (!e.ticket || e.ticket.closedAt) continue;
+    const after = await closeTicket(deps, { ...e, ticket: e.ticket });
+    if (after.ticket?.closedAt) counts.closed += 1;
+    else counts.failed += 1;
+  }
+  return counts;
 }

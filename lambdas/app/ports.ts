@@ -5,6 +5,7 @@
  * adjustable clock). Use cases never import an SDK.
  */
 import type { Connector } from '#connectors/connector';
+import type { Ticketing } from '#connectors/itsm';
 import type { EvidenceStore } from '#core/evidence-store';
 import type { Ledger } from '#core/ledger';
 import type { Policy } from '#core/policy';
@@ -102,6 +103,8 @@ export interface AppDeps {
   scheduler: Scheduler;
   secrets: Secrets;
   metrics: MetricsSink;
+  /** ITSM tickets for exceptions (Jira Service Management, ServiceNow, a signed webhook); absent: none configured. */
+  ticketing?: Ticketing;
   clock: Clock;
   /** Public base URL of the API (approval links). */
   publicBaseUrl: string;
