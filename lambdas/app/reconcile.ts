@@ -37,8 +37,9 @@
  * Every exception id is deterministic: re-running a page or a whole reconciliation never opens a
  * second exception or sends a second email for the same problem.
  */
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import type { ActualAccount, DesiredTarget, EntitlementRef } from '#core/access';
+import { entitlementKey, type ActualAccount, type DesiredTarget, type EntitlementRef } from '#core/access';
 import type { Connector } from '#connectors/connector';
 import type { EntraChanges } from '#connectors/entra.connector';
 import { converge } from '#connectors/converge';
@@ -78,6 +79,11 @@ export const RECONCILIATION_CHAIN_ID = 'jml-reconciliation';
 export const deltaLinkKey = (target: string) => `reconcile/delta-link/${target}`;
 const seenKey = (id: string, target: string, employeeId: string) => `reconcile/${id}/seen/${target}/${employeeId}`;
 const findingsKey = (id: string, pass: string, page: number, part: number) => `reconcile/${id}/findings/${pass}/${page}.${part}`;
+/** A person whose account on the target was judged in full this reconciliation (one finding per account and night). */
+const judgedKey = (id: string, target: string, employeeId: string) => `reconcile/${id}/judged/${target}/${employeeId}`;
+/** The membership sketch of one managed entitlement: `held` from its member pages, `wanted` from the persons pass. */
+const sketchKey = (id: string, target: string, side: 'held' | 'wanted', e: EntitlementRef) =>
+  `reconcile/${id}/sketch/${target}/${side}/${sha256Hex(entitlementKey(e)).slice(0, 24)}`;
 const FINDINGS_TTL_SECONDS = 35 * 24 * 3600;
 const SEEN_TTL_SECONDS = 3 * 24 * 3600;
 /** A ledger item holds at most 400 KB; findings are stored in parts well below that. */
@@ -165,13 +171,21 @@ const zeroTargetCounters = () => ({
   actions: 0,
   /** Persons checked for an account no page listed. */
   personsChecked: 0,
+  /** Member pages read (one managed entitlement's members per page; targets whose account pages carry no entitlements). */
+  memberPages: 0,
+  /** Memberships listed on those pages. */
+  memberships: 0,
+  /** Memberships the policy wants and the target lacks, found by comparing membership sketches. */
+  entitlementGaps: 0,
+  /** Accounts an account page counted correct (status alone) that the member pass or gap step found drifting. */
+  retracted: 0,
 });
 export type TargetCounters = ReturnType<typeof zeroTargetCounters>;
 const TargetCountersSchema = z.object(Object.fromEntries(Object.keys(zeroTargetCounters()).map((k) => [k, z.number().int().nonnegative()])) as Record<keyof TargetCounters, z.ZodNumber>);
 
 function addCounters(a: TargetCounters, b: Partial<TargetCounters>): TargetCounters {
   const out = { ...a };
-  for (const [k, v] of Object.entries(b) as Array<[keyof TargetCounters, number]>) out[k] += v;
+  for (const [k, v] of Object.entries(b) as Array<[keyof TargetCounters, number]>) out[k] = (out[k] ?? 0) + v;
   return out;
 }
 
@@ -293,6 +307,48 @@ function pagesCarryEntitlements(connector: Connector, source: TargetSource): boo
   return source === 'list' && connector.kind !== 'okta';
 }
 
+/** Targets whose entitlements are compared through their members' pages (`listEntitlementMembers`). */
+function membersOf(connector: Connector): Required<Pick<Connector, 'listEntitlementMembers'>> | null {
+  return typeof connector.listEntitlementMembers === 'function' ? (connector as Required<Pick<Connector, 'listEntitlementMembers'>>) : null;
+}
+
+/**
+ * Every entitlement the policy's bundles name on the target, in a stable order: what the member
+ * pass pages through. (An entitlement no bundle names is nobody's to grant; the per-account
+ * checks still remove it where they read an account in full.)
+ */
+export function managedEntitlements(policy: Policy, target: string): EntitlementRef[] {
+  const byKey = new Map<string, EntitlementRef>();
+  for (const list of policy.bundleEntitlements.values()) {
+    for (const e of list) if (e.target === target && !byKey.has(e.key)) byKey.set(e.key, { type: e.type, value: e.value });
+  }
+  return [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, e]) => e);
+}
+
+/**
+ * What one person's account on the target may and must hold, as the per-account judging sees it
+ * (`decidedTarget` + `planTarget`): `allowed` — every entitlement of the person's desired state
+ * (holding one of a withheld bundle is left to its owner); `expected` — those with a granting
+ * bundle that is not withheld (lacking one is drift). Null when the person wants no account there.
+ */
+function expectationsOf(policy: Policy, person: PersonRecord, desired: DesiredState, target: string): { allowed: Set<string>; expected: Set<string> } | null {
+  const d = desired.targets.find((t) => t.target === target);
+  if (!d || d.account === 'absent') return null;
+  const withheld = withheldBundles(person, desired, policy);
+  const allowed = new Set<string>();
+  const expected = new Set<string>();
+  for (const e of d.entitlements) {
+    const key = entitlementKey(e);
+    allowed.add(key);
+    if ([e.bundle, ...(e.alsoGrantedBy ?? []).map((g) => g.bundle)].some((b) => !withheld.has(b))) expected.add(key);
+  }
+  return { allowed, expected };
+}
+
+async function markJudged(deps: AppDeps, id: string, target: string, employeeId: string): Promise<void> {
+  await deps.ledger.putMeta(judgedKey(id, target, employeeId), { at: nowIso(deps) }, epochSeconds(deps, SEEN_TTL_SECONDS));
+}
+
 type TargetSource = 'list' | 'delta';
 type Round = 'full' | 'incremental';
 
@@ -302,6 +358,124 @@ interface DeltaCapable {
 function deltaOf(connector: Connector): DeltaCapable | null {
   const c = connector as Connector & Partial<DeltaCapable>;
   return typeof c.listChanges === 'function' ? (c as DeltaCapable) : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Membership sketches: which people should hold an entitlement and do not, in bounded memory
+
+/** Cells per sub-table of a membership sketch (three sub-tables: each key lands once in each). */
+const SKETCH_SUBTABLE = 48;
+const SKETCH_CELLS = 3 * SKETCH_SUBTABLE;
+/** Employee ids are ASCII and at most 64 characters (`EMPLOYEE_ID_PATTERN`). */
+const SKETCH_KEY_BYTES = 64;
+
+export interface SketchJson {
+  /** Keys added minus keys removed. */
+  count: number;
+  /** Non-empty cells: index → [count, XOR of the keys (hex, trailing zero bytes trimmed), XOR of the key checks]. */
+  cells: Record<string, [number, string, number]>;
+}
+
+/**
+ * An invertible Bloom lookup table of employee ids (Eppstein et al., "What's the difference?").
+ * A fixed size whatever the number of ids added (144 cells, a few KB stored), and linear: the
+ * sketch of the people who should hold an entitlement minus the sketch of those seen holding it
+ * lists exactly who differs, as long as they are not many more than ~70 (`decode` says when
+ * they are; the count of the difference is exact either way). This is how the nightly pass
+ * finds missing entitlements without holding a set of members or writing a marker per member.
+ */
+export class MembershipSketch {
+  count = 0;
+  private readonly n = new Int32Array(SKETCH_CELLS);
+  private readonly checks = new Uint32Array(SKETCH_CELLS);
+  /** XOR of the keys in each cell, SKETCH_KEY_BYTES per cell. */
+  private readonly keys = new Uint8Array(SKETCH_CELLS * SKETCH_KEY_BYTES);
+
+  add(employeeId: string, sign: 1 | -1 = 1): void {
+    const { cells, check, key } = MembershipSketch.hash(employeeId);
+    this.count += sign;
+    for (const i of cells) this.apply(i, sign, key, 0, check);
+  }
+
+  /** Adds (`sign` 1) or subtracts (-1) another sketch. */
+  merge(other: MembershipSketch, sign: 1 | -1 = 1): this {
+    this.count += sign * other.count;
+    for (let i = 0; i < SKETCH_CELLS; i++) this.apply(i, sign * other.n[i]!, other.keys, i * SKETCH_KEY_BYTES, other.checks[i]!);
+    return this;
+  }
+
+  get empty(): boolean {
+    return this.count === 0 && this.n.every((x) => x === 0) && this.checks.every((x) => x === 0) && this.keys.every((x) => x === 0);
+  }
+
+  /**
+   * Lists the ids of the difference: `added` (more adds than removes), `removed` (the other way).
+   * `complete: false` when the difference is too large to list (the cells cannot be peeled).
+   */
+  decode(): { added: string[]; removed: string[]; complete: boolean } {
+    const work = new MembershipSketch().merge(this);
+    const added: string[] = [];
+    const removed: string[] = [];
+    for (let progress = true; progress; ) {
+      progress = false;
+      for (let i = 0; i < SKETCH_CELLS; i++) {
+        const c = work.n[i]!;
+        if (c !== 1 && c !== -1) continue;
+        const id = work.keyAt(i);
+        if (!EMPLOYEE_ID_PATTERN.test(id) || MembershipSketch.hash(id).check !== work.checks[i]) continue;
+        (c === 1 ? added : removed).push(id);
+        work.add(id, c === 1 ? -1 : 1);
+        progress = true;
+      }
+    }
+    return { added: added.sort(), removed: removed.sort(), complete: work.empty };
+  }
+
+  toJSON(): SketchJson {
+    const cells: SketchJson['cells'] = {};
+    for (let i = 0; i < SKETCH_CELLS; i++) {
+      const key = Buffer.from(this.keys.subarray(i * SKETCH_KEY_BYTES, (i + 1) * SKETCH_KEY_BYTES)).toString('hex').replace(/(00)+$/, '');
+      if (this.n[i] === 0 && this.checks[i] === 0 && !key) continue;
+      cells[i] = [this.n[i]!, key, this.checks[i]!];
+    }
+    return { count: this.count, cells };
+  }
+
+  static from(json: SketchJson | null | undefined): MembershipSketch {
+    const s = new MembershipSketch();
+    if (!json) return s;
+    s.count = json.count;
+    for (const [raw, [n, hex, check]] of Object.entries(json.cells)) {
+      const i = Number(raw);
+      if (!Number.isInteger(i) || i < 0 || i >= SKETCH_CELLS || hex.length > 2 * SKETCH_KEY_BYTES) throw new ValidationError([`sketch.cells.${raw}: not a sketch cell`]);
+      s.n[i] = n;
+      s.checks[i] = check >>> 0;
+      s.keys.set(Buffer.from(hex, 'hex'), i * SKETCH_KEY_BYTES);
+    }
+    return s;
+  }
+
+  private keyAt(i: number): string {
+    const bytes = this.keys.subarray(i * SKETCH_KEY_BYTES, (i + 1) * SKETCH_KEY_BYTES);
+    let end = bytes.length;
+    while (end > 0 && bytes[end - 1] === 0) end--;
+    return Buffer.from(bytes.subarray(0, end)).toString('latin1');
+  }
+
+  /** Count, and XOR of key and check — XOR is its own inverse: adding and removing are one operation there. */
+  private apply(i: number, count: number, key: Uint8Array, offset: number, check: number): void {
+    this.n[i]! += count;
+    this.checks[i] = (this.checks[i]! ^ check) >>> 0;
+    const base = i * SKETCH_KEY_BYTES;
+    for (let b = 0; b < SKETCH_KEY_BYTES; b++) this.keys[base + b]! ^= key[offset + b]!;
+  }
+
+  private static hash(employeeId: string): { cells: number[]; check: number; key: Uint8Array } {
+    const h = createHash('sha256').update('jml-sketch:').update(employeeId).digest();
+    const key = new Uint8Array(SKETCH_KEY_BYTES);
+    key.set(Buffer.from(employeeId, 'latin1').subarray(0, SKETCH_KEY_BYTES));
+    return { cells: [0, 1, 2].map((j) => j * SKETCH_SUBTABLE + (h.readUInt32BE(4 * j) % SKETCH_SUBTABLE)), check: h.readUInt32BE(12), key };
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -675,6 +849,33 @@ export interface TargetProgress {
   resynced: boolean;
   /** Set by the state machine's Catch: the target could not be enumerated. */
   error?: { Error?: string; Cause?: string };
+  /** The member pass (after the account pages), on targets whose account pages carry no entitlements. */
+  members: MembersProgress;
+}
+
+/** Where the member pass is: which managed entitlement (`managedEntitlements` order) and which of its pages. */
+export interface MembersProgress {
+  /** Whether the target lists entitlement members (false: no member pass; `more` stays false). */
+  supported: boolean;
+  /** Index of the entitlement being paged. */
+  index: number;
+  cursor: string | null;
+  /** Pages done of that entitlement. */
+  page: number;
+  /** Member pages done in all (findings are stored per member page). */
+  pages: number;
+  more: boolean;
+  /** Set by the state machine's Catch: the members could not be listed to the end. */
+  error?: { Error?: string; Cause?: string };
+}
+
+/** Where the entitlement-gap step is (after the persons pass): which (target, entitlement) next. */
+export interface GapsProgress {
+  next: number;
+  /** Invocations done (findings are stored per invocation). */
+  page: number;
+  more: boolean;
+  byTarget: Record<string, TargetCounters>;
 }
 
 export interface PersonsProgress {
@@ -694,6 +895,7 @@ export interface StartOutput {
   /** Filled by the Map (one final progress per target); empty until then, so a failure path can read it. */
   accounts: TargetProgress[];
   persons: PersonsProgress;
+  gaps: GapsProgress;
 }
 
 /**
@@ -744,6 +946,14 @@ export async function startReconciliation(deps: AppDeps, raw: unknown): Promise<
       counters: zeroTargetCounters(),
       deltaLink: null,
       resynced: false,
+      members: {
+        supported: !delta && !!membersOf(connector),
+        index: 0,
+        cursor: null,
+        page: 0,
+        pages: 0,
+        more: !delta && !!membersOf(connector) && managedEntitlements(policy, t.name).length > 0,
+      },
     });
   }
   return {
@@ -751,6 +961,7 @@ export async function startReconciliation(deps: AppDeps, raw: unknown): Promise<
     targets: items,
     accounts: [],
     persons: { cursor: null, page: 0, more: true, persons: 0, outOfScope: 0, byTarget: Object.fromEntries(targets.map((t) => [t.name, zeroTargetCounters()])) },
+    gaps: { next: 0, page: 0, more: true, byTarget: {} },
   };
 }
 
@@ -758,6 +969,16 @@ export async function startReconciliation(deps: AppDeps, raw: unknown): Promise<
 // Nightly: one target's pages
 
 const ErrorSchema = z.object({ Error: z.string().optional(), Cause: z.string().optional() }).optional();
+
+const MembersProgressSchema = z.object({
+  supported: z.boolean(),
+  index: z.number().int().nonnegative(),
+  cursor: z.string().max(8192).nullable(),
+  page: z.number().int().nonnegative(),
+  pages: z.number().int().nonnegative(),
+  more: z.boolean(),
+  error: ErrorSchema,
+});
 
 const TargetProgressSchema = z.object({
   reconciliationId: z.string().min(1).max(80),
@@ -771,6 +992,7 @@ const TargetProgressSchema = z.object({
   deltaLink: z.string().max(8192).nullable(),
   resynced: z.boolean(),
   error: ErrorSchema,
+  members: MembersProgressSchema,
 });
 
 /** A target's pass as the Map hands it on: its last progress, or its input plus the caught error. */
@@ -784,6 +1006,7 @@ const TargetOutcomeSchema = z.looseObject({
   deltaLink: z.string().max(8192).nullable().optional(),
   resynced: z.boolean().optional(),
   error: ErrorSchema,
+  members: MembersProgressSchema.optional(),
 });
 
 interface SourcePage {
@@ -836,9 +1059,12 @@ export async function reconcilePage(deps: AppDeps, raw: unknown): Promise<Target
   const connector = deps.connectors.get(p.target);
   const started = Date.now();
   let done = 0;
-  while (p.more && done < PAGES_PER_TASK && Date.now() - started < TASK_TIME_BUDGET_MS) {
+  // One phase per invocation: the account pages, then (a `ReconcileMembers` state) the member pages.
+  const phase = p.more ? 'accounts' : 'members';
+  const more = () => (phase === 'accounts' ? p.more : p.members.more);
+  while (more() && done < PAGES_PER_TASK && Date.now() - started < TASK_TIME_BUDGET_MS) {
     try {
-      p = await onePage(deps, policy, target, connector, p);
+      p = phase === 'accounts' ? await onePage(deps, policy, target, connector, p) : await oneMembersPage(deps, policy, target, connector, p);
     } catch (e) {
       if (done > 0 && isRetryable(e)) return p;
       throw e;
@@ -846,6 +1072,109 @@ export async function reconcilePage(deps: AppDeps, raw: unknown): Promise<Target
     done += 1;
   }
   return p;
+}
+
+/**
+ * One page of the members of one managed entitlement (the member pass). Each member account is
+ * matched to its person (correlation key, then link) and compared with what the person's
+ * desired state allows there:
+ *  - held outside the policy (extra): the account is read in full and judged like any account
+ *    (one finding per account and night: a person judged already is skipped);
+ *  - held and expected: the person is added to the entitlement's `held` sketch. The persons pass
+ *    builds the `wanted` sketch of everyone who should hold it; the gap step lists the difference
+ *    (missing entitlements) without either side ever being held in memory.
+ * Accounts without a person, of a person out of scope, or not the person's linked account are
+ * the account pass's findings (orphans, conflicts) and are left out here.
+ */
+async function oneMembersPage(deps: AppDeps, policy: Policy, target: PolicyTarget, connector: Connector, p: TargetProgress): Promise<TargetProgress> {
+  const m = p.members;
+  const entitlements = managedEntitlements(policy, target.name);
+  const entitlement = entitlements[m.index];
+  const lister = membersOf(connector);
+  if (!entitlement || !lister) return { ...p, members: { ...m, cursor: null, more: false } };
+  const page = await lister.listEntitlementMembers(entitlement, m.cursor ?? undefined);
+  const counters = zeroTargetCounters();
+  counters.memberPages = 1;
+  counters.memberships = page.members.length;
+  const ctx: TargetContext = {
+    deps,
+    policy,
+    target,
+    connector,
+    runId: p.reconciliationId,
+    origin: `reconciliation ${p.reconciliationId}`,
+    budget: { left: Math.max(0, policy.document.bulkGuard.maxCount - p.counters.actions) },
+    raiseFixedIncidents: true,
+  };
+  const budgetBefore = ctx.budget.left;
+  const key = entitlementKey(entitlement);
+  const name = target.name;
+  const held = new MembershipSketch();
+  const extras: Array<{ accountId: string; person: PersonRecord; desired: DesiredState }> = [];
+  await mapLimit(page.members, CONCURRENCY * 2, async (member) => {
+    const k = member.correlationKey;
+    let person = k && EMPLOYEE_ID_PATTERN.test(k) ? await deps.ledger.getPerson(k) : null;
+    if (person?.links[name] !== member.accountId) {
+      const linkedTo = await deps.ledger.findPersonByAccount(name, member.accountId);
+      person = linkedTo ? await deps.ledger.getPerson(linkedTo) : null;
+    }
+    if (!person || person.links[name] !== member.accountId) return;
+    const desired = desiredOf(deps, policy, person);
+    if (!desired.inScope) return;
+    const expect = expectationsOf(policy, person, desired, name);
+    if (!expect) return;
+    if (expect.expected.has(key)) held.add(person.employeeId);
+    else if (!expect.allowed.has(key)) extras.push({ accountId: member.accountId, person, desired });
+  });
+  const findings: Finding[] = [];
+  const judged = await mapLimit(extras, CONCURRENCY, async ({ accountId, person, desired }) => {
+    if (await deps.ledger.getMeta(judgedKey(p.reconciliationId, name, person.employeeId))) return null;
+    let account: ActualAccount;
+    try {
+      account = await connector.getAccount(accountId);
+    } catch (e) {
+      if (e instanceof JmlError && e.name === 'AccountNotFound') return null; // deleted since it was listed
+      throw e;
+    }
+    const finding = await judgeAccount(ctx, person, desired, account, true);
+    await markJudged(deps, p.reconciliationId, name, person.employeeId);
+    return finding;
+  });
+  for (const f of judged) {
+    if (!f) continue;
+    findings.push(f);
+    countFinding(counters, f);
+    if (f.accountId) counters.retracted += 1; // the account page counted it correct on status alone
+  }
+  counters.actions = budgetBefore - ctx.budget.left;
+  counters.limited = findings.filter((f) => f.evidence.note?.includes('automatic-action limit')).length;
+  await writeFindings(deps, p.reconciliationId, `members-${name}`, m.pages, findings);
+  await mergeSketch(deps, sketchKey(p.reconciliationId, name, 'held', entitlement), m.page, held, page.unresolved);
+  const next = page.nextCursor ?? null;
+  const index = next ? m.index : m.index + 1;
+  return {
+    ...p,
+    counters: addCounters(p.counters, counters),
+    members: { ...m, index, cursor: next, page: next ? m.page + 1 : 0, pages: m.pages + 1, more: index < entitlements.length },
+  };
+}
+
+interface StoredSketch {
+  /** The last page (or persons page) merged: a retried page is not counted twice. */
+  throughPage: number;
+  sketch: SketchJson;
+  /** The entitlement does not exist on the target (why). */
+  unresolved?: string;
+}
+
+/** Adds one page's sketch to the stored one (read, merge, write: one page at a time per key). */
+async function mergeSketch(deps: AppDeps, key: string, page: number, add: MembershipSketch, unresolved?: string): Promise<void> {
+  const stored = await deps.ledger.getMeta<StoredSketch>(key);
+  if (stored && stored.throughPage >= page) return;
+  if (!stored && add.empty && !unresolved && page > 0) return;
+  const sketch = MembershipSketch.from(stored?.sketch).merge(add);
+  const unresolvedNow = unresolved ?? stored?.unresolved;
+  await deps.ledger.putMeta<StoredSketch>(key, { throughPage: page, sketch: sketch.toJSON(), ...(unresolvedNow ? { unresolved: unresolvedNow } : {}) }, epochSeconds(deps, SEEN_TTL_SECONDS));
 }
 
 async function onePage(deps: AppDeps, policy: Policy, target: PolicyTarget, connector: Connector, p: TargetProgress): Promise<TargetProgress> {
@@ -875,6 +1204,11 @@ async function onePage(deps: AppDeps, policy: Policy, target: PolicyTarget, conn
     counters.removed += 1;
     const f = await removedAccount(ctx, id);
     if (f) findings.push(f);
+  }
+  if (p.members?.supported) {
+    // The member pass that follows skips these people: one finding per account and night.
+    const judged = [...new Set(findings.map((f) => f.employeeId).filter((x): x is string => !!x))];
+    await mapLimit(judged, CONCURRENCY, (employeeId) => markJudged(deps, p.reconciliationId, p.target, employeeId));
   }
   for (const f of findings) countFinding(counters, f);
   counters.actions = budgetBefore - ctx.budget.left;
@@ -1039,11 +1373,12 @@ export async function reconcilePersonsPage(deps: AppDeps, raw: unknown): Promise
   const policy = await deps.policy();
   const checkable = input.accounts.filter((a) => !a.error && !a.more && a.round === 'full').map((a) => a.target);
   const actionsSoFar = new Map(input.accounts.map((a) => [a.target, a.counters?.actions ?? 0]));
+  const sketched = new Set(input.accounts.filter(membersComplete).map((a) => a.target));
   const started = Date.now();
   let done = 0;
   while (p.more && done < PAGES_PER_TASK && Date.now() - started < TASK_TIME_BUDGET_MS) {
     try {
-      p = await onePersonsPage(deps, policy, id, p, checkable, actionsSoFar);
+      p = await onePersonsPage(deps, policy, id, p, checkable, actionsSoFar, sketched);
     } catch (e) {
       if (done > 0 && isRetryable(e)) return p;
       throw e;
@@ -1060,6 +1395,7 @@ async function onePersonsPage(
   p: PersonsProgress,
   checkable: string[],
   actionsSoFar: Map<string, number>,
+  sketched: Set<string>,
 ): Promise<PersonsProgress> {
   const { persons, nextCursor } = await deps.ledger.listPersons(p.cursor ?? undefined, PERSONS_PAGE_SIZE);
   const byTarget: Record<string, TargetCounters> = Object.fromEntries(Object.entries(p.byTarget).map(([k, v]) => [k, { ...v }]));
@@ -1080,6 +1416,13 @@ async function onePersonsPage(
   }
   let outOfScope = 0;
   const findings: Finding[] = [];
+  // The `wanted` side of the membership sketches: everyone whose listed account should hold each
+  // managed entitlement (the member pass built the `held` side; the gap step compares them).
+  const wanted = new Map<string, Map<string, { entitlement: EntitlementRef; sketch: MembershipSketch }>>();
+  for (const name of checkable) {
+    if (!sketched.has(name)) continue;
+    wanted.set(name, new Map(managedEntitlements(policy, name).map((e) => [entitlementKey(e), { entitlement: e, sketch: new MembershipSketch() }])));
+  }
   const results = await mapLimit(persons, CONCURRENCY, async (person) => {
     const desired = desiredOf(deps, policy, person);
     if (!desired.inScope) {
@@ -1090,8 +1433,13 @@ async function onePersonsPage(
     for (const [name, ctx] of contexts) {
       const d = decidedTarget(policy, person, desired, name, null);
       const needs = d?.account === 'enabled';
-      if (!needs) continue; // nothing to find missing (a leaver's gone account is fine)
-      if (await deps.ledger.getMeta(seenKey(id, name, person.employeeId))) continue;
+      const sketches = wanted.get(name);
+      if (!needs && !sketches) continue; // nothing to find missing (a leaver's gone account is fine)
+      const seen = await deps.ledger.getMeta<string[]>(seenKey(id, name, person.employeeId));
+      if (sketches && seen?.length === 1 && person.links[name] === seen[0]) {
+        for (const key of expectationsOf(policy, person, desired, name)?.expected ?? []) sketches.get(key)?.sketch.add(person.employeeId);
+      }
+      if (!needs || seen) continue;
       const before = ctx.budget.left;
       const finding = await judgePersonOnTarget(ctx, person, desired);
       byTarget[name]!.actions += before - ctx.budget.left;
@@ -1111,6 +1459,9 @@ async function onePersonsPage(
     }
   }
   await writeFindings(deps, id, 'persons', p.page, findings);
+  for (const [name, sketches] of wanted) {
+    await mapLimit([...sketches.values()], CONCURRENCY, ({ entitlement, sketch }) => mergeSketch(deps, sketchKey(id, name, 'wanted', entitlement), p.page, sketch));
+  }
   return {
     cursor: nextCursor ?? null,
     page: p.page + 1,
@@ -1121,6 +1472,134 @@ async function onePersonsPage(
   };
 }
 
+/** A target whose accounts were listed in full and whose every managed entitlement's members were listed. */
+function membersComplete(a: z.infer<typeof TargetOutcomeSchema>): boolean {
+  return !!a.members?.supported && !a.members.error && a.members.more === false && !a.error && a.more === false && a.round === 'full';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nightly: entitlement gaps (missing entitlements, from the membership sketches)
+
+const GapsProgressSchema = z.object({
+  next: z.number().int().nonnegative(),
+  page: z.number().int().nonnegative(),
+  more: z.boolean(),
+  byTarget: z.record(z.string(), TargetCountersSchema),
+});
+
+const GapsInputSchema = z.object({
+  reconciliationId: z.string().min(1).max(80),
+  gaps: GapsProgressSchema,
+  accounts: z.array(TargetOutcomeSchema),
+  persons: PersonsInputSchema.shape.persons.partial().optional(),
+});
+
+/** Entitlements compared per invocation (each is two ledger reads, plus a full read per person it names). */
+const GAP_ITEMS_PER_TASK = 20;
+
+/**
+ * After the persons pass: for each managed entitlement of each target with a complete member
+ * pass, `wanted − held` (the two sketches) names the people whose account should hold it and
+ * does not. Each is read in full and judged like any account (one finding per account and
+ * night: people judged already are skipped). A difference too large to name (more than ~70
+ * people for one entitlement — a mass removal, or a deleted group) is one exception for the
+ * owner with the exact count; so is an entitlement the policy names that does not exist there.
+ */
+export async function reconcileGaps(deps: AppDeps, raw: unknown): Promise<GapsProgress> {
+  const input = parseOrThrow(GapsInputSchema, raw, 'reconcile gaps');
+  const id = input.reconciliationId;
+  const policy = await deps.policy();
+  const items = input.accounts
+    .filter(membersComplete)
+    .flatMap((a) => managedEntitlements(policy, a.target).map((entitlement) => ({ target: a.target, entitlement })));
+  let p = input.gaps as GapsProgress;
+  const byTarget: Record<string, TargetCounters> = Object.fromEntries(Object.entries(p.byTarget).map(([k, v]) => [k, { ...v }]));
+  const findings: Finding[] = [];
+  const started = Date.now();
+  let next = p.next;
+  while (next < items.length && next - p.next < GAP_ITEMS_PER_TASK && Date.now() - started < TASK_TIME_BUDGET_MS) {
+    const { target: name, entitlement } = items[next]!;
+    const target = policy.targetsByName.get(name)!;
+    const c = (byTarget[name] ??= zeroTargetCounters());
+    const before = (input.accounts.find((a) => a.target === name)?.counters?.actions ?? 0) + (input.persons?.byTarget?.[name]?.actions ?? 0);
+    const ctx: TargetContext = {
+      deps,
+      policy,
+      target,
+      connector: deps.connectors.get(name),
+      runId: id,
+      origin: `reconciliation ${id}`,
+      budget: { left: Math.max(0, policy.document.bulkGuard.maxCount - before - c.actions) },
+      raiseFixedIncidents: true,
+    };
+    const budgetBefore = ctx.budget.left;
+    const found = await entitlementGaps(ctx, entitlement, c);
+    c.actions += budgetBefore - ctx.budget.left;
+    for (const f of found) {
+      countFinding(c, f);
+      if (f.kind === 'drift' && f.accountId) c.retracted += 1;
+      if (f.evidence.note?.includes('automatic-action limit')) c.limited += 1;
+      findings.push(f);
+    }
+    next += 1;
+  }
+  await writeFindings(deps, id, 'gaps', p.page, findings);
+  p = { next, page: p.page + 1, more: next < items.length, byTarget };
+  return p;
+}
+
+async function entitlementGaps(ctx: TargetContext, entitlement: EntitlementRef, c: TargetCounters): Promise<Finding[]> {
+  const { deps } = ctx;
+  const name = ctx.target.name;
+  const id = ctx.runId;
+  const [held, wanted] = await Promise.all([
+    deps.ledger.getMeta<StoredSketch>(sketchKey(id, name, 'held', entitlement)),
+    deps.ledger.getMeta<StoredSketch>(sketchKey(id, name, 'wanted', entitlement)),
+  ]);
+  const diff = MembershipSketch.from(wanted?.sketch).merge(MembershipSketch.from(held?.sketch), -1);
+  if (diff.empty) return [];
+  const what = `${entitlement.type} "${entitlement.value}"`;
+  const wantedCount = MembershipSketch.from(wanted?.sketch).count;
+  if (held?.unresolved || !diff.decode().complete) {
+    // Not nameable person by person: one finding, and one exception for the owner, with the count.
+    const missing = Math.max(0, diff.count);
+    c.entitlementGaps += missing;
+    const summary = held?.unresolved
+      ? `${name}: the policy grants ${what} to ${wantedCount} person(s), but it cannot be found on ${name}: ${held.unresolved}`
+      : `${name}: ${missing} person(s) should hold ${what} and do not — more than the nightly check names one by one (a mass removal, or the ${entitlement.type} was replaced?)`;
+    const finding: Omit<Finding, 'action'> = {
+      kind: 'drift',
+      target: name,
+      summary,
+      evidence: { missing: [{ type: entitlement.type, value: entitlement.value }], note: held?.unresolved ? `unresolved: ${held.unresolved}` : `${missing} member(s) missing; ${wantedCount} expected` },
+    };
+    if (ctx.target.mode === 'shadow') return [{ ...finding, action: 'reported', evidence: { ...finding.evidence, note: `${finding.evidence.note}; shadow-mode target: reported only` } }];
+    const exceptionId = await raise(ctx, {
+      kind: 'drift',
+      id: `exc-rec-gap-${safeId(name, 32)}-${fingerprint([entitlementKey(entitlement), id])}`,
+      reason: `${summary}; review the ${entitlement.type}'s members against reconciliation ${id}`,
+      evidence: { ...finding.evidence, origin: ctx.origin },
+    });
+    return [{ ...finding, action: 'exception', exceptionId }];
+  }
+  const { added, removed } = diff.decode();
+  c.entitlementGaps += added.length;
+  // `removed` (held and expected, yet not wanted by the persons pass) only happens when a person
+  // changed while the reconciliation ran: judged again in full, like the missing ones.
+  const people = [...new Set([...added, ...removed])];
+  const results = await mapLimit(people, CONCURRENCY, async (employeeId) => {
+    if (await deps.ledger.getMeta(judgedKey(id, name, employeeId))) return null;
+    const person = await deps.ledger.getPerson(employeeId);
+    if (!person) return null;
+    const desired = desiredOf(deps, ctx.policy, person);
+    if (!desired.inScope) return null;
+    const finding = await judgePersonOnTarget(ctx, person, desired);
+    await markJudged(deps, id, name, employeeId);
+    return finding;
+  });
+  return results.filter((f): f is Finding => !!f);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Nightly: Finish
 
@@ -1128,6 +1607,7 @@ const FinishInputSchema = z.object({
   reconciliationId: z.string().min(1).max(80),
   accounts: z.array(TargetOutcomeSchema).optional(),
   persons: PersonsInputSchema.shape.persons.partial().optional(),
+  gaps: GapsProgressSchema.partial().optional(),
   failed: z.boolean().optional(),
   error: ErrorSchema.nullable(),
 });
@@ -1140,8 +1620,15 @@ export interface TargetReport {
   source: TargetSource;
   round: Round;
   resynced: boolean;
-  /** Whether every account's entitlements were compared (false: status and correlation only). */
+  /**
+   * Whether every account's entitlements were compared (false: status and correlation only):
+   * pages that carry them, or a complete member pass and gap check (`via: 'members'`).
+   */
   entitlementsCompared: boolean;
+  /** How entitlements were compared: on the account pages, or through each entitlement's member pages. */
+  entitlementsVia?: 'pages' | 'members';
+  /** Why the member pass did not finish (entitlements not compared). */
+  entitlementsError?: string;
   complete: boolean;
   error?: string;
   counters: TargetCounters;
@@ -1188,7 +1675,11 @@ export async function finishReconciliation(deps: AppDeps, raw: unknown): Promise
   const personsCounters = (input.persons?.byTarget ?? {}) as Record<string, TargetCounters>;
   const findings: Finding[] = [];
   for (const a of accounts) for await (const f of readFindings(deps, id, `accounts-${a.target}`, a.page ?? 0)) findings.push(f);
+  for (const a of accounts) for await (const f of readFindings(deps, id, `members-${a.target}`, a.members?.pages ?? 0)) findings.push(f);
   for await (const f of readFindings(deps, id, 'persons', input.persons?.page ?? 0)) findings.push(f);
+  for await (const f of readFindings(deps, id, 'gaps', input.gaps?.page ?? 0)) findings.push(f);
+  const gapsCounters = (input.gaps?.byTarget ?? {}) as Record<string, TargetCounters>;
+  const gapsDone = input.gaps?.more === false;
 
   const targets: TargetReport[] = [];
   const exceptionsOpened: string[] = [];
@@ -1196,9 +1687,23 @@ export async function finishReconciliation(deps: AppDeps, raw: unknown): Promise
   for (const name of targetNames) {
     const a = accounts.find((x) => x.target === name);
     const t = policy.targetsByName.get(name);
-    const counters = addCounters(a?.counters ? { ...zeroTargetCounters(), ...a.counters } : zeroTargetCounters(), personsCounters[name] ?? {});
+    const counters = addCounters(
+      addCounters(a?.counters ? { ...zeroTargetCounters(), ...a.counters } : zeroTargetCounters(), personsCounters[name] ?? {}),
+      gapsCounters[name] ?? {},
+    );
+    counters.correct = Math.max(0, counters.correct - counters.retracted);
     const complete = !!a && !a.error && a.more === false;
     const error = a?.error ? `${a.error.Error ?? 'Error'}: ${parseCause(a.error.Cause)}` : !a ? 'not enumerated' : a.more ? 'pages left unread' : undefined;
+    const viaPages = a?.round !== 'incremental' && !!a?.source && pagesCarryEntitlements(deps.connectors.get(name), a.source);
+    const viaMembers = !!a && membersComplete(a) && gapsDone;
+    const membersError =
+      a?.members?.supported && complete && !viaMembers
+        ? a.members.error
+          ? `${a.members.error.Error ?? 'Error'}: ${parseCause(a.members.error.Cause)}`
+          : a.members.more
+            ? 'member pages left unread'
+            : 'missing entitlements not checked'
+        : undefined;
     const report: TargetReport = {
       target: name,
       displayName: t?.displayName ?? name,
@@ -1207,7 +1712,9 @@ export async function finishReconciliation(deps: AppDeps, raw: unknown): Promise
       source: a?.source ?? 'list',
       round: a?.round ?? 'full',
       resynced: a?.resynced ?? false,
-      entitlementsCompared: a?.round !== 'incremental' && !!a?.source && pagesCarryEntitlements(deps.connectors.get(name), a.source),
+      entitlementsCompared: viaPages || viaMembers,
+      ...(viaPages || viaMembers ? { entitlementsVia: viaPages ? ('pages' as const) : ('members' as const) } : {}),
+      ...(membersError ? { entitlementsError: membersError } : {}),
       complete,
       ...(error ? { error } : {}),
       counters,
@@ -1225,6 +1732,19 @@ export async function finishReconciliation(deps: AppDeps, raw: unknown): Promise
         kind: 'step_failed',
         reason: `${name}: reconciliation ${id} could not read every account (${error}); its findings are incomplete`,
         evidence: { reconciliationId: id, pagesRead: a?.page ?? 0, error: a?.error ?? null },
+      });
+      exceptionsOpened.push(e);
+    }
+    if (t && membersError && a?.members?.error && !input.failed) {
+      // The accounts were read, their entitlements were not: the owner hears about that too.
+      const e = await openOnce(deps, {
+        exceptionId: `exc-rec-members-${safeId(name, 32)}-${fingerprint([id])}`,
+        runId: id,
+        target: name,
+        owner: t.owner.email,
+        kind: 'step_failed',
+        reason: `${name}: reconciliation ${id} could not list the members of every managed entitlement (${membersError}); entitlement drift was not checked`,
+        evidence: { reconciliationId: id, memberPagesRead: a.members.pages, error: a.members.error },
       });
       exceptionsOpened.push(e);
     }
@@ -1283,7 +1803,7 @@ export async function finishReconciliation(deps: AppDeps, raw: unknown): Promise
     ...targets.map((t) => ({
       phase: `Accounts:${t.target}`,
       at: finishedAt,
-      note: `${t.source}${t.source === 'delta' ? ` (${t.round}${t.resynced ? ', delta link expired: full resync' : ''})` : ''}: ${t.counters.accounts} account(s) in ${t.counters.pages} page(s)${t.error ? `; incomplete: ${t.error}` : ''}`,
+      note: `${t.source}${t.source === 'delta' ? ` (${t.round}${t.resynced ? ', delta link expired: full resync' : ''})` : ''}: ${t.counters.accounts} account(s) in ${t.counters.pages} page(s)${t.counters.memberPages ? `; ${t.counters.memberships} membership(s) in ${t.counters.memberPages} member page(s)` : ''}${t.error ? `; incomplete: ${t.error}` : ''}${t.entitlementsError ? `; entitlements not compared: ${t.entitlementsError}` : ''}`,
     })),
     { phase: 'Persons', at: finishedAt, note: `${report.persons.checked} person(s) in ${report.persons.pages} page(s)` },
     ...(input.failed ? [{ phase: 'Failed', at: finishedAt, note: input.error ? `${input.error.Error}: ${parseCause(input.error.Cause)}` : 'failed' }] : []),

@@ -16,7 +16,7 @@ import { stringify } from 'yaml';
 import { acceptOktaEvents } from '#app/ingest';
 import { accountProfile } from '#app/profile';
 import { updatePerson } from '#app/people';
-import { deltaLinkKey, reconcilePerson, type ReconciliationReport } from '#app/reconcile';
+import { deltaLinkKey, managedEntitlements, MembershipSketch, reconcilePerson, type ReconciliationReport } from '#app/reconcile';
 import { converge } from '#connectors/converge';
 import { desiredState } from '#core/desired-state';
 import { verifyBundle } from '#core/evidence';
@@ -142,7 +142,9 @@ describe('the state machine definition', () => {
 
   it('bounds every Task, retries throttling and outages with full jitter, and catches into a recorded failure', () => {
     const tasks = all(definition.States).filter(([, s]) => s.Type === 'Task');
-    expect(tasks.map(([n]) => n).sort()).toEqual(['Finish', 'ReconcilePage', 'ReconcilePersons', 'ReconciliationFailed', 'StartReconciliation']);
+    expect(tasks.map(([n]) => n).sort()).toEqual([
+      'Finish', 'ReconcileGaps', 'ReconcileMembers', 'ReconcilePage', 'ReconcilePersons', 'ReconciliationFailed', 'StartReconciliation',
+    ]);
     for (const [name, s] of tasks) {
       expect(s.TimeoutSeconds, name).toBeGreaterThan(0);
       const targetRetry = s.Retry.find((r: any) => r.ErrorEquals.includes('TargetThrottled') && r.ErrorEquals.includes('TargetUnavailable'));
@@ -153,7 +155,7 @@ describe('the state machine definition', () => {
 });
 
 describe('nightly reconciliation on Okta + SCIM apps', () => {
-  it('an org that matches the policy reconciles clean: every account linked and correct, one list call per Okta page, a verifiable report', async () => {
+  it('an org that matches the policy reconciles clean: every account linked and correct, one call per Okta page and member page, a verifiable report', async () => {
     await start();
     for (const w of [GRACE, MARGARET, KATHERINE]) await provision(w);
     const oktaCallsBefore = stack.targets.okta!.requestLog.length;
@@ -163,10 +165,12 @@ describe('nightly reconciliation on Okta + SCIM apps', () => {
 
     expect(execution.status).toBe('SUCCEEDED');
     expect(run.status).toBe('COMPLETED');
+    // Okta (13 managed groups, 10 member pages per invocation) goes on to its member pages; the SCIM apps' pages carry entitlements.
     expect(path).toEqual([
       'StartReconciliation', 'Accounts',
-      'ReconcilePage', 'ReconcilePage', 'ReconcilePage', 'MorePages?', 'TargetDone', 'MorePages?', 'TargetDone', 'MorePages?', 'TargetDone',
-      'ReconcilePersons', 'MorePersons?', 'Finish',
+      'ReconcilePage', 'ReconcilePage', 'ReconcilePage', 'MorePages?', 'TargetDone', 'MorePages?', 'TargetDone', 'MorePages?',
+      'ReconcileMembers', 'MoreMembers?', 'ReconcileMembers', 'MoreMembers?', 'TargetDone',
+      'ReconcilePersons', 'MorePersons?', 'ReconcileGaps', 'MoreGaps?', 'Finish',
     ]);
     expect(report.findings).toEqual([]);
     expect(report.kpis).toEqual({ driftRatePercent: 0, orphanAccounts: 0, leaversStillEnabled: 0, revocationCompletenessPercent: 100 });
@@ -174,11 +178,18 @@ describe('nightly reconciliation on Okta + SCIM apps', () => {
     expect(byTarget.okta).toMatchObject({ accounts: 3, managed: 3, correct: 3, drift: 0 });
     expect(byTarget.slack).toMatchObject({ accounts: 3, managed: 3, correct: 3 });
     expect(byTarget.netsuite).toMatchObject({ accounts: 1, managed: 1, correct: 1 });
-    expect(report.targets.find((t) => t.target === 'okta')!.entitlementsCompared).toBe(false);
-    expect(report.targets.find((t) => t.target === 'slack')!.entitlementsCompared).toBe(true);
-    // A clean Okta costs the list page and nothing else: no per-user reads, no writes.
-    const oktaCalls = stack.targets.okta!.requestLog.slice(oktaCallsBefore);
-    expect(oktaCalls.map((r) => `${r.method} ${r.path}`)).toEqual(['GET /api/v1/users']);
+    expect(report.targets.find((t) => t.target === 'okta')).toMatchObject({ entitlementsCompared: true, entitlementsVia: 'members' });
+    expect(report.targets.find((t) => t.target === 'slack')).toMatchObject({ entitlementsCompared: true, entitlementsVia: 'pages' });
+    // A clean Okta costs the list page and one page per managed group (and the name → id lookups
+    // the connector has not cached yet): no per-user reads, no writes.
+    const groups = managedEntitlements(stack.policy, 'okta');
+    expect(groups).toHaveLength(13);
+    const oktaCalls = stack.targets.okta!.requestLog.slice(oktaCallsBefore).map((r) => `${r.method} ${r.path}`);
+    expect(oktaCalls.filter((c) => c !== 'GET /api/v1/groups')).toEqual([
+      'GET /api/v1/users',
+      ...groups.map((g) => `GET /api/v1/groups/${okta().groupByName(g.value)!.id}/users`),
+    ]);
+    expect(byTarget.okta).toMatchObject({ memberPages: 13, memberships: 3 + 4 + 3 /* Grace, Margaret, Katherine */, entitlementGaps: 0, retracted: 0 });
     expect(stack.outbox.mails.length).toBe(mailsBefore);
     // The report is evidence: standard files plus findings.json, all in the manifest, in a chain.
     expect([...files.keys()].sort()).toContain('findings.json');
