@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import fc from 'fast-check';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { acceptOktaEvents } from '#app/ingest';
@@ -415,6 +416,184 @@ describe('policy variants', () => {
     const limit = exceptions.find((e) => e.reason.includes('over the automatic-action limit'))!;
     expect(limit).toMatchObject({ target: 'okta', owner: 'iam@acme.example' });
     expect(report.targets.find((t) => t.target === 'okta')!.counters.limited).toBe(2);
+  });
+});
+
+describe('Okta entitlements at night (member pages and membership sketches)', () => {
+  const oktaWrites = () => stack.targets.okta!.requestLog.filter((r) => r.method !== 'GET');
+  const memberPageCalls = (from: number) => stack.targets.okta!.requestLog.slice(from).filter((r) => /^\/api\/v1\/(groups|apps)\/[^/]+\/users$/.test(r.path)).length;
+  const group = (name: string) => okta().groupByName(name)!.id;
+
+  it('removes a privileged group added outside jml to a healthy account, and counts the member pages it read', async () => {
+    await start();
+    await provision(GRACE);
+    const margaret = await provision(MARGARET);
+    okta().addMember(group('HRIS Admins'), margaret.links.okta!); // an admin, in the Okta console
+    const callsBefore = stack.targets.okta!.requestLog.length;
+
+    const { report, run } = await nightly();
+
+    const [f, ...rest] = findingsOf(report, 'drift');
+    expect(rest).toEqual([]);
+    expect(f).toMatchObject({
+      target: 'okta',
+      employeeId: 'E0100',
+      accountId: margaret.links.okta,
+      action: 'converged',
+      evidence: { accountStatus: 'enabled', entitlementsRead: true, unexpected: [{ type: 'group', value: 'HRIS Admins' }] },
+    });
+    expect(f!.changes!.filter((c) => c.changed).map((c) => `${c.op}:${c.entitlement?.value}`)).toEqual(['removeEntitlement:HRIS Admins']);
+    expect(oktaGroups(margaret.links.okta!)).toEqual(['All Staff', 'Employees', 'Engineering', 'GitHub Users']);
+    const t = report.targets.find((x) => x.target === 'okta')!;
+    expect(t).toMatchObject({ entitlementsCompared: true, entitlementsVia: 'members' });
+    // One member page per managed group (each has fewer than 1 000 members), counted in the report and on the timeline.
+    expect(t.counters).toMatchObject({ memberPages: 13, memberships: 3 + 5, drift: 1, correct: 1, retracted: 1, fixed: 1 });
+    expect(memberPageCalls(callsBefore)).toBe(13);
+    expect(run.timeline!.find((e) => e.phase === 'Accounts:okta')!.note).toContain('8 membership(s) in 13 member page(s)');
+    expect(report.kpis.driftRatePercent).toBeCloseTo((100 * 1) / 4, 1);
+
+    // Fixed for good: the next night finds nothing.
+    const again = await nightly();
+    expect(again.report.findings).toEqual([]);
+  });
+
+  it('raises a group added outside jml as one exception naming the target and the group on an onDrift: exception IdP', async () => {
+    await start({ policyFile: policyFile((doc) => (doc.targets.find((t: any) => t.name === 'okta').onDrift = 'exception')) });
+    await provision(GRACE);
+    const margaret = await provision(MARGARET);
+    okta().addMember(group('Production Access'), margaret.links.okta!);
+    const writesBefore = oktaWrites().length;
+
+    const first = await nightly();
+
+    expect(findingsOf(first.report, 'drift').map((f) => `${f.target}:${f.employeeId}:${f.action}`)).toEqual(['okta:E0100:exception']);
+    const [exception] = (await stack.deps.ledger.listExceptions({ status: 'open' })).filter((e) => e.target === 'okta');
+    expect(exception).toMatchObject({ kind: 'drift', owner: 'iam@acme.example', employeeId: 'E0100' });
+    expect(exception!.reason).toContain('okta: account');
+    expect(exception!.reason).toContain('holds group "Production Access" outside the policy');
+    expect(oktaWrites().length).toBe(writesBefore); // the owner decides
+    expect(oktaGroups(margaret.links.okta!)).toContain('Production Access');
+    expect(mailsTo('iam@acme.example')).toHaveLength(1);
+
+    const second = await nightly();
+    expect(findingsOf(second.report, 'drift').map((f) => f.exceptionId)).toEqual([exception!.exceptionId]);
+    expect(mailsTo('iam@acme.example')).toHaveLength(1);
+  });
+
+  it('re-adds a required group removed outside jml: the sketches name the person, who is read in full and converged', async () => {
+    await start();
+    await provision(GRACE);
+    const margaret = await provision(MARGARET);
+    await provision(KATHERINE);
+    okta().removeMember(group('Engineering'), margaret.links.okta!);
+
+    const { report, path } = await nightly();
+
+    expect(path.filter((s) => s === 'ReconcileGaps')).toHaveLength(1);
+    const [f, ...rest] = findingsOf(report, 'drift');
+    expect(rest).toEqual([]);
+    expect(f).toMatchObject({ target: 'okta', employeeId: 'E0100', action: 'converged', evidence: { entitlementsRead: true, missing: [{ type: 'group', value: 'Engineering' }] } });
+    expect(oktaGroups(margaret.links.okta!)).toEqual(['All Staff', 'Employees', 'Engineering', 'GitHub Users']);
+    expect(report.targets.find((t) => t.target === 'okta')!.counters).toMatchObject({ entitlementGaps: 1, drift: 1, correct: 2, retracted: 1 });
+  });
+
+  it('finds an app assignment made outside jml through the app\'s users and unassigns it', async () => {
+    await start({
+      policyFile: policyFile((doc) => {
+        doc.bundles.sales.targets.okta.push({ app: 'Salesforce' });
+      }),
+    });
+    await provision(GRACE);
+    const margaret = await provision(MARGARET);
+    const salesforce = okta().appByLabel('Salesforce')!;
+    okta().assign(salesforce.id, margaret.links.okta!);
+    const callsBefore = stack.targets.okta!.requestLog.length;
+
+    const { report } = await nightly();
+
+    expect(findingsOf(report, 'drift')).toMatchObject([
+      { target: 'okta', employeeId: 'E0100', action: 'converged', evidence: { unexpected: [{ type: 'app', value: 'Salesforce' }] } },
+    ]);
+    expect(okta().appAssignments.get(salesforce.id)!.has(margaret.links.okta!)).toBe(false);
+    expect(stack.targets.okta!.requestLog.slice(callsBefore).filter((r) => r.path === `/api/v1/apps/${salesforce.id}/users`)).toHaveLength(1);
+    expect(report.targets.find((t) => t.target === 'okta')!.counters.memberPages).toBe(14);
+  });
+
+  it('on a shadow-mode IdP only reports extra and missing groups: no writes, no exceptions', async () => {
+    await start({ policyFile: policyFile((doc) => (doc.targets.find((t: any) => t.name === 'okta').mode = 'shadow')) });
+    await provision(GRACE);
+    const margaret = await provision(MARGARET);
+    const katherine = await provision(KATHERINE);
+    okta().addMember(group('HRIS Admins'), margaret.links.okta!);
+    okta().removeMember(group('Finance'), katherine.links.okta!);
+    const writesBefore = oktaWrites().length;
+
+    const { report } = await nightly();
+
+    const okt = report.findings.filter((f) => f.target === 'okta');
+    expect(okt.map((f) => `${f.kind}:${f.employeeId}:${f.action}`).sort()).toEqual(['drift:E0100:reported', 'drift:E0200:reported']);
+    expect(okt.find((f) => f.employeeId === 'E0200')!.evidence.missing).toEqual([{ type: 'group', value: 'Finance' }]);
+    expect(oktaWrites().length).toBe(writesBefore);
+    expect((await stack.deps.ledger.listExceptions({})).filter((e) => e.target === 'okta')).toEqual([]);
+    expect(oktaGroups(margaret.links.okta!)).toContain('HRIS Admins');
+  });
+
+  it('reports an Okta whose members cannot be listed as entitlements not compared, tells its owner, and keeps the account findings', async () => {
+    await start();
+    await provision(GRACE);
+    const margaret = await provision(MARGARET);
+    okta().addMember(group('HRIS Admins'), margaret.links.okta!);
+    stack.targets.okta!.controls.faults.push({ kind: 'status', status: 503, method: 'GET', path: /\/groups\/[^/]+\/users$/ });
+
+    const { report, run, path } = await nightly();
+
+    expect(path).toContain('MembersIncomplete');
+    expect(run.status).toBe('EXCEPTION_OPEN');
+    const t = report.targets.find((x) => x.target === 'okta')!;
+    expect(t).toMatchObject({ complete: true, entitlementsCompared: false });
+    expect(t.entitlementsError).toContain('TargetUnavailable');
+    const [exception] = (await stack.deps.ledger.listExceptions({ status: 'open' })).filter((e) => e.target === 'okta');
+    expect(exception).toMatchObject({ kind: 'step_failed', owner: 'iam@acme.example' });
+    expect(exception!.reason).toContain('entitlement drift was not checked');
+    // No missing-entitlement guesses without the members.
+    expect(report.findings.filter((f) => f.target === 'okta')).toEqual([]);
+  });
+});
+
+describe('membership sketches', () => {
+  it('name exactly who differs between two sets of employee ids, and say when the difference is too large to name', () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.stringMatching(/^[A-Z][0-9]{1,6}$/), { minLength: 0, maxLength: 400 }),
+        fc.integer({ min: 0, max: 40 }),
+        fc.integer({ min: 0, max: 3 }),
+        (ids, missing, strangers) => {
+          const wanted = new MembershipSketch();
+          const held = new MembershipSketch();
+          const gone = ids.slice(0, Math.min(missing, ids.length));
+          for (const id of ids) wanted.add(id);
+          for (const id of ids.slice(gone.length)) held.add(id);
+          const extra = Array.from({ length: strangers }, (_, i) => `x-${i}`);
+          for (const id of extra) held.add(id);
+          const diff = MembershipSketch.from(JSON.parse(JSON.stringify(wanted))).merge(MembershipSketch.from(JSON.parse(JSON.stringify(held))), -1);
+          expect(diff.count).toBe(gone.length - extra.length);
+          const decoded = diff.decode();
+          // Up to ~40 differences peel with overwhelming probability; when not, it says so.
+          if (decoded.complete) {
+            expect(decoded.added).toEqual([...gone].sort());
+            expect(decoded.removed).toEqual([...extra].sort());
+          } else {
+            expect(gone.length + extra.length).toBeGreaterThan(20);
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+    const big = new MembershipSketch();
+    for (let i = 0; i < 500; i++) big.add(`E${i}`);
+    expect(big.decode().complete).toBe(false);
+    expect(big.count).toBe(500);
+    expect(JSON.stringify(big).length).toBeLessThan(8_000);
   });
 });
 
