@@ -4,6 +4,7 @@
 import { diffCommand, explainCommand, planCommand, policyCheck } from './commands/policy.ts';
 import { UsageError, reportError } from './commands/io.ts';
 import { grantExceptionCommand } from './commands/grant-exception.ts';
+import { setConnection, takeConnectionOptions } from './commands/remote.ts';
 import {
   clockCommand,
   decideCommand,
@@ -27,23 +28,28 @@ Policy
   plan --worker w.json | --event e.json [--actual a.json] [--policy file] [--lifecycle l]
                                            desired state with provenance and the ordered plan
 
-Runtime (the local runtime by default; JML_URL=http://… for another)
+Runtime (the local runtime by default; JML_URL=http://… for another; --stack for a deployed one)
   send-event <file>                        sign and post an HR event (or an array of them)
   runs --employee <id>                     a person's runs
   run <runId>                              one run's timeline, steps, approvals, exceptions
   exceptions [--status open|resolved]      exceptions with their owners and reasons
-  approve <approvalId> | reject <approvalId> --rationale "…"
-                                           decide through the emailed link (local use)
-  clock advance <N>m|h|d                   move the local clock; due schedules fire
-  reconcile [--now]                        run the nightly reconciliation (--now: wait for its report)
   evidence verify <runId | bundle-dir>     recompute hashes and the person's hash chain
-  kpis                                     time to disable, revocation completeness, exceptions, drift
   grant-exception --employee <id> --bundle <name> --reason "…" --days N
                                            re-apply a bundle for a bounded time (app owner approves by link)
+Local runtime only
+  approve <approvalId> | reject <approvalId> --rationale "…"
+                                           decide through the emailed link in the outbox
+  clock advance <N>m|h|d                   move the local clock; due schedules fire
+  reconcile [--now]                        run the nightly reconciliation (--now: wait for its report)
+  kpis                                     time to disable, revocation completeness, exceptions, drift
 
 Options
   --json        machine-readable output
   --policy F    policy file (default config/access-policy.yaml)
+  --stack S     a deployed stack (env JML_STACK): API URL from its CloudFormation outputs,
+                requests to the IAM-authorised read routes signed with SigV4 (docs/deploy.md)
+  --region R    its region (env AWS_REGION, or the profile's)
+  --profile P   AWS profile for credentials (env AWS_PROFILE; default: the standard chain)
 `;
 
 type Command = (args: string[]) => number | Promise<number>;
@@ -66,15 +72,17 @@ const commands: Record<string, Command> = {
 };
 
 export async function main(argv: string[]): Promise<number> {
-  if (!argv.length || argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') {
-    console.log(HELP);
-    return 0;
-  }
-  const two = argv.slice(0, 2).join(' ');
-  const [name, rest] = commands[two] ? [two, argv.slice(2)] : [argv[0]!, argv.slice(1)];
-  const command = commands[name];
   try {
-    if (!command) throw new UsageError(`unknown command "${argv.slice(0, 2).join(' ')}" — run jml help`);
+    const { argv: args, connection } = takeConnectionOptions(argv);
+    setConnection(connection);
+    if (!args.length || args[0] === 'help' || args[0] === '--help' || args[0] === '-h') {
+      console.log(HELP);
+      return 0;
+    }
+    const two = args.slice(0, 2).join(' ');
+    const [name, rest] = commands[two] ? [two, args.slice(2)] : [args[0]!, args.slice(1)];
+    const command = commands[name];
+    if (!command) throw new UsageError(`unknown command "${args.slice(0, 2).join(' ')}" — run jml help`);
     return await command(rest);
   } catch (e) {
     return reportError(e);

@@ -1,6 +1,7 @@
 /**
  * `jml grant-exception`: asks for a time-bound exception grant of a named bundle for one person
- * (POST `${JML_URL:-http://127.0.0.1:8787}/exception-grants`). The bundle's app owner approves it
+ * (POST `${JML_URL:-http://127.0.0.1:8787}/exception-grants`, or the deployed API's with
+ * `--stack <name>`, signed with SigV4). The bundle's app owner approves it
  * by emailed link; it is applied then, and removed automatically when it ends.
  *
  *   jml grant-exception --employee E1001 --bundle engineering --days 14 \
@@ -11,7 +12,8 @@
  */
 import { parseArgs } from 'node:util';
 import { UsageError } from './io.ts';
-import { baseUrl, http } from './runtime.ts';
+import { endpoint } from './remote.ts';
+import { http } from './runtime.ts';
 
 const USAGE =
   'usage: jml grant-exception --employee <employeeId> --bundle <bundle> --reason "<why>" (--days <1-90> | --until <ISO date-time>) [--requested-by <email>] [--json]';
@@ -58,6 +60,7 @@ export async function grantExceptionCommand(args: string[]): Promise<number> {
     throw new UsageError(`grant-exception: HTTP ${res.status} — ${message}${issues.length ? `\n  - ${issues.join('\n  - ')}` : ''}`);
   }
   const g = res.json;
+  const where = await endpoint();
   if (values.json) {
     console.log(JSON.stringify(g, null, 2));
     return 0;
@@ -65,7 +68,7 @@ export async function grantExceptionCommand(args: string[]): Promise<number> {
   console.log(
     `${g.duplicate ? '= already requested' : '✔ requested'}  ${g.grantId}  ${g.bundle} for ${g.employeeId} until ${g.expiresAt}\n` +
       `  status ${g.status}; approver ${g.approver} decides by emailed link\n` +
-      `  follow it: GET ${baseUrl()}/exception-grants/${g.grantId}`,
+      `  follow it: GET ${where.baseUrl}/exception-grants/${g.grantId}${where.kind === 'stack' ? ' (SigV4)' : ''}`,
   );
   return 0;
 }

@@ -47,7 +47,7 @@ export function reportError(e: unknown): number {
     for (const issue of e.issues) console.error(`  - ${issue}`);
     return 1;
   }
-  if (e instanceof UsageError || (e as Error).name === 'RuntimeUnavailable') {
+  if (e instanceof UsageError || (e as Error).name === 'RuntimeUnavailable' || (e as Error).name === 'StackError') {
     console.error(`error: ${(e as Error).message}`);
     return 2;
   }

@@ -1,37 +1,27 @@
 /**
- * CLI commands that talk to a running jml (the local runtime by default; `JML_URL` points
- * elsewhere): send-event, runs, run, exceptions, approve / reject, clock, evidence verify, kpis.
+ * CLI commands that talk to a running jml: the local runtime by default, another at `JML_URL`,
+ * or a deployed stack with `--stack <name>` / `JML_STACK` (see remote.ts): send-event, runs,
+ * run, exceptions, evidence verify — and, against the local runtime only, approve / reject,
+ * clock, reconcile, kpis.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { verifyBundle, verifyChain, MANIFEST_FILE, parseManifest } from '#core/evidence';
+import { verifyPersonChain, verifyStoredBundle } from '#core/evidence-store';
 import { signCanonical } from '#core/signature';
 import { DEV_SECRETS } from '#local/stack';
 import { UsageError, readStructured } from './io.ts';
+import { endpoint, localBaseUrl, requireLocal, StackError, type Endpoint, type RequestInit } from './remote.ts';
 
-export const baseUrl = () => (process.env.JML_URL ?? 'http://127.0.0.1:8787').replace(/\/+$/, '');
+export { RuntimeUnavailable } from './remote.ts';
 
-export class RuntimeUnavailable extends Error {
-  override name = 'RuntimeUnavailable';
-}
+/** The local runtime's base URL (`JML_URL`, default http://127.0.0.1:8787). */
+export const baseUrl = localBaseUrl;
 
-export async function http(method: string, path: string, init: { body?: string; headers?: Record<string, string> } = {}) {
-  let res: Response;
-  try {
-    res = await fetch(`${baseUrl()}${path}`, { method, ...init, redirect: 'manual' });
-  } catch (e) {
-    const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
-    throw new RuntimeUnavailable(`no jml runtime answers at ${baseUrl()} (${cause}) — start one with \`npm run local\` or set JML_URL`);
-  }
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, text, json: json as any, headers: res.headers };
+/** A request to the runtime or stack this invocation talks to (signed where the stack needs it). */
+export async function http(method: string, path: string, init: RequestInit = {}) {
+  return (await endpoint()).request(method, path, init);
 }
 
 function fail(res: { status: number; json: any; text: string }, what: string): never {
@@ -45,7 +35,15 @@ export async function sendEventCommand(args: string[]): Promise<number> {
   if (!positionals[0]) throw new UsageError('usage: jml send-event <event.json>  (an event or an array of events)');
   const data = readStructured(positionals[0], 'event');
   const events = Array.isArray(data) ? data : [data];
-  const secret = (process.env.JML_HRIS_WEBHOOK_SECRET ?? DEV_SECRETS.hrisWebhook).split(',')[0]!;
+  const target = await endpoint();
+  const fromEnv = process.env.JML_HRIS_WEBHOOK_SECRET;
+  if (target.kind === 'stack' && !fromEnv) {
+    const name = target.stack!.outputs.SecretHrisWebhook ?? `${target.stack!.name}/hris-webhook`;
+    throw new UsageError(
+      `sending to ${target.label} signs with the stack's HRIS webhook secret: set JML_HRIS_WEBHOOK_SECRET to its "current" value (secret ${name} in Secrets Manager) — the local development default is never used against a stack`,
+    );
+  }
+  const secret = (fromEnv ?? DEV_SECRETS.hrisWebhook).split(',')[0]!;
   let failed = 0;
   const results = [];
   for (const [i, event] of events.entries()) {
@@ -93,7 +91,7 @@ export async function runCommand(args: string[]): Promise<number> {
   }
   for (const a of run.approvals ?? []) console.log(`  approval ${a.requestId.padEnd(28)} ${a.status.padEnd(9)} ${a.approver}${a.rationale ? ` — “${a.rationale}”` : ''}`);
   for (const e of run.exceptions ?? []) console.log(`  exception ${e.exceptionId} [${e.status}] ${e.target}: ${e.reason}`);
-  if (run.evidence) console.log(`  evidence ${baseUrl()}/runs/${run.runId}/evidence/summary.html`);
+  if (run.evidence) console.log(`  evidence ${await evidenceLocation(run.runId, run.evidence.prefix)}`);
   if (run.kpis && Object.keys(run.kpis).length) console.log(`  kpis ${Object.entries(run.kpis).map(([k, v]) => `${k}=${v}`).join('  ')}`);
   return 0;
 }
@@ -117,6 +115,7 @@ export function decideCommand(decision: 'approve' | 'reject') {
     const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { rationale: { type: 'string' } } });
     if (!positionals[0]) throw new UsageError(`usage: jml ${decision} <approvalId> [--rationale "…"]`);
     if (decision === 'reject' && !values.rationale) throw new UsageError('a rejection needs --rationale "why"');
+    requireLocal(decision, 'it follows the emailed link from the local outbox; in a deployed stack the approver decides through the link in their email (ApprovalLinksBaseUrl)');
     const outbox = await http('GET', '/local/outbox');
     if (outbox.status !== 200) fail(outbox, 'outbox');
     const mail = [...outbox.json.mails].reverse().find((m: { approvalId: string | null }) => m.approvalId === positionals[0]);
@@ -151,6 +150,7 @@ export async function clockCommand(args: string[]): Promise<number> {
   const { positionals } = parseArgs({ args, allowPositionals: true });
   const m = /^(\d+)(m|h|d)$/.exec(positionals[1] ?? '');
   if (positionals[0] !== 'advance' || !m) throw new UsageError('usage: jml clock advance <N>m|h|d   (local runtime only)');
+  requireLocal('clock advance', "a deployed stack runs on real time; its schedules fire in EventBridge Scheduler");
   const ms = Number(m[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'm' | 'h' | 'd'];
   const res = await http('POST', '/local/clock', { body: JSON.stringify({ advanceMs: ms }), headers: { 'content-type': 'application/json' } });
   if (res.status !== 200) fail(res, 'clock');
@@ -160,6 +160,7 @@ export async function clockCommand(args: string[]): Promise<number> {
 
 export async function kpisCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { json: { type: 'boolean' } } });
+  requireLocal('kpis', "a deployed stack's KPIs are CloudWatch metrics: open its dashboard (stack output DashboardName)");
   const res = await http('GET', '/local/metrics');
   if (res.status !== 200) fail(res, 'kpis');
   const k = summariseKpis(res.json.points);
@@ -209,6 +210,12 @@ export function printKpis(k: KpiSummary): void {
 /**
  * `jml evidence verify <runId | bundle-dir>`: recomputes every file hash against the manifest
  * and the person's hash chain, and says exactly what does not match.
+ *
+ * Against a deployed stack: the API has no evidence route (bundles stay in the Object Lock
+ * bucket, and the read API serves no files), so the run is read through the signed read API and
+ * the bundle and the person's chain straight from the evidence bucket (stack output
+ * EvidenceBucketName) with the same credentials: s3:GetObject and s3:ListBucket on the bucket,
+ * kms:Decrypt on its key.
  */
 export async function evidenceVerifyCommand(args: string[]): Promise<number> {
   const { positionals } = parseArgs({ args, allowPositionals: true });
@@ -222,14 +229,16 @@ export async function evidenceVerifyCommand(args: string[]): Promise<number> {
     }
     return report(target, verifyBundle(files).problems, []);
   }
+  const where = await endpoint();
+  if (where.kind === 'stack') return verifyFromBucket(where, target);
   const manifestRes = await http('GET', `/runs/${encodeURIComponent(target)}/evidence/${MANIFEST_FILE}`);
   if (manifestRes.status !== 200) fail(manifestRes, `evidence of ${target}`);
   const { manifest, problems: parse } = parseManifest(manifestRes.text);
   if (!manifest) return report(target, parse, []);
   const files = new Map<string, Uint8Array>([[MANIFEST_FILE, Buffer.from(manifestRes.text)]]);
   for (const f of manifest.files) {
-    const r = await fetch(`${baseUrl()}/runs/${encodeURIComponent(target)}/evidence/${encodeURIComponent(f.name)}`);
-    if (r.ok) files.set(f.name, new Uint8Array(await r.arrayBuffer()));
+    const r = await http('GET', `/runs/${encodeURIComponent(target)}/evidence/${encodeURIComponent(f.name)}`);
+    if (r.status === 200) files.set(f.name, r.bytes);
   }
   const bundle = verifyBundle(files);
   const chainRes = await http('GET', `/local/evidence/chain/${encodeURIComponent(manifest.employeeId)}`);
@@ -245,6 +254,49 @@ export async function evidenceVerifyCommand(args: string[]): Promise<number> {
   return report(`${target} (${manifest.employeeId})`, bundle.problems, chain, manifest.files.length + 1);
 }
 
+async function evidenceStoreOf(where: Endpoint) {
+  const stack = where.stack!;
+  const bucket = stack.outputs.EvidenceBucketName;
+  if (!bucket) throw new StackError(`stack ${stack.name} (${stack.region}) has no EvidenceBucketName output — is it a jml stack and fully deployed?`);
+  const [{ S3Client }, { s3EvidenceStore }] = await Promise.all([import('@aws-sdk/client-s3'), import('#aws/evidence-store')]);
+  const client = new S3Client({ region: stack.region, credentials: stack.credentials });
+  return { bucket, store: s3EvidenceStore({ client, bucket }) };
+}
+
+async function verifyFromBucket(where: Endpoint, runId: string): Promise<number> {
+  const res = await http('GET', `/runs/${encodeURIComponent(runId)}`);
+  if (res.status !== 200) fail(res, `run ${runId}`);
+  const run = res.json as { runId: string; employeeId: string; status: string; evidence: { prefix: string; manifestSha256: string } | null };
+  if (!run.evidence) throw new UsageError(`run ${runId} has no evidence bundle yet (status ${run.status}): bundles are written when a run closes`);
+  const { bucket, store } = await evidenceStoreOf(where);
+  try {
+    const bundle = await verifyStoredBundle(store, run.evidence.prefix);
+    const chain = await verifyPersonChain(store, run.employeeId, {
+      recorded: [{ runId: run.runId, prefix: run.evidence.prefix, manifestSha256: run.evidence.manifestSha256 }],
+    });
+    const files = bundle.manifest ? bundle.manifest.files.length + 1 : undefined;
+    return report(`${runId} (${run.employeeId}, s3://${bucket}/${run.evidence.prefix})`, bundle.problems, chain.problems, files);
+  } catch (e) {
+    const err = e as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+    if (err.name === 'AccessDenied' || err.$metadata?.httpStatusCode === 403) {
+      throw new StackError(
+        `${where.stack!.identity} may not read the evidence bucket ${bucket}: ${err.message ?? err.name} — it needs s3:GetObject and s3:ListBucket on the bucket and kms:Decrypt on its key (docs/deploy.md, "Operating a deployed stack")`,
+      );
+    }
+    throw e;
+  }
+}
+
+/** Where a run's evidence can be opened: the local runtime's file route, or the bucket. */
+async function evidenceLocation(runId: string, prefix: string): Promise<string> {
+  const where = await endpoint();
+  if (where.kind === 'stack') {
+    const bucket = where.stack!.outputs.EvidenceBucketName ?? '<evidence bucket>';
+    return `s3://${bucket}/${prefix}  (jml evidence verify ${runId} --stack ${where.stack!.name})`;
+  }
+  return `${where.baseUrl}/runs/${runId}/evidence/summary.html`;
+}
+
 function report(what: string, bundleProblems: string[], chainProblems: string[], files?: number): number {
   if (!bundleProblems.length && !chainProblems.length) {
     console.log(`✔ evidence of ${what} verifies${files ? ` (${files} files, hash chain intact)` : ''}`);
@@ -258,6 +310,10 @@ function report(what: string, bundleProblems: string[], chainProblems: string[],
 /** `jml reconcile [--now]`: starts the nightly reconciliation; `--now` waits for its report. */
 export async function reconcileCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { now: { type: 'boolean' }, json: { type: 'boolean' } } });
+  requireLocal(
+    'reconcile',
+    'a deployed stack reconciles nightly on its EventBridge Scheduler schedule; to run one now, start the reconcile state machine (stack output ReconcileStateMachineArn) in Step Functions',
+  );
   if (values.now && !values.json) console.log('reconciling every target and every person… (this reads every account page by page)');
   const res = await http('POST', '/local/reconcile', { body: JSON.stringify({ wait: !!values.now }), headers: { 'content-type': 'application/json' } });
   if (res.status !== 200 && res.status !== 202) fail(res, 'reconcile');
