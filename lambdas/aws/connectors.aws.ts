@@ -2,16 +2,20 @@
  * The connector registry in AWS: one connector per target the policy says jml provisions, built
  * from the function's configuration (URLs, tenant) and credentials in Secrets Manager.
  *
- * Only the Task Lambdas that talk to targets import this module (Plan, Converge, RecordFailure,
- * Reconcile, Close): the Okta SDK and the Graph client stay out of every other bundle. The IdP
- * kind is fixed at build time (`define` of `process.env.JML_IDP_KIND`), so an Okta deployment
- * does not carry the Graph client and an Entra one does not carry the Okta SDK; both are loaded
- * on the first invocation, not at module initialisation.
+ * Only the functions that call targets import this module: the Okta SDK and the Graph client
+ * stay out of every other bundle (the nightly reconciliation's start and finish only read what
+ * the targets are: `connector-shapes.ts`). The IdP kind is fixed at build time (`define` of
+ * `process.env.JML_IDP_KIND`), so an Okta deployment does not carry the Graph client and an
+ * Entra one does not carry the Okta SDK.
  *
- * Rotation: the registry re-reads the credentials (cached by `SecretValues` for a few minutes)
- * when it is older than the cache and rebuilds a connector whose credentials changed. `get()`
- * stays synchronous; the refresh runs in the background and the next call uses the new
- * connector.
+ * Nothing is loaded before it is used: a target's credentials are read and its connector module
+ * (with its SDK) is loaded on the first call to that target's connector — not at module
+ * initialisation, and not on an invocation that does not talk to that target (a queue message
+ * that only starts a workflow, an approval page, …).
+ *
+ * Rotation: a call on a connector built longer ago than the secrets cache time re-reads its
+ * credentials (cached by `SecretValues` for a few minutes) in the background and rebuilds the
+ * connector if they changed; that call uses the current connector, the next ones the new one.
  *
  * Credential shapes (docs/deploy.md): Okta `{ "token": "…" }` (an API token, SSWS);
  * Entra `{ "clientId": "…", "clientSecret": "…" }`; each SCIM app `{ "token": "…" }` (bearer).
@@ -24,6 +28,7 @@ import type { Policy, PolicyTarget } from '#core/policy';
 import { ENV, LambdaConfigError, type LambdaConfig, type ScimAppEnv } from './config.ts';
 import type { WiringContext } from './bootstrap.ts';
 import { DEFAULT_SECRET_TTL_MS, sharedSecretValues, type SecretValues } from './secrets.sm.ts';
+import { shapedConnector } from './connector-shapes.ts';
 
 export const oktaCredentialsSchema = z.object({ token: z.string().min(1) });
 export const entraCredentialsSchema = z.object({ clientId: z.string().min(1), clientSecret: z.string().min(1) });
@@ -113,46 +118,96 @@ function builders(ctx: ConnectorContext): Map<string, Builder> {
   return out;
 }
 
-/**
- * Builds every managed target's connector (credentials read in parallel) and returns the
- * registry. Throws LambdaConfigError for a configuration gap and SecretNotSet / SecretInvalid
- * for credentials that are missing or malformed — naming the target, never a value.
- */
-export async function createConnectorRegistry(ctx: ConnectorContext): Promise<ConnectorRegistry & { refresh(): Promise<void> }> {
-  const now = ctx.now ?? Date.now;
-  const make = builders(ctx);
-  const current = new Map<string, Built>();
-  await Promise.all([...make].map(async ([name, build]) => current.set(name, await build())));
-  let refreshedAt = now();
-  let refreshing: Promise<void> | undefined;
-  const ttlMs = DEFAULT_SECRET_TTL_MS;
+export interface LazyConnectorRegistry extends ConnectorRegistry {
+  /** The target's connector itself, built first if no call has built it yet. */
+  connector(target: string): Promise<Connector>;
+  /** Re-reads the credentials of the connectors built so far and rebuilds those that changed. */
+  refresh(): Promise<void>;
+}
 
-  const refresh = async () => {
-    await Promise.all(
-      [...make].map(async ([name, build]) => {
-        try {
-          const next = await build();
-          if (next.fingerprint !== current.get(name)?.fingerprint) current.set(name, next);
-        } catch (e) {
-          ctx.onRefreshError?.(name, e);
-        }
-      }),
-    );
-    refreshedAt = now();
+interface Slot {
+  build: Builder;
+  built?: Built;
+  builtAt: number;
+  building?: Promise<Built>;
+  refreshing?: Promise<void>;
+}
+
+/**
+ * The registry of the managed targets. Configuration gaps are reported here, at once
+ * (LambdaConfigError); nothing is read or loaded yet. `get()` answers with a connector whose
+ * name, kind and capabilities are known from the target's kind (`connector-shapes.ts`); its
+ * first call reads the target's credentials and loads its connector module (and SDK), once,
+ * shared by concurrent calls. Credentials that are missing or malformed fail that call with
+ * SecretNotSet / SecretInvalid naming the target, never a value, and the next call tries again.
+ */
+export async function createConnectorRegistry(ctx: ConnectorContext): Promise<LazyConnectorRegistry> {
+  const now = ctx.now ?? Date.now;
+  const ttlMs = DEFAULT_SECRET_TTL_MS;
+  const slots = new Map<string, Slot>([...builders(ctx)].map(([name, build]) => [name, { build, builtAt: 0 }]));
+  const slotOf = (target: string): Slot => {
+    const slot = slots.get(target);
+    if (!slot) throw new PolicyViolation(`target ${target} is not managed by jml`);
+    return slot;
   };
+
+  const refreshOne = async (name: string, slot: Slot) => {
+    try {
+      const next = await slot.build();
+      if (next.fingerprint !== slot.built?.fingerprint) slot.built = next;
+    } catch (e) {
+      ctx.onRefreshError?.(name, e);
+    }
+    slot.builtAt = now();
+  };
+
+  const ensure = async (name: string): Promise<Connector> => {
+    const slot = slotOf(name);
+    if (slot.built) {
+      // Stale credentials: answer with the current connector, refresh in the background.
+      if (!slot.refreshing && now() - slot.builtAt > ttlMs) {
+        slot.refreshing = refreshOne(name, slot).finally(() => {
+          slot.refreshing = undefined;
+        });
+      }
+      return slot.built.connector;
+    }
+    slot.building ??= slot
+      .build()
+      .then((b) => {
+        slot.built = b;
+        slot.builtAt = now();
+        return b;
+      })
+      .finally(() => {
+        slot.building = undefined;
+      });
+    return (await slot.building).connector;
+  };
+
+  const handedOut = new Map(
+    ctx.policy.managedTargets
+      .filter((t) => slots.has(t.name))
+      .map((t) => [
+        t.name,
+        shapedConnector(t, (m) => async (...args: unknown[]) => {
+          const c = (await ensure(t.name)) as unknown as Record<string, unknown>;
+          const f = c[m];
+          if (typeof f !== 'function') throw new TypeError(`connector ${t.name} (${t.kind}) has no ${m}()`);
+          return (f as (...a: unknown[]) => Promise<unknown>).apply(c, args);
+        }),
+      ]),
+  );
 
   return {
     get(target) {
-      const built = current.get(target);
-      if (!built) throw new PolicyViolation(`target ${target} is not managed by jml`);
-      if (!refreshing && now() - refreshedAt > ttlMs) {
-        refreshing = refresh().finally(() => {
-          refreshing = undefined;
-        });
-      }
-      return built.connector;
+      slotOf(target);
+      return handedOut.get(target)!;
     },
-    refresh,
+    connector: ensure,
+    refresh: async () => {
+      await Promise.all([...slots].filter(([, s]) => s.built).map(([name, s]) => refreshOne(name, s)));
+    },
   };
 }
 

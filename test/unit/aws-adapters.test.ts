@@ -4,7 +4,7 @@
  * how service errors map to the port's answers (ExecutionAlreadyExists → alreadyStarted,
  * TaskTimedOut → 'gone', schedule conflict → update, empty secret → SecretNotSet).
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -31,6 +31,12 @@ import type { AppDeps } from '#app/ports';
 import { PortNotWired, createAwsDeps, installAwsDeps } from '#aws/bootstrap';
 import { ENV, LambdaConfigError, loadLambdaConfig, required, type LambdaConfig } from '#aws/config';
 import { createConnectorRegistry } from '#aws/connectors.aws';
+import { CONNECTOR_METHODS, OPTIONAL_CONNECTOR_METHODS, describeConnectors, shapedConnector } from '#aws/connector-shapes';
+import { createEntraConnector } from '#connectors/entra.connector';
+import { createOktaConnector } from '#connectors/okta.connector';
+import { createScimConnector } from '#connectors/scim.connector';
+import type { PolicyTarget } from '#core/policy';
+import { startScimStandIn } from '#local/standins/scim';
 import { wireWorkflowsWithDecisions } from '#aws/decisions.wiring';
 import { DynamoLedger } from '#aws/ledger.dynamodb';
 import { createScheduledActionHandler, type ScheduledActionEvent } from '#aws/scheduled-action';
@@ -498,14 +504,36 @@ describe('connector registry from Secrets Manager', () => {
     else process.env.JML_IDP_KIND = previousKind;
   });
 
-  it('builds one connector per target jml provisions, each with its own credentials', async () => {
+  it('hands out every managed target at once, and reads no credentials and loads no connector before a call', async () => {
     sm.on(GetSecretValueCommand).callsFake(() => ({ SecretString: token() }));
     const registry = await createConnectorRegistry({ config: config(), policy, secrets: values(), now: () => now });
-    expect(registry.get('okta')).toMatchObject({ name: 'okta', kind: 'okta' });
-    expect(registry.get('slack')).toMatchObject({ name: 'slack', kind: 'scim' });
+    expect(registry.get('okta')).toMatchObject({ name: 'okta', kind: 'okta', capabilities: { suspend: true } });
+    expect(typeof registry.get('okta').listEntitlementMembers).toBe('function');
+    expect(registry.get('slack')).toMatchObject({ name: 'slack', kind: 'scim', capabilities: { suspend: false } });
     expect(registry.get('netsuite')).toMatchObject({ name: 'netsuite', kind: 'scim' });
-    expect(sm.commandCalls(GetSecretValueCommand).map((c) => c.args[0].input.SecretId).sort()).toEqual([idpArn, netsuiteArn, slackArn].sort());
+    expect(typeof (registry.get('slack') as { listChanges?: unknown }).listChanges).toBe('undefined');
+    expect(registry.get('slack')).toBe(registry.get('slack'));
     expect(() => registry.get('github')).toThrow(PolicyViolation);
+    expect(sm.calls()).toHaveLength(0);
+  });
+
+  it("the first call reads that target's credentials and builds its connector, once for concurrent calls; other targets stay unread", async () => {
+    const scimToken = randomBytes(24).toString('base64url');
+    const app = await startScimStandIn({ name: 'slack', token: scimToken, seed: { users: [{ userName: 'ada@acme.example', externalId: 'E1001', active: true }] } });
+    try {
+      sm.on(GetSecretValueCommand, { SecretId: slackArn }).resolves({ SecretString: JSON.stringify({ token: scimToken }) });
+      const apps = [{ name: 'slack', baseUrl: app.url, secretArn: slackArn }, { name: 'netsuite', baseUrl: 'https://scim.netsuite.example/scim/v2', secretArn: netsuiteArn }];
+      const registry = await createConnectorRegistry({ config: config({ scimApps: apps }), policy, secrets: values(), now: () => now });
+      const slack = registry.get('slack');
+      const [page, found] = await Promise.all([slack.listAccounts(), slack.findAccounts({ employeeId: 'E1001' })]);
+      expect(page.accounts.map((a) => a.userName)).toEqual(['ada@acme.example']);
+      expect(found.map((a) => a.userName)).toEqual(['ada@acme.example']);
+      expect(sm.commandCalls(GetSecretValueCommand).map((c) => c.args[0].input.SecretId)).toEqual([slackArn]);
+      expect(await registry.connector('slack')).toBe(await registry.connector('slack'));
+      expect(app.requestLog.length).toBeGreaterThanOrEqual(2);
+    } finally {
+      await app.close();
+    }
   });
 
   it('names every configuration gap at once', async () => {
@@ -518,33 +546,66 @@ describe('connector registry from Secrets Manager', () => {
     expect(sm.calls()).toHaveLength(0);
   });
 
-  it('says which target has malformed or missing credentials, without the value', async () => {
+  it('fails the call on a target with malformed or missing credentials, naming the target and never the value, and tries again on the next call', async () => {
     const leaked = randomBytes(16).toString('hex');
     sm.on(GetSecretValueCommand).resolves({ SecretString: token() });
     sm.on(GetSecretValueCommand, { SecretId: slackArn }).resolves({ SecretString: JSON.stringify({ bearer: leaked }) });
-    const err = (await createConnectorRegistry({ config: config(), policy, secrets: values() }).catch((e: unknown) => e)) as Error;
+    const registry = await createConnectorRegistry({ config: config(), policy, secrets: values() });
+    const err = (await registry.get('slack').listAccounts().catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(SecretInvalid);
     expect(err.message).toBe('secret slack credentials: token: required');
     expect(err.message).not.toContain(leaked);
-    sm.on(GetSecretValueCommand, { SecretId: slackArn }).rejects(new SecretNotFound({ message: 'no AWSCURRENT', ...meta }));
-    await expect(createConnectorRegistry({ config: config(), policy, secrets: values() })).rejects.toThrow(/secret slack credentials .* has no value yet/);
+
+    sm.on(GetSecretValueCommand, { SecretId: netsuiteArn }).rejects(new SecretNotFound({ message: 'no AWSCURRENT', ...meta }));
+    await expect(registry.get('netsuite').getAccount('u1')).rejects.toThrow(/secret netsuite credentials .* has no value yet/);
+    sm.on(GetSecretValueCommand, { SecretId: netsuiteArn }).resolves({ SecretString: token() });
+    await expect(registry.connector('netsuite')).resolves.toMatchObject({ name: 'netsuite', kind: 'scim' });
   });
 
-  it('picks up a rotated credential after the cache time without blocking get(), and keeps a connector whose credentials did not change', async () => {
+  it('picks up a rotated credential after the cache time without blocking a call, and keeps a connector whose credentials did not change', async () => {
     let slackToken = token();
     const oktaToken = token();
     sm.on(GetSecretValueCommand).callsFake((input: { SecretId: string }) => ({ SecretString: input.SecretId === slackArn ? slackToken : oktaToken }));
     const registry = await createConnectorRegistry({ config: config(), policy, secrets: values(), now: () => now });
-    const [slack, okta] = [registry.get('slack'), registry.get('okta')];
+    const [slack, okta] = [await registry.connector('slack'), await registry.connector('okta')];
     now += 60_000;
-    expect(registry.get('slack')).toBe(slack); // fresh: nothing re-read
-    expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(3);
+    expect(await registry.connector('slack')).toBe(slack); // fresh: nothing re-read
+    expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(2);
     slackToken = token();
     now += 300_000;
-    expect(registry.get('slack')).toBe(slack); // stale: answered at once, refresh started in the background
+    expect(await registry.connector('slack')).toBe(slack); // stale: answered at once, refresh started in the background
     await registry.refresh();
-    expect(registry.get('slack')).not.toBe(slack);
-    expect(registry.get('okta')).toBe(okta);
+    expect(await registry.connector('slack')).not.toBe(slack);
+    expect(await registry.connector('okta')).toBe(okta);
+  });
+});
+
+describe('connector shapes', () => {
+  const policy = examplePolicy();
+  const target = (name: string, kind: 'okta' | 'entra' | 'scim') => ({ name, kind }) as PolicyTarget;
+  const real = {
+    okta: createOktaConnector({ name: 'okta', orgUrl: 'https://acme.okta.com', token: randomBytes(16).toString('hex') }),
+    entra: createEntraConnector({ name: 'entra', tenantId: 'acme.example', clientId: randomUUID(), clientSecret: randomBytes(16).toString('hex'), domain: 'acme.example' }),
+    scim: createScimConnector({ name: 'app', baseUrl: 'https://app.example/scim/v2', token: randomBytes(16).toString('hex') }),
+  } as const;
+
+  it.each(['okta', 'entra', 'scim'] as const)('%s: the shape handed out before loading has the real connector\'s kind, capabilities and methods', (kind) => {
+    const shaped = shapedConnector(target(real[kind].name, kind), () => async () => undefined) as unknown as Record<string, unknown>;
+    const actual = real[kind] as unknown as Record<string, unknown>;
+    expect(shaped.kind).toBe(actual.kind);
+    expect(shaped.capabilities).toEqual(actual.capabilities);
+    for (const m of [...CONNECTOR_METHODS, ...OPTIONAL_CONNECTOR_METHODS]) {
+      expect({ method: m, type: typeof shaped[m] }).toEqual({ method: m, type: typeof actual[m] });
+    }
+  });
+
+  it('the description-only registry (reconciliation start and finish) answers kind and capabilities and refuses every call by name', async () => {
+    const registry = describeConnectors(policy);
+    expect(registry.get('okta')).toMatchObject({ name: 'okta', kind: 'okta', capabilities: { suspend: true } });
+    expect(registry.get('slack')).toMatchObject({ name: 'slack', kind: 'scim' });
+    await expect(registry.get('okta').findAccounts({ employeeId: 'E1001' })).rejects.toThrow(PortNotWired);
+    await expect(registry.get('slack').listAccounts()).rejects.toThrow('this function only reads what target slack is; calling its listAccounts() needs the connectors wired (wireConnectors)');
+    expect(() => registry.get('github')).toThrow(PolicyViolation);
   });
 });
 

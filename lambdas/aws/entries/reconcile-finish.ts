@@ -3,8 +3,8 @@ import { installAwsDeps } from '../bootstrap.ts';
 import policyText from '@jml/policy';
 import { wireMailer } from '../mailer.ses.ts';
 import { wireEvidence } from '../evidence.wiring.ts';
-import { wireConnectors } from '../connectors.aws.ts';
+import { wireConnectorDescriptions } from '../connector-shapes.ts';
 
-installAwsDeps({ policyText, ports: { mailer: wireMailer, evidence: wireEvidence, connectors: wireConnectors } });
+installAwsDeps({ policyText, ports: { mailer: wireMailer, evidence: wireEvidence, connectors: wireConnectorDescriptions } });
 
 export { finishReconciliationHandler as handler } from '#handlers/reconcile-tasks';

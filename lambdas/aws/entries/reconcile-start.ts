@@ -1,8 +1,8 @@
 /** Lambda `reconcile-start`: Task `StartReconciliationFunctionArn`: opens the nightly reconciliation, lists the targets to page through. */
 import { installAwsDeps } from '../bootstrap.ts';
 import policyText from '@jml/policy';
-import { wireConnectors } from '../connectors.aws.ts';
+import { wireConnectorDescriptions } from '../connector-shapes.ts';
 
-installAwsDeps({ policyText, ports: { connectors: wireConnectors } });
+installAwsDeps({ policyText, ports: { connectors: wireConnectorDescriptions } });
 
 export { startReconciliationHandler as handler } from '#handlers/reconcile-tasks';
