@@ -2,13 +2,15 @@
  * Reconciliation benchmark: N people × 3 targets (Okta + Slack and NetSuite over SCIM) on the
  * stand-ins, reconciled by the real `reconcile` state machine (aws-local-stepfunctions, the same
  * Task handlers), with a few of each thing reconciliation exists for: drift, leavers still
- * enabled, orphans, conflicts and missing accounts.
+ * enabled, orphans, conflicts, missing accounts, and Okta groups added (a privileged one) or removed
+ * (a required one) outside jml on accounts whose status is right.
  *
  *   npx tsx bench/reconcile.ts [--people=100000] [--anomalies=10] [--latency=0] [--ledger=memory|dynalite]
  *   node --expose-gc --import tsx bench/reconcile.ts …   # also measures the live heap (forced GC)
  *
  * Reported: API calls per target against the minimum page count (the fewest list calls that can
- * enumerate each target at its largest page size; goal ≤ 1.05×), the calls the findings cost on
+ * enumerate each target at its largest page size — for Okta also the member pages of every group
+ * the policy manages, 1 000 members a page, at least one per group; goal ≤ 1.05×), the calls the findings cost on
  * top (a search before each fix, the fix's own reads and writes), wall time, and the reconciling
  * process's memory above what the seeded org already takes.
  *
@@ -79,12 +81,15 @@ const PEOPLE = Number(args.people);
 const ANOMALIES = Number(args.anomalies);
 const LATENCY = Number(args.latency);
 if (!Number.isInteger(PEOPLE) || PEOPLE < 10) throw new Error('--people: an integer ≥ 10');
-if (!Number.isInteger(ANOMALIES) || ANOMALIES < 0 || ANOMALIES * 8 > PEOPLE) throw new Error('--anomalies: an integer ≥ 0, at most people/8');
+if (!Number.isInteger(ANOMALIES) || ANOMALIES < 0 || ANOMALIES * 12 > PEOPLE) throw new Error('--anomalies: an integer ≥ 0, at most people/12');
 if (!['memory', 'dynalite'].includes(args.ledger!)) throw new Error('--ledger: memory or dynalite');
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-/** Largest page each target API serves (Okta /users: limit ≤ 200; the SCIM stand-in: count ≤ 200). */
-const MAX_PAGE = { okta: 200, scim: 200 } as const;
+/** Largest page each target API serves (Okta /users: limit ≤ 200, /groups/{id}/users: 1 000; the SCIM stand-in: count ≤ 200). */
+const MAX_PAGE = { okta: 200, oktaMembers: 1000, scim: 200 } as const;
+/** Okta anomalies: a privileged group added outside jml, a required one removed. */
+const OKTA_EXTRA_GROUP = 'HRIS Admins';
+const OKTA_REMOVED_GROUP = 'All Staff';
 const SCIM_USER = 'urn:ietf:params:scim:schemas:core:2.0:User';
 
 // ---------------------------------------------------------------------------------------------
@@ -370,14 +375,17 @@ function benchPolicy(): Policy {
 
 /** Which people carry which anomaly: spread over the org, disjoint. */
 function anomalySets() {
-  const sets = { drift: new Set<number>(), leavers: new Set<number>(), conflicts: new Set<number>(), missing: new Set<number>() };
-  const stride = Math.floor(PEOPLE / Math.max(1, ANOMALIES * 4 + 1));
-  for (let k = 0; k < ANOMALIES; k++) {
-    sets.drift.add(1 + k * stride * 4);
-    sets.leavers.add(2 + k * stride * 4 + stride);
-    sets.conflicts.add(3 + k * stride * 4 + 2 * stride);
-    sets.missing.add(4 + k * stride * 4 + 3 * stride);
-  }
+  const sets = {
+    drift: new Set<number>(),
+    leavers: new Set<number>(),
+    conflicts: new Set<number>(),
+    missing: new Set<number>(),
+    oktaExtra: new Set<number>(),
+    oktaMissing: new Set<number>(),
+  };
+  const kinds = Object.values(sets);
+  const stride = Math.floor(PEOPLE / Math.max(1, ANOMALIES * kinds.length + 1));
+  for (let k = 0; k < ANOMALIES; k++) kinds.forEach((set, j) => set.add(1 + (k * kinds.length + j) * stride));
   return sets;
 }
 
@@ -394,6 +402,8 @@ function* org(policy: Policy): Generator<{ i: number; worker: Worker; targets: D
 interface CallSummary {
   total: number;
   list: number;
+  /** Of the list calls: member pages (Okta `GET /groups/{id}/users`, `/apps/{id}/users`). */
+  members: number;
   otherReads: number;
   writes: number;
 }
@@ -403,15 +413,16 @@ function summarise(log: Array<{ method: string; path: string; query: string }>):
   const isList = (r: { method: string; path: string; query: string }) =>
     r.method === 'GET' && /\/(users|Users)$/.test(r.path) && !/search=|filter=(?!status)/.test(r.query.replace(/^\?/, ''));
   const list = log.filter(isList).length;
+  const members = log.filter((r) => r.method === 'GET' && /^\/api\/v1\/(groups|apps)\/[^/]+\/users$/.test(r.path)).length;
   const writes = log.filter((r) => r.method !== 'GET').length;
-  return { total: log.length, list, otherReads: log.length - list - writes, writes };
+  return { total: log.length, list, members, otherReads: log.length - list - writes, writes };
 }
 
 // ---------------------------------------------------------------------------------------------
 // A stand-in process: seeds its target, serves it, reports its request log on request
 
 type ToChild = { type: 'start'; token: string } | { type: 'mark' } | { type: 'stats' } | { type: 'close' };
-type FromChild = { type: 'ready'; url: string; accounts: number } | { type: 'stats'; calls: CallSummary };
+type FromChild = { type: 'ready'; url: string; accounts: number; memberPages: number } | { type: 'stats'; calls: CallSummary };
 
 async function standInProcess(): Promise<void> {
   const policy = benchPolicy();
@@ -424,6 +435,7 @@ async function standInProcess(): Promise<void> {
   let close: () => Promise<void>;
   let url: string;
   let accounts: number;
+  let memberPages = 0;
   if (args.role === 'okta') {
     const okta = await startOktaStandIn({ token, controls: { latencyMs: LATENCY }, seed: { groups: groupsOf('okta', 'group').map((name) => ({ name })) } });
     const groupIds = new Map([...okta.state.groups.values()].map((g) => [g.profile.name, g.id]));
@@ -436,13 +448,16 @@ async function standInProcess(): Promise<void> {
         hasPassword: true,
         profile: { login: w.email, email: w.email, firstName: w.givenName, lastName: w.familyName, employeeNumber: w.employeeId },
       });
-      for (const e of t.entitlements) okta.state.addMember(groupIds.get(e.value)!, user.id);
+      for (const e of t.entitlements) if (!(a.oktaMissing.has(i) && e.value === OKTA_REMOVED_GROUP)) okta.state.addMember(groupIds.get(e.value)!, user.id);
+      if (a.oktaExtra.has(i)) okta.state.addMember(groupIds.get(OKTA_EXTRA_GROUP)!, user.id); // by an admin, outside jml
     }
     for (let k = 0; k < ANOMALIES; k++) {
       okta.state.addUser({ id: `00uorphan${String(k).padStart(11, '0')}`, status: 'ACTIVE', hasPassword: true, profile: { login: `svc-${k}@acme.example`, email: `svc-${k}@acme.example` } });
     }
     ({ requestLog: log, url } = okta);
     accounts = okta.state.users.size;
+    // The fewest member pages: every managed group's members at 1 000 a page, one page for an empty group.
+    for (const name of groupsOf('okta', 'group')) memberPages += Math.max(1, Math.ceil(okta.state.memberships.get(groupIds.get(name)!)!.size / MAX_PAGE.oktaMembers));
     close = () => okta.close();
   } else {
     const app = args.app!;
@@ -482,7 +497,7 @@ async function standInProcess(): Promise<void> {
     close = () => standIn.close();
   }
   let mark = 0;
-  send({ type: 'ready', url, accounts });
+  send({ type: 'ready', url, accounts, memberPages });
   process.on('message', (m: ToChild) => {
     if (m.type === 'mark') mark = log.length;
     if (m.type === 'stats') send({ type: 'stats', calls: summarise(log.slice(mark)) });
@@ -490,13 +505,13 @@ async function standInProcess(): Promise<void> {
   });
 }
 
-function startChild(role: string, app?: string): { child: ChildProcess; ready: Promise<{ url: string; accounts: number }>; token: string } {
+function startChild(role: string, app?: string): { child: ChildProcess; ready: Promise<{ url: string; accounts: number; memberPages: number }>; token: string } {
   const token = randomBytes(24).toString('base64url');
   const child = fork(fileURLToPath(import.meta.url), [`--role=${role}`, ...(app ? [`--app=${app}`] : []), `--people=${PEOPLE}`, `--anomalies=${ANOMALIES}`, `--latency=${LATENCY}`], {
     execArgv: ['--import', 'tsx', ...(args['profile-dir'] ? ['--cpu-prof', `--cpu-prof-dir=${args['profile-dir']}`] : [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  const ready = new Promise<{ url: string; accounts: number }>((resolve, reject) => {
+  const ready = new Promise<{ url: string; accounts: number; memberPages: number }>((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code) => reject(new Error(`${role} stand-in exited with ${code}`)));
     child.on('message', (m: FromChild) => m.type === 'ready' && resolve(m));
@@ -538,7 +553,8 @@ async function main() {
     memoryLedger = new MemoryLedger();
     ledger = counted(memoryLedger, ledgerOps);
   }
-  const expected = { drift: ANOMALIES, leaver_enabled: 0, orphan: ANOMALIES * 2, conflict: ANOMALIES, missing_account: ANOMALIES, failed: 0 };
+  // Drift: a Slack group added (Slack), an Okta group added, an Okta group removed.
+  const expected = { drift: ANOMALIES * 3, leaver_enabled: 0, orphan: ANOMALIES * 2, conflict: ANOMALIES, missing_account: ANOMALIES, failed: 0 };
   const now = new Date().toISOString();
   let batch: Array<Promise<void>> = [];
   for (const { i, worker: w, targets } of org(policy)) {
@@ -612,7 +628,7 @@ async function main() {
 
   const accounts = { okta: ready.okta.accounts, slack: ready.slack.accounts, netsuite: ready.netsuite.accounts };
   const minimumPages = {
-    okta: Math.ceil(accounts.okta / MAX_PAGE.okta),
+    okta: Math.ceil(accounts.okta / MAX_PAGE.okta) + ready.okta.memberPages,
     slack: Math.ceil(accounts.slack / MAX_PAGE.scim),
     netsuite: Math.ceil(accounts.netsuite / MAX_PAGE.scim),
   };
@@ -694,8 +710,8 @@ async function main() {
   const rows: Array<[string, string]> = [
     ['people × targets', `${PEOPLE} × 3 (okta, slack, netsuite); ${ANOMALIES} anomalies of each kind`],
     ['accounts (okta / slack / netsuite)', `${accounts.okta} / ${accounts.slack} / ${accounts.netsuite}`],
-    ['minimum pages', `${minimumPages.okta} / ${minimumPages.slack} / ${minimumPages.netsuite} = ${minimum}`],
-    ['list calls made', `${perTarget.okta.list} / ${perTarget.slack.list} / ${perTarget.netsuite.list} = ${lists}`],
+    ['minimum pages', `${minimumPages.okta} (${minimumPages.okta - ready.okta.memberPages} users + ${ready.okta.memberPages} member) / ${minimumPages.slack} / ${minimumPages.netsuite} = ${minimum}`],
+    ['list calls made', `${perTarget.okta.list} (${perTarget.okta.list - perTarget.okta.members} users + ${perTarget.okta.members} member) / ${perTarget.slack.list} / ${perTarget.netsuite.list} = ${lists}`],
     ['list calls ÷ minimum pages (goal ≤ 1.05)', `${r.listCallsPerMinimumPage}`],
     ['calls the findings cost (reads + writes)', `okta ${perTarget.okta.otherReads}+${perTarget.okta.writes}, slack ${perTarget.slack.otherReads}+${perTarget.slack.writes}, netsuite ${perTarget.netsuite.otherReads}+${perTarget.netsuite.writes} = ${r.callsForFindings}`],
     ['all calls ÷ minimum pages', `${r.allCallsPerMinimumPage}`],
