@@ -1,0 +1,448 @@
+/**
+ * `jml … --stack <name>` against a deployed stack, with AWS replaced at the edges only:
+ * CloudFormation and S3 through aws-sdk-client-mock, and API Gateway by a 127.0.0.1 server that
+ * checks SigV4 for real — it recomputes the signature of every request it receives with
+ * `SignatureV4` (and smithy's own SHA-256, not the CLI's) from the throwaway credentials the test
+ * hands the CLI through the standard environment variables, and answers 403 the way API Gateway
+ * does when they do not match. Assertions are on what an operator sees: the CLI's output, its
+ * exit code and error messages, and the requests that reached the API.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { Readable } from 'node:stream';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CloudFormationClient, CloudFormationServiceException, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { GetObjectCommand, ListObjectsV2Command, NoSuchKey, S3Client, S3ServiceException, type ListObjectsV2CommandInput } from '@aws-sdk/client-s3';
+import { Hash, sdkStreamMixin } from '@smithy/core/serde';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { buildEvidenceBundle, type EvidenceInput } from '#core/evidence';
+import { ChainedEvidenceStore, type ObjectBackend } from '#core/evidence-store';
+import { signCanonical } from '#core/signature';
+import { main } from '../../bin/cli.ts';
+
+const REGION = 'eu-west-1';
+const ACCOUNT = '111122223333';
+const BUCKET = 'jml-evidence-111122223333';
+const cfn = mockClient(CloudFormationClient);
+const s3 = mockClient(S3Client);
+const tmp = mkdtempSync(join(tmpdir(), 'jml-cli-remote-'));
+
+/** Throwaway credentials: the operator's, and a second identity IAM lets read runs but not exceptions. */
+const operator = { accessKeyId: `ASIA${randomBytes(8).toString('hex').toUpperCase()}`, secretAccessKey: randomBytes(30).toString('base64'), sessionToken: randomBytes(40).toString('base64') };
+const limited = { accessKeyId: `AKIA${randomBytes(8).toString('hex').toUpperCase()}`, secretAccessKey: randomBytes(30).toString('base64') };
+const KNOWN = new Map<string, { secretAccessKey: string; sessionToken?: string; arn: string; deny: RegExp[] }>([
+  [operator.accessKeyId, { ...operator, arn: `arn:aws:sts::${ACCOUNT}:assumed-role/jml-operator/ops`, deny: [] }],
+  [limited.accessKeyId, { ...limited, arn: `arn:aws:iam::${ACCOUNT}:user/auditor`, deny: [/^GET \/v1\/exceptions$/] }],
+]);
+const HRIS_SECRET = randomBytes(32).toString('hex');
+
+// ---- API Gateway stand-in ----------------------------------------------------------------------
+
+interface Seen {
+  method: string;
+  path: string;
+  authorization?: string;
+  securityToken?: string;
+  status: number;
+}
+let seen: Seen[] = [];
+let server: Server;
+let apiUrl: string;
+
+const SigSha256 = Hash.bind(null, 'sha256') as unknown as new (secret?: unknown) => Hash;
+
+/** What API Gateway's IAM authoriser does: find the key, recompute the signature, compare. */
+async function checkSigV4(req: IncomingMessage, url: URL, body: string): Promise<{ ok: true; arn: string; deny: RegExp[] } | { ok: false; message: string }> {
+  const auth = req.headers.authorization;
+  if (!auth) return { ok: false, message: 'Missing Authentication Token' };
+  const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, SignedHeaders=([^,]+), Signature=([0-9a-f]{64})$/.exec(auth);
+  if (!m) return { ok: false, message: "Authorization header requires 'Credential' parameter." };
+  const [, keyId, , region, service, signedHeaders] = m;
+  const known = KNOWN.get(keyId!);
+  if (!known) return { ok: false, message: 'The security token included in the request is invalid.' };
+  if (region !== REGION || service !== 'execute-api') return { ok: false, message: `Credential should be scoped to a valid region and service (${region}/${service}).` };
+  if (known.sessionToken && req.headers['x-amz-security-token'] !== known.sessionToken) return { ok: false, message: 'The security token included in the request is invalid.' };
+  const date = String(req.headers['x-amz-date'] ?? '');
+  const d = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(date);
+  if (!d) return { ok: false, message: 'Authorization header requires existence of either a X-Amz-Date or a Date header.' };
+  const signingDate = new Date(Date.UTC(+d[1]!, +d[2]! - 1, +d[3]!, +d[4]!, +d[5]!, +d[6]!));
+  const headers = Object.fromEntries(signedHeaders!.split(';').map((h) => [h, String(req.headers[h] ?? '')]));
+  const signer = new SignatureV4({ service: 'execute-api', region: REGION, credentials: { accessKeyId: keyId!, secretAccessKey: known.secretAccessKey, ...(known.sessionToken ? { sessionToken: known.sessionToken } : {}) }, sha256: SigSha256 });
+  const expected = await signer.sign(
+    {
+      method: req.method!,
+      protocol: 'http:',
+      hostname: url.hostname,
+      port: Number(url.port),
+      path: url.pathname,
+      query: Object.fromEntries(url.searchParams),
+      headers,
+      ...(body ? { body } : {}),
+    },
+    { signingDate },
+  );
+  if (expected.headers.authorization !== auth) {
+    return { ok: false, message: 'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.' };
+  }
+  return { ok: true, arn: known.arn, deny: known.deny };
+}
+
+const RUN = {
+  runId: 'run-2f1c7a',
+  employeeId: 'E1001',
+  eventId: 'evt-1',
+  eventType: 'hire',
+  lifecycle: 'joiner',
+  status: 'COMPLETED',
+  effectiveAt: '2026-12-01T00:00:00.000Z',
+  occurredAt: '2026-11-20T09:00:00.000Z',
+  createdAt: '2026-11-20T09:00:01.000Z',
+  updatedAt: '2026-11-20T09:03:00.000Z',
+};
+let runDetail: Record<string, unknown>;
+const EXCEPTION = { exceptionId: 'exc-1', openedAt: '2026-11-21T02:00:00.000Z', target: 'netsuite', owner: 'finance.apps@acme.example', kind: 'provisioning_failed', reason: 'NetSuite answered 503 three times', status: 'open' };
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      void (async () => {
+        const url = new URL(req.url ?? '/', `http://${req.headers.host}`);
+        const body = Buffer.concat(chunks).toString('utf8');
+        const entry: Seen = { method: req.method!, path: url.pathname + url.search, status: 0, authorization: req.headers.authorization, securityToken: req.headers['x-amz-security-token'] as string | undefined };
+        seen.push(entry);
+        const send = (status: number, json: unknown) => {
+          entry.status = status;
+          res.writeHead(status, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(json));
+        };
+        const route = `${req.method} ${url.pathname}`;
+        if (route === 'POST /v1/hris/events') {
+          // A public route: HMAC, no IAM. Checks the canonical signature like the webhook does.
+          const ts = Number(req.headers['x-jml-timestamp']);
+          const want = signCanonical(HRIS_SECRET, body, ts)['X-JML-Signature'];
+          if (req.headers['x-jml-signature'] !== want || req.headers.authorization) return send(401, { message: 'signature does not verify' });
+          return send(202, { runId: 'run-new-1', duplicate: false });
+        }
+        const iam = /^GET \/v1\/(runs|runs\/[^/]+|exceptions)$/.test(route);
+        if (!iam) return send(403, { message: 'Missing Authentication Token' });
+        const check = await checkSigV4(req, url, body);
+        if (!check.ok) return send(403, { message: check.message });
+        if (check.deny.some((d) => d.test(route))) {
+          return send(403, { Message: `User: ${check.arn} is not authorized to perform: execute-api:Invoke on resource: arn:aws:execute-api:${REGION}:********3333:abc123/v1/${req.method}${url.pathname.slice(3)}` });
+        }
+        if (url.pathname === '/v1/runs') return send(200, { runs: url.searchParams.get('employeeId') === 'E1001' ? [RUN] : [] });
+        if (url.pathname === `/v1/runs/${RUN.runId}`) return send(200, runDetail);
+        if (url.pathname.startsWith('/v1/runs/')) return send(404, { error: 'not_found', message: `run ${decodeURIComponent(url.pathname.slice(9))} not found` });
+        return send(200, { exceptions: [EXCEPTION] });
+      })();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  apiUrl = `http://127.0.0.1:${(server.address() as { port: number }).port}/v1/`;
+});
+afterAll(async () => {
+  await new Promise((r) => server.close(r));
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+// ---- CloudFormation, S3, environment ------------------------------------------------------------
+
+function outputs(over: Record<string, string | undefined> = {}) {
+  const all: Record<string, string | undefined> = {
+    ApiUrl: apiUrl,
+    ReadApiUrl: `${apiUrl}runs`,
+    EvidenceBucketName: BUCKET,
+    DashboardName: 'jml-prod-jml',
+    SecretHrisWebhook: 'Jml/hris-webhook',
+    ...over,
+  };
+  return Object.entries(all).filter(([, v]) => v !== undefined).map(([OutputKey, OutputValue]) => ({ OutputKey, OutputValue }));
+}
+
+function stackIs(name: string, out = outputs()) {
+  cfn.on(DescribeStacksCommand).callsFake(({ StackName }: { StackName: string }) => {
+    if (StackName !== name) {
+      throw new CloudFormationServiceException({ name: 'ValidationError', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: `Stack with id ${StackName} does not exist` });
+    }
+    return { Stacks: [{ StackName: name, StackStatus: 'UPDATE_COMPLETE', CreationTime: new Date('2026-11-01T00:00:00Z'), Outputs: out }] };
+  });
+}
+
+/** The evidence bucket: bundles written through the real store protocol, read back through mocked S3. */
+function evidenceBucket() {
+  const objects = new Map<string, Uint8Array>();
+  const backend: ObjectBackend = {
+    async put(key, body) {
+      objects.set(key, body);
+    },
+    async get(key) {
+      return objects.get(key) ?? null;
+    },
+    async list(prefix) {
+      return [...objects.keys()].filter((k) => k.startsWith(prefix)).sort();
+    },
+  };
+  s3.on(GetObjectCommand).callsFake(({ Bucket, Key }: { Bucket: string; Key: string }) => {
+    expect(Bucket).toBe(BUCKET);
+    const body = objects.get(Key);
+    if (!body) throw new NoSuchKey({ $metadata: { httpStatusCode: 404 }, message: 'The specified key does not exist.' });
+    return { Body: sdkStreamMixin(Readable.from([Buffer.from(body)])), ContentLength: body.length };
+  });
+  s3.on(ListObjectsV2Command).callsFake((i: ListObjectsV2CommandInput) => {
+    const keys = [...objects.keys()].filter((k) => k.startsWith(i.Prefix ?? '')).sort();
+    return { Contents: keys.map((Key) => ({ Key, Size: objects.get(Key)!.length })), KeyCount: keys.length, IsTruncated: false };
+  });
+  return { objects, store: new ChainedEvidenceStore(backend) };
+}
+
+function evidenceInput(runId: string, closedAt: string, previousManifestSha256: string | null): EvidenceInput {
+  return {
+    runId,
+    employeeId: 'E1001',
+    lifecycle: 'joiner',
+    status: 'COMPLETED',
+    closedAt,
+    rawEvent: { body: JSON.stringify({ eventId: `evt-${runId}`, eventType: 'hire', worker: { employeeId: 'E1001' } }), receivedAt: closedAt },
+    plan: null,
+    desired: null,
+    approvals: [],
+    executionLog: [
+      { stepId: '001-okta', target: 'okta', outcome: 'ok', startedAt: closedAt, finishedAt: closedAt, changes: [{ target: 'okta', op: 'create', accountId: '00u1', changed: true, requestIds: ['r-1'] }] },
+    ],
+    idpEvidence: [],
+    reconciliation: { checkedAt: closedAt, targets: [{ target: 'okta', result: 'match', desiredStatus: 'enabled', actualStatus: 'enabled' }] },
+    exceptions: [],
+    kpis: {},
+    timeline: [{ phase: 'closed', at: closedAt }],
+    previousManifestSha256,
+  };
+}
+
+let out: string[];
+let err: string[];
+beforeEach(() => {
+  out = [];
+  err = [];
+  seen = [];
+  cfn.reset();
+  s3.reset();
+  runDetail = {
+    ...RUN,
+    timeline: [{ at: '2026-11-20T09:00:01.000Z', phase: 'Received' }, { at: '2026-11-20T09:03:00.000Z', phase: 'Closed', note: 'converged' }],
+    steps: [{ stepId: '001-okta', outcome: 'ok', changes: [{ op: 'create', changed: true }, { op: 'addEntitlement', changed: true, entitlement: { type: 'group', value: 'Engineering' } }] }],
+    approvals: [{ requestId: 'baseline', status: 'APPROVED', approver: 'margaret@acme.example' }],
+    exceptions: [],
+    evidence: null,
+    kpis: null,
+  };
+  vi.spyOn(console, 'log').mockImplementation((...a) => void out.push(a.join(' ')));
+  vi.spyOn(console, 'error').mockImplementation((...a) => void err.push(a.join(' ')));
+  // Only what the test gives: no shared config, no profile, no instance metadata.
+  vi.stubEnv('AWS_CONFIG_FILE', join(tmp, 'no-config'));
+  vi.stubEnv('AWS_SHARED_CREDENTIALS_FILE', join(tmp, 'no-credentials'));
+  vi.stubEnv('AWS_EC2_METADATA_DISABLED', 'true');
+  vi.stubEnv('AWS_PROFILE', undefined);
+  vi.stubEnv('AWS_DEFAULT_REGION', undefined);
+  vi.stubEnv('AWS_CONTAINER_CREDENTIALS_FULL_URI', undefined);
+  vi.stubEnv('AWS_CONTAINER_CREDENTIALS_RELATIVE_URI', undefined);
+  vi.stubEnv('AWS_WEB_IDENTITY_TOKEN_FILE', undefined);
+  vi.stubEnv('JML_STACK', undefined);
+  vi.stubEnv('JML_URL', undefined);
+  vi.stubEnv('JML_HRIS_WEBHOOK_SECRET', undefined);
+  vi.stubEnv('AWS_REGION', REGION);
+  useCredentials(operator);
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+  vi.unstubAllEnvs();
+});
+
+function useCredentials(c: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }) {
+  vi.stubEnv('AWS_ACCESS_KEY_ID', c.accessKeyId);
+  vi.stubEnv('AWS_SECRET_ACCESS_KEY', c.secretAccessKey);
+  vi.stubEnv('AWS_SESSION_TOKEN', c.sessionToken);
+}
+
+const text = () => out.join('\n');
+const errors = () => err.join('\n');
+const noSecretsIn = (s: string) => {
+  for (const secret of [operator.secretAccessKey, operator.sessionToken, limited.secretAccessKey, HRIS_SECRET]) expect(s).not.toContain(secret);
+};
+
+// ---- tests -------------------------------------------------------------------------------------
+
+describe('jml against a deployed stack', () => {
+  it('runs: finds the API in the stack outputs and signs the read with SigV4 (session token included)', async () => {
+    stackIs('Jml');
+    expect(await main(['runs', '--employee', 'E1001', '--stack', 'Jml'])).toBe(0);
+    expect(text()).toBe(`${RUN.createdAt}  ${RUN.runId}  joiner           COMPLETED`);
+    expect(cfn.commandCalls(DescribeStacksCommand).map((c) => c.args[0].input)).toEqual([{ StackName: 'Jml' }]);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ method: 'GET', path: '/v1/runs?employeeId=E1001', status: 200, securityToken: operator.sessionToken });
+    expect(seen[0]!.authorization).toContain(`Credential=${operator.accessKeyId}/`);
+    expect(seen[0]!.authorization).toContain(`/${REGION}/execute-api/aws4_request`);
+    noSecretsIn(text() + errors());
+  });
+
+  it('run: the timeline, and where the evidence lives (the bucket, not a local URL)', async () => {
+    stackIs('Jml');
+    runDetail.evidence = { prefix: `evidence/2026/11/${RUN.runId}/`, manifestSha256: 'a'.repeat(64) };
+    expect(await main(['run', RUN.runId, '--stack=Jml', '--region', REGION])).toBe(0);
+    expect(text()).toContain(`${RUN.runId}  joiner  E1001  → COMPLETED`);
+    expect(text()).toContain('step 001-okta               ok      create, addEntitlement Engineering');
+    expect(text()).toMatch(/approval baseline +APPROVED +margaret@acme\.example/);
+    expect(text()).toContain(`evidence s3://${BUCKET}/evidence/2026/11/${RUN.runId}/  (jml evidence verify ${RUN.runId} --stack Jml)`);
+    expect(seen.map((s) => `${s.method} ${s.path} ${s.status}`)).toEqual([`GET /v1/runs/${RUN.runId} 200`]);
+  });
+
+  it('exceptions: JML_STACK selects the stack without a flag', async () => {
+    stackIs('JmlProd');
+    vi.stubEnv('JML_STACK', 'JmlProd');
+    expect(await main(['exceptions'])).toBe(0);
+    expect(text()).toBe(`${EXCEPTION.openedAt}  exc-1  netsuite  owner finance.apps@acme.example  provisioning_failed: NetSuite answered 503 three times`);
+    expect(seen.map((s) => s.path)).toEqual(['/v1/exceptions?status=open']);
+  });
+
+  it('a run the API does not know is a 404 with its message', async () => {
+    stackIs('Jml');
+    expect(await main(['run', 'run-nope', '--stack', 'Jml'])).toBe(2);
+    expect(errors()).toContain('run: HTTP 404 — run run-nope not found');
+  });
+
+  it('a 403 from IAM names the identity and the route', async () => {
+    stackIs('Jml');
+    useCredentials(limited);
+    expect(await main(['runs', '--employee', 'E1001', '--stack', 'Jml'])).toBe(0); // allowed
+    expect(await main(['exceptions', '--stack', 'Jml'])).toBe(2);
+    const e = errors();
+    expect(e).toContain(`Jml: GET /exceptions refused (HTTP 403) for arn:aws:iam::${ACCOUNT}:user/auditor (access key …${limited.accessKeyId.slice(-4)})`);
+    expect(e).toContain('grant execute-api:Invoke on this route');
+    noSecretsIn(e + text());
+  });
+
+  it('credentials the API does not accept (wrong secret) fail the signature check, and the CLI says so', async () => {
+    stackIs('Jml');
+    useCredentials({ ...operator, secretAccessKey: randomBytes(30).toString('base64') });
+    expect(await main(['run', RUN.runId, '--stack', 'Jml'])).toBe(2);
+    expect(seen.map((s) => s.status)).toEqual([403]); // the server really recomputed and rejected it
+    expect(errors()).toContain(`Jml: GET /runs/{runId} refused (HTTP 403) for access key …${operator.accessKeyId.slice(-4)}: The request signature we calculated does not match`);
+    expect(errors()).toContain('the credentials were refused');
+  });
+
+  it('stack not found, output missing, no credentials, no region: each says what is wrong', async () => {
+    stackIs('Jml');
+    expect(await main(['runs', '--employee', 'E1', '--stack', 'Nope'])).toBe(2);
+    expect(errors()).toContain(`stack Nope not found in ${REGION} (as access key …${operator.accessKeyId.slice(-4)})`);
+
+    err = [];
+    cfn.reset();
+    stackIs('Jml', outputs({ ApiUrl: undefined }));
+    expect(await main(['exceptions', '--stack', 'Jml'])).toBe(2);
+    expect(errors()).toContain(`stack Jml (${REGION}, UPDATE_COMPLETE) has no ApiUrl output`);
+    expect(errors()).toContain('Outputs: ReadApiUrl, EvidenceBucketName, DashboardName, SecretHrisWebhook');
+
+    err = [];
+    vi.stubEnv('AWS_ACCESS_KEY_ID', undefined);
+    vi.stubEnv('AWS_SECRET_ACCESS_KEY', undefined);
+    vi.stubEnv('AWS_SESSION_TOKEN', undefined);
+    expect(await main(['exceptions', '--stack', 'Jml'])).toBe(2);
+    expect(errors()).toMatch(/^error: no AWS credentials for stack Jml: .+ — run `aws sso login`, pass --profile <name>/);
+
+    err = [];
+    useCredentials(operator);
+    vi.stubEnv('AWS_REGION', undefined);
+    expect(await main(['exceptions', '--stack', 'Jml'])).toBe(2);
+    expect(errors()).toContain('no AWS region for stack Jml: pass --region <region> or set AWS_REGION');
+    expect(seen).toEqual([]);
+  });
+
+  it('an API that cannot be reached is named', async () => {
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const port = (closed.address() as { port: number }).port;
+    await new Promise((r) => closed.close(r));
+    stackIs('Jml', outputs({ ApiUrl: `http://127.0.0.1:${port}/v1/` }));
+    expect(await main(['exceptions', '--stack', 'Jml'])).toBe(2);
+    expect(errors()).toContain(`cannot reach the API of stack Jml (${REGION}) at http://127.0.0.1:${port}/v1 (ECONNREFUSED)`);
+  });
+
+  it('refuses local-only commands before any AWS call, saying why', async () => {
+    stackIs('Jml');
+    const cases: Array<[string[], string]> = [
+      [['clock', 'advance', '1d'], 'schedules fire in EventBridge Scheduler'],
+      [['approve', 'appr-1'], 'the approver decides through the link in their email'],
+      [['reject', 'appr-1', '--rationale', 'no'], 'the approver decides through the link in their email'],
+      [['kpis'], 'open its dashboard (stack output DashboardName)'],
+      [['reconcile', '--now'], 'reconciles nightly on its EventBridge Scheduler schedule'],
+    ];
+    for (const [args, why] of cases) {
+      err = [];
+      expect(await main([...args, '--stack', 'Jml'])).toBe(2);
+      const name = args[0] === 'clock' ? 'clock advance' : args[0];
+      expect(errors()).toContain(`\`jml ${name}\` works against the local runtime only, not a deployed stack (Jml): `);
+      expect(errors()).toContain(why);
+    }
+    expect(cfn.commandCalls(DescribeStacksCommand)).toHaveLength(0);
+    expect(seen).toEqual([]);
+  });
+
+  it('send-event signs with the stack’s HRIS secret from the environment, never the development default', async () => {
+    stackIs('Jml');
+    const event = join(tmp, 'hire.json');
+    (await import('node:fs')).writeFileSync(event, JSON.stringify({ eventId: 'e1', eventType: 'hire', worker: { employeeId: 'E1001' } }));
+    expect(await main(['send-event', event, '--stack', 'Jml'])).toBe(2);
+    expect(errors()).toContain('set JML_HRIS_WEBHOOK_SECRET to its "current" value (secret Jml/hris-webhook in Secrets Manager)');
+    expect(seen).toEqual([]);
+
+    vi.stubEnv('JML_HRIS_WEBHOOK_SECRET', HRIS_SECRET);
+    expect(await main(['send-event', event, '--stack', 'Jml'])).toBe(0);
+    expect(text()).toContain('✔ accepted   run-new-1  (hire E1001)');
+    expect(seen).toMatchObject([{ method: 'POST', path: '/v1/hris/events', status: 202, authorization: undefined }]); // HMAC only, no SigV4
+    noSecretsIn(text() + errors());
+  });
+
+  it('evidence verify reads the run through the API and the bundle and chain from the evidence bucket', async () => {
+    stackIs('Jml');
+    const { objects, store } = evidenceBucket();
+    const first = await store.putBundle(buildEvidenceBundle(evidenceInput('run-earlier', '2026-10-01T09:00:00Z', null)));
+    const bundle = buildEvidenceBundle(evidenceInput(RUN.runId, '2026-11-20T09:03:00Z', (await store.latestManifestSha256('E1001'))!));
+    const stored = await store.putBundle(bundle);
+    expect(first.seq).toBe(1);
+    runDetail.evidence = { prefix: stored.prefix, manifestSha256: stored.manifestSha256 };
+
+    expect(await main(['evidence', 'verify', RUN.runId, '--stack', 'Jml'])).toBe(0);
+    expect(text()).toBe(`✔ evidence of ${RUN.runId} (E1001, s3://${BUCKET}/${stored.prefix}) verifies (${bundle.manifest.files.length + 1} files, hash chain intact)`);
+    expect(s3.commandCalls(GetObjectCommand).length).toBeGreaterThan(bundle.manifest.files.length);
+
+    // Someone changes a file in the bucket: the bundle no longer verifies, and the CLI says which.
+    out = [];
+    const key = `${stored.prefix}execution-log.json`;
+    objects.set(key, Buffer.from(Buffer.from(objects.get(key)!).toString().replace('00u1', '00u9')));
+    expect(await main(['evidence', 'verify', RUN.runId, '--stack', 'Jml'])).toBe(1);
+    expect(text()).toContain(`✘ evidence of ${RUN.runId} (E1001, s3://${BUCKET}/${stored.prefix}) does not verify:`);
+    expect(text()).toMatch(/^ {2}- execution-log\.json was changed: sha256 [0-9a-f]{64} \(\d+ bytes\) does not match the manifest's/m);
+  });
+
+  it('evidence verify names the missing permission when the bucket refuses', async () => {
+    stackIs('Jml');
+    runDetail.evidence = { prefix: `evidence/2026/11/${RUN.runId}/`, manifestSha256: 'a'.repeat(64) };
+    s3.on(ListObjectsV2Command).rejects(new S3ServiceException({ name: 'AccessDenied', $fault: 'client', $metadata: { httpStatusCode: 403 }, message: 'Access Denied' }));
+    s3.on(GetObjectCommand).rejects(new S3ServiceException({ name: 'AccessDenied', $fault: 'client', $metadata: { httpStatusCode: 403 }, message: 'Access Denied' }));
+    expect(await main(['evidence', 'verify', RUN.runId, '--stack', 'Jml'])).toBe(2);
+    expect(errors()).toContain(`access key …${operator.accessKeyId.slice(-4)} may not read the evidence bucket ${BUCKET}: Access Denied — it needs s3:GetObject and s3:ListBucket on the bucket and kms:Decrypt on its key`);
+  });
+
+  it('without --stack the CLI still talks to JML_URL, unsigned', async () => {
+    vi.stubEnv('JML_URL', apiUrl.replace(/\/$/, ''));
+    expect(await main(['runs', '--employee', 'E1001'])).toBe(2);
+    expect(seen).toMatchObject([{ path: '/v1/runs?employeeId=E1001', status: 403, authorization: undefined }]);
+    expect(errors()).toContain('runs: HTTP 403 — Missing Authentication Token');
+    expect(cfn.commandCalls(DescribeStacksCommand)).toHaveLength(0);
+  });
+});
