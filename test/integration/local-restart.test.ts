@@ -13,9 +13,10 @@ import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { seedDemoOrg } from '#local/demo-org';
 import { startLocalServer, type LocalServer } from '#local/server';
 import { startLocalStack, type LocalStack } from '#local/stack';
+import { startGraphStandIn } from '#local/standins/graph';
 import { startOktaStandIn } from '#local/standins/okta';
 import { startScimStandIn } from '#local/standins/scim';
-import { persistOktaStandIn, persistScimStandIn, StandInStateInvalid } from '#local/standins/persistence';
+import { persistGraphStandIn, persistOktaStandIn, persistScimStandIn, StandInStateInvalid } from '#local/standins/persistence';
 import { main } from '../../bin/cli.ts';
 import { approvalMail, decideByEmail, hrEvent, MANAGERS, send, waitForStatus } from '../helpers/stack.ts';
 import { worker } from '../helpers/policy.ts';
@@ -198,6 +199,43 @@ describe('stand-in state files', () => {
     const read = await fetch(`${again.url}/Users/${created.id}`, { headers: { authorization: `Bearer ${token}` } });
     expect(read.status).toBe(200);
     expect(await read.json()).toMatchObject({ id: created.id, userName: 'ada@acme.example', active: true, meta: { version: created.meta.version } });
+  });
+
+  it('a Graph tenant keeps users, memberships, licences and its change sequence; an old delta token answers 410', async () => {
+    const path = join(tmp, 'graph.json');
+    const clientSecret = randomBytes(24).toString('base64url');
+    const seed = { groups: [{ displayName: 'Engineering' }], skus: [{ skuPartNumber: 'ENTERPRISEPACK' }] };
+    const tenant = persistGraphStandIn(await startGraphStandIn({ clientId: 'jml-app', clientSecret, seed }), path);
+    closers.push(() => tenant.close());
+    tenant.seed({
+      users: [{ userPrincipalName: 'ada@acme.example', employeeId: 'E1001' }],
+      memberships: [{ group: 'Engineering', user: 'ada@acme.example' }],
+      licenses: [{ user: 'ada@acme.example', sku: 'ENTERPRISEPACK' }],
+    });
+    const token = async (base: string, tenantId: string) => {
+      const res = await fetch(`${base}/${tenantId}/oauth2/v2.0/token`, {
+        method: 'POST',
+        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'jml-app', client_secret: clientSecret, scope: 'https://graph.microsoft.com/.default' }),
+      });
+      return ((await res.json()) as { access_token: string }).access_token;
+    };
+    const first = await fetch(`${tenant.graphUrl}/users/delta`, { headers: { authorization: `Bearer ${await token(tenant.url, tenant.tenantId)}` } });
+    const deltaLink = ((await first.json()) as { '@odata.deltaLink': string })['@odata.deltaLink'];
+    const { id, seq } = { id: tenant.state.findUser('ada@acme.example')!.id, seq: tenant.state.seq };
+    await tenant.close();
+    closers.pop();
+
+    const again = persistGraphStandIn(await startGraphStandIn({ clientId: 'jml-app', clientSecret, seed }), path);
+    closers.push(() => again.close());
+    expect(again.state.findUser('ada@acme.example')?.id).toBe(id);
+    expect(again.state.groupNamesOf('ada@acme.example')).toEqual(['Engineering']);
+    expect(again.state.licenseNamesOf('ada@acme.example')).toEqual(['ENTERPRISEPACK']);
+    expect(again.state.seq).toBe(seq);
+    const bearer = `Bearer ${await token(again.url, again.tenantId)}`;
+    const user = await fetch(`${again.graphUrl}/users/${id}?$select=id,employeeId`, { headers: { authorization: bearer } });
+    expect(await user.json()).toMatchObject({ id, employeeId: 'E1001' });
+    const stale = await fetch(deltaLink.replace(tenant.graphUrl, again.graphUrl), { headers: { authorization: bearer } });
+    expect(stale.status).toBe(410);
   });
 
   it('refuses a damaged state file, naming the file and the field', async () => {
