@@ -217,7 +217,7 @@ const mask = (keyId: string) => `access key …${keyId.slice(-4)}`;
 
 function describeCredentials(creds: AwsCredentialIdentity, profile?: string): string {
   const who = creds.accountId ? `account ${creds.accountId}, ${mask(creds.accessKeyId)}` : mask(creds.accessKeyId);
-  return profile ? `profile ${profile} (${who})` : who;
+  return profile ? `profile ${profile}, ${who}` : who;
 }
 
 async function resolveStack(o: ConnectionOptions & { stack: string }): Promise<Endpoint> {

@@ -129,12 +129,16 @@ beforeAll(async () => {
           if (req.headers['x-jml-signature'] !== want || req.headers.authorization) return send(401, { message: 'signature does not verify' });
           return send(202, { runId: 'run-new-1', duplicate: false });
         }
-        const iam = /^GET \/v1\/(runs|runs\/[^/]+|exceptions)$/.test(route);
+        const iam = /^GET \/v1\/(runs|runs\/[^/]+|exceptions)$/.test(route) || route === 'POST /v1/exception-grants';
         if (!iam) return send(403, { message: 'Missing Authentication Token' });
         const check = await checkSigV4(req, url, body);
         if (!check.ok) return send(403, { message: check.message });
         if (check.deny.some((d) => d.test(route))) {
           return send(403, { Message: `User: ${check.arn} is not authorized to perform: execute-api:Invoke on resource: arn:aws:execute-api:${REGION}:********3333:abc123/v1/${req.method}${url.pathname.slice(3)}` });
+        }
+        if (route === 'POST /v1/exception-grants') {
+          const g = JSON.parse(body) as { employeeId: string; bundle: string; days: number; requestedBy: string };
+          return send(202, { grantId: 'grant-1', duplicate: false, status: 'PENDING_APPROVAL', employeeId: g.employeeId, bundle: g.bundle, approver: 'eng.lead@acme.example', expiresAt: '2026-12-09T00:00:00.000Z', requestedBy: g.requestedBy });
         }
         if (url.pathname === '/v1/runs') return send(200, { runs: url.searchParams.get('employeeId') === 'E1001' ? [RUN] : [] });
         if (url.pathname === `/v1/runs/${RUN.runId}`) return send(200, runDetail);
@@ -436,6 +440,37 @@ describe('jml against a deployed stack', () => {
     s3.on(GetObjectCommand).rejects(new S3ServiceException({ name: 'AccessDenied', $fault: 'client', $metadata: { httpStatusCode: 403 }, message: 'Access Denied' }));
     expect(await main(['evidence', 'verify', RUN.runId, '--stack', 'Jml'])).toBe(2);
     expect(errors()).toContain(`access key …${operator.accessKeyId.slice(-4)} may not read the evidence bucket ${BUCKET}: Access Denied — it needs s3:GetObject and s3:ListBucket on the bucket and kms:Decrypt on its key`);
+  });
+
+  it('grant-exception: the POST and its body are signed (the API recomputes the payload hash)', async () => {
+    stackIs('Jml');
+    const args = ['grant-exception', '--employee', 'E1001', '--bundle', 'engineering', '--days', '14', '--reason', 'Hand-over', '--requested-by', 'ops.lead@acme.example', '--stack', 'Jml'];
+    expect(await main(args)).toBe(0);
+    expect(seen).toMatchObject([{ method: 'POST', path: '/v1/exception-grants', status: 202 }]);
+    expect(text()).toContain('✔ requested  grant-1  engineering for E1001 until 2026-12-09T00:00:00.000Z');
+    expect(text()).toContain(`follow it: GET ${apiUrl}exception-grants/grant-1 (SigV4)`);
+  });
+
+  it('--profile takes the credentials of a named profile from the shared credentials file', async () => {
+    stackIs('Jml');
+    const file = join(tmp, 'credentials');
+    (await import('node:fs')).writeFileSync(file, `[default]\naws_access_key_id = AKIANOTTHISONE000000\naws_secret_access_key = ${randomBytes(30).toString('base64')}\n\n[audit]\naws_access_key_id = ${limited.accessKeyId}\naws_secret_access_key = ${limited.secretAccessKey}\n`);
+    vi.stubEnv('AWS_SHARED_CREDENTIALS_FILE', file);
+    vi.stubEnv('AWS_ACCESS_KEY_ID', undefined);
+    vi.stubEnv('AWS_SECRET_ACCESS_KEY', undefined);
+    vi.stubEnv('AWS_SESSION_TOKEN', undefined);
+    expect(await main(['runs', '--employee', 'E1001', '--stack', 'Jml', '--profile', 'audit'])).toBe(0);
+    expect(seen[0]!.authorization).toContain(`Credential=${limited.accessKeyId}/`);
+    expect(await main(['exceptions', '--stack', 'Jml', '--profile', 'audit'])).toBe(2);
+    expect(errors()).toContain(`for arn:aws:iam::${ACCOUNT}:user/auditor (profile audit, access key …${limited.accessKeyId.slice(-4)})`);
+  });
+
+  it('a connection option without a value is a usage error', async () => {
+    expect(await main(['runs', '--employee', 'E1', '--stack'])).toBe(2);
+    expect(errors()).toContain('--stack needs a value, e.g. --stack Jml');
+    err = [];
+    expect(await main(['runs', '--region', '--stack', 'Jml'])).toBe(2);
+    expect(errors()).toContain('--region needs a value');
   });
 
   it('without --stack the CLI still talks to JML_URL, unsigned', async () => {
