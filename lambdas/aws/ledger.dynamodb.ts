@@ -641,6 +641,67 @@ export class DynamoLedger implements Ledger {
     await client.send(new PutCommand({ TableName: this.tableName, Item: item }));
   }
 
+  // ---------------------------------------------------------------- counters
+
+  /**
+   * `ADD count :by` under the condition `count <= max − by` (or no count yet): DynamoDB applies
+   * the check and the addition as one step. Counters are meta items (`META#counter:<key>`) with
+   * a Number `count`.
+   */
+  async addToCounter(key: string, by: number, options: { max?: number; ttlEpochSeconds?: number } = {}): Promise<{ added: boolean; value: number }> {
+    if (!Number.isInteger(by) || by < 1) throw new RangeError(`counter ${key}: by must be a positive integer`);
+    const e = new Expr();
+    const count = e.name('count');
+    const sets = [`${e.name(ENTITY_ATTRIBUTE)} = ${e.value('counter')}`];
+    if (options.ttlEpochSeconds !== undefined) sets.push(`${e.name(TTL_ATTRIBUTE)} = ${e.value(Math.floor(options.ttlEpochSeconds))}`);
+    const condition = options.max !== undefined ? `attribute_not_exists(${count}) OR ${count} <= ${e.value(options.max - by)}` : undefined;
+    if (options.max !== undefined && options.max < by) return { added: false, value: await this.counter(key) };
+    const [{ UpdateCommand }, client] = await Promise.all([sdk(), this.client()]);
+    try {
+      const out = await client.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: keys.meta(counterKey(key)),
+          UpdateExpression: `SET ${sets.join(', ')} ADD ${count} ${e.value(by)}`,
+          ...(condition ? { ConditionExpression: condition } : {}),
+          ...e.maps(),
+          ReturnValues: 'UPDATED_NEW',
+        }),
+      );
+      return { added: true, value: Number(out.Attributes?.count ?? by) };
+    } catch (err) {
+      if (!isConditionalCheckFailed(err)) throw err;
+      return { added: false, value: await this.counter(key) };
+    }
+  }
+
+  /** One BatchGetItem (strongly consistent), repeated for any keys DynamoDB leaves unprocessed. */
+  async getCounters(counterKeys: readonly string[]): Promise<number[]> {
+    const values = new Map<string, number>();
+    const unique = [...new Set(counterKeys)];
+    const [{ BatchGetCommand }, client] = await Promise.all([sdk(), this.client()]);
+    for (let i = 0; i < unique.length; i += 100) {
+      let request: Item[] | undefined = unique.slice(i, i + 100).map((k) => keys.meta(counterKey(k)) as unknown as Item);
+      for (let attempt = 0; request?.length; attempt++) {
+        if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
+        const out = await client.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: request, ConsistentRead: true } } }));
+        for (const item of out.Responses?.[this.tableName] ?? []) {
+          if (!this.live(item)) continue;
+          const count = item.count;
+          if (typeof count !== 'number') throw new LedgerItemInvalid(`ledger counter item ${String(item[TABLE_KEYS.pk])}: count: expected a number`);
+          values.set(String(item[TABLE_KEYS.pk]), count);
+        }
+        request = out.UnprocessedKeys?.[this.tableName]?.Keys as Item[] | undefined;
+      }
+    }
+    return counterKeys.map((k) => values.get(keys.meta(counterKey(k)).pk) ?? 0);
+  }
+
+  private async counter(key: string): Promise<number> {
+    const item = await this.getItem(keys.meta(counterKey(key)));
+    return typeof item?.count === 'number' ? item.count : 0;
+  }
+
   // ---------------------------------------------------------------- plumbing
 
   /** Strongly consistent read; an expired item reads as absent. */
@@ -739,6 +800,8 @@ export class DynamoLedger implements Ledger {
     return out;
   }
 }
+
+const counterKey = (key: string) => `counter:${key}`;
 
 function parseJsonField(text: string, where: string, field: string): unknown {
   try {

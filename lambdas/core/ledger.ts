@@ -220,4 +220,15 @@ export interface Ledger {
   /** Generic key-value for small state (delta links, bulk-guard windows, schedules). */
   getMeta<T>(key: string): Promise<T | null>;
   putMeta<T>(key: string, value: T, ttlEpochSeconds?: number): Promise<void>;
+
+  /**
+   * Adds `by` to a counter, unless the count would then exceed `options.max`: one conditional
+   * update, so concurrent callers can never pass the bound together (the bulk-change guard's
+   * window counts). Returns whether it was added and the count after the call — when refused,
+   * the count that stood in the way. A counter is never reset: use one key per period, with a
+   * TTL after its last read.
+   */
+  addToCounter(key: string, by: number, options?: { max?: number; ttlEpochSeconds?: number }): Promise<{ added: boolean; value: number }>;
+  /** Several counters in one round trip, in the order asked; 0 for one never added to (or expired). */
+  getCounters(keys: readonly string[]): Promise<number[]>;
 }

@@ -552,6 +552,44 @@ describe('meta', () => {
   });
 });
 
+describe('counters', () => {
+  it('adds up to the bound and no further, reporting the count that stood in the way', async () => {
+    const clock = new Clock();
+    const { ledger, tableName } = await freshLedger(clock);
+    const ttl = Math.floor(clock.ms / 1000) + 3600;
+    expect(await ledger.addToCounter('guard/5/100', 1, { max: 2, ttlEpochSeconds: ttl })).toEqual({ added: true, value: 1 });
+    expect(await ledger.addToCounter('guard/5/100', 1, { max: 2, ttlEpochSeconds: ttl })).toEqual({ added: true, value: 2 });
+    expect(await ledger.addToCounter('guard/5/100', 1, { max: 2, ttlEpochSeconds: ttl })).toEqual({ added: false, value: 2 });
+    expect(await ledger.addToCounter('guard/5/100', 3, { max: 2 })).toEqual({ added: false, value: 2 });
+    expect(await ledger.addToCounter('guard/5/100', 2)).toEqual({ added: true, value: 4 });
+    const raw = await dynamo.client.send(new GetCommand({ TableName: tableName, Key: keys.meta('counter:guard/5/100') }));
+    expect(raw.Item).toMatchObject({ count: 4, expiresAt: ttl });
+  });
+
+  it('concurrent additions never pass the bound together', async () => {
+    const { ledger } = await freshLedger();
+    const results = await Promise.all(Array.from({ length: 12 }, () => ledger.addToCounter('race', 1, { max: 5 })));
+    expect(results.filter((r) => r.added).map((r) => r.value).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5]);
+    expect(results.filter((r) => !r.added)).toHaveLength(7);
+    expect(await ledger.getCounters(['race'])).toEqual([5]);
+  });
+
+  it('reads many counters in one call, in the order asked: 0 for absent and expired ones', async () => {
+    const clock = new Clock();
+    const { ledger } = await freshLedger(clock);
+    const ttl = Math.floor(clock.ms / 1000) + 60;
+    await ledger.addToCounter('a', 2);
+    await ledger.addToCounter('b', 1, { ttlEpochSeconds: ttl });
+    const many = Array.from({ length: 130 }, (_, i) => `k${i}`);
+    await ledger.addToCounter('k129', 7);
+    expect(await ledger.getCounters(['b', 'absent', 'a', 'a'])).toEqual([1, 0, 2, 2]);
+    expect((await ledger.getCounters(many)).slice(-2)).toEqual([0, 7]);
+    clock.advance(60);
+    expect(await ledger.getCounters(['a', 'b'])).toEqual([2, 0]);
+    expect(await ledger.getCounters([])).toEqual([]);
+  });
+});
+
 describe('local dynalite', () => {
   it('ensureTable is idempotent and safe to call concurrently', async () => {
     const tableName = `ledger-${randomUUID()}`;
