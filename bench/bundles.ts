@@ -10,14 +10,27 @@
  *  - the largest inputs of a bundle over the size goal, so the cause is visible.
  * It also checks that minification kept the typed errors' names (Step Functions matches them).
  *
- *   npm run bench -- bundles            (or: npx tsx bench/bundles.ts [--runs 7] [--idp entra])
+ * Module initialisation is not the whole cold start: what a function loads on first use is paid
+ * by its first invocation instead. Two first-use costs are measured for real, in fresh processes:
+ *  - the read API's first and second invocation against a local DynamoDB (dynalite): the first
+ *    one loads the DynamoDB client, which every function loads on its first ledger call;
+ *  - the first and second call of the IdP connector against its stand-in (Okta) — the connector
+ *    module and its SDK, built alone with the same settings — which a function pays on the
+ *    first invocation that talks to the IdP.
+ *
+ *   npm run bench -- bundles            (or: npx tsx bench/bundles.ts [--runs 7] [--idp entra]
+ *                                        [--aws-sdk bundled|external] [--only read-api,converge])
  */
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { build, type Metafile } from 'esbuild';
 import { ENV } from '#aws/config';
-import { REPO_ROOT, entryFile, esbuildOptions, type BundleSettings } from '../lib/bundling.ts';
+import { startDynalite, ensureTable } from '#local/dynalite';
+import { startOktaStandIn } from '#local/standins/okta';
+import { BUNDLE_EXTERNALS, REPO_ROOT, entryFile, esbuildOptions, type BundleSettings } from '../lib/bundling.ts';
 import { FUNCTION_NAMES } from '../lib/functions.ts';
 
 const SIZE_GOAL = 1024 * 1024;
@@ -30,6 +43,13 @@ const opt = (name: string, dflt: string) => {
 };
 const runs = Number(opt('runs', '5'));
 const idpKind = opt('idp', 'okta') as 'okta' | 'entra';
+/** Compare: `bundled` puts the AWS SDK into every bundle instead of the stack's setting. */
+const awsSdk = opt('aws-sdk', BUNDLE_EXTERNALS.includes('@aws-sdk/*') ? 'external' : 'bundled') as 'external' | 'bundled';
+const only = opt('only', '').split(',').filter(Boolean);
+const withSdkSetting = <T extends { external: string[] }>(o: T): T => ({
+  ...o,
+  external: awsSdk === 'bundled' ? o.external.filter((e) => !e.startsWith('@aws-sdk/')) : [...new Set([...o.external, '@aws-sdk/*'])],
+});
 const settings: BundleSettings = {
   idpKind,
   policyFile: idpKind === 'entra' ? 'config/access-policy.entra.yaml' : 'config/access-policy.yaml',
@@ -61,14 +81,33 @@ function initOnce(file: string): number {
   return timedImport(file);
 }
 
-function timedImport(file: string): number {
-  const script = `const t = performance.now(); await import(${JSON.stringify(file)}); process.stdout.write(String(performance.now() - t));`;
+/** Runs `script` (an ES module body that prints its figures) in a fresh `node` with the fake Lambda environment. */
+function fresh(script: string, env: Record<string, string> = {}): string {
   const r = spawnSync(process.execPath, ['--input-type=module', '--no-warnings', '-e', script], {
-    env: { PATH: process.env.PATH ?? '', ...fakeEnv },
+    env: { PATH: process.env.PATH ?? '', ...fakeEnv, ...env },
     encoding: 'utf8',
   });
-  if (r.status !== 0) throw new Error(`import of ${file} failed:\n${r.stderr}`);
-  return Number(r.stdout);
+  if (r.status !== 0) throw new Error(`fresh process failed:\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** `fresh`, without blocking this process (its stand-ins must answer the child). */
+async function freshAsync(script: string, env: Record<string, string> = {}): Promise<string> {
+  try {
+    const r = await promisify(execFile)(process.execPath, ['--input-type=module', '--no-warnings', '-e', script], {
+      env: { PATH: process.env.PATH ?? '', ...fakeEnv, ...env },
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    return r.stdout;
+  } catch (e) {
+    // A minified bundle's stack is one enormous line: keep the end, where the message is.
+    throw new Error(`fresh process failed: ${String((e as { stderr?: string }).stderr ?? e).slice(-1500)}`);
+  }
+}
+
+function timedImport(file: string): number {
+  return Number(fresh(`const t = performance.now(); await import(${JSON.stringify(file)}); process.stdout.write(String(performance.now() - t));`));
 }
 
 function topInputs(meta: Metafile, n = 4): string {
@@ -98,11 +137,14 @@ const floorMs = median(Array.from({ length: runs }, () => timedImport(probe('emp
 
 const rows: Array<{ name: string; kib: number; initMs: number; sdkMs: number; sdk: string[]; top?: string }> = [];
 let keptNames = true;
+const builtFiles = new Map<string, string>();
 for (const name of FUNCTION_NAMES) {
+  if (only.length && !only.includes(name)) continue;
   const dir = join(out, name);
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'index.mjs');
-  const result = await build(esbuildOptions(settings, entryFile(name), file));
+  builtFiles.set(name, file);
+  const result = await build(withSdkSetting(esbuildOptions(settings, entryFile(name), file)));
   const size = statSync(file).size;
   const text = readFileSync(file, 'utf8');
   if (name === 'converge' && !/"TargetThrottled"/.test(text)) keptNames = false;
@@ -113,8 +155,73 @@ for (const name of FUNCTION_NAMES) {
   rows.push({ name, kib: size / 1024, initMs: median(times), sdkMs, sdk, ...(size > SIZE_GOAL ? { top: topInputs(result.metafile!) } : {}) });
 }
 
+// ---------------------------------------------------------------------------------------------
+// First use: what module initialisation no longer pays is paid by the first invocation.
+
+const creds = () => ({ AWS_ACCESS_KEY_ID: `bench${randomBytes(4).toString('hex')}`, AWS_SECRET_ACCESS_KEY: randomBytes(24).toString('base64url') });
+const medians = (samples: number[][]) => samples[0]!.map((_, i) => median(samples.map((s) => s[i]!)));
+
+/** read-api: init, first invocation (loads the DynamoDB client, one query), second invocation (the query alone). */
+async function readApiFirstUse(): Promise<number[] | null> {
+  const file = builtFiles.get('read-api');
+  if (!file) return null;
+  const dynamo = await startDynalite();
+  try {
+    await ensureTable(dynamo.client, fakeEnv[ENV.tableName]!);
+    const event = { httpMethod: 'GET', path: '/runs', resource: '/runs', queryStringParameters: { employeeId: 'E1001' }, headers: {}, pathParameters: null, requestContext: { requestId: 'bench' } };
+    const script = `
+      const event = ${JSON.stringify(event)};
+      const context = { functionName: 'bench', awsRequestId: 'bench', getRemainingTimeInMillis: () => 10000 };
+      const t0 = performance.now();
+      const { handler } = await import(${JSON.stringify(file)});
+      const t1 = performance.now();
+      const a = await handler(event, context);
+      const t2 = performance.now();
+      const b = await handler(event, context);
+      const t3 = performance.now();
+      if (a.statusCode !== 200 || b.statusCode !== 200) throw new Error('read-api answered ' + a.statusCode + ' ' + a.body);
+      process.stdout.write([t1 - t0, t2 - t1, t3 - t2].join(' '));`;
+    const env = { ...creds(), AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint, AWS_MAX_ATTEMPTS: '1' };
+    const samples: number[][] = [];
+    for (let i = 0; i < runs; i++) samples.push((await freshAsync(script, env)).split(' ').map(Number));
+    return medians(samples);
+  } finally {
+    await dynamo.close();
+  }
+}
+
+/** The IdP connector alone: its size, load + first call (SDK evaluated, client built, one read), second call. */
+async function idpFirstUse(): Promise<{ kib: number; ms: number[] } | null> {
+  if (idpKind !== 'okta') return null;
+  const file = join(out, 'okta-connector', 'index.mjs');
+  await build(withSdkSetting(esbuildOptions(settings, join(REPO_ROOT, 'lambdas', 'connectors', 'okta.connector.ts'), file)));
+  const token = randomBytes(24).toString('base64url');
+  const okta = await startOktaStandIn({ token });
+  try {
+    const script = `
+      const t0 = performance.now();
+      const { createOktaConnector } = await import(${JSON.stringify(file)});
+      const c = createOktaConnector({ name: 'okta', orgUrl: ${JSON.stringify(okta.url)}, token: process.env.BENCH_OKTA_TOKEN });
+      const a = await c.findAccounts({ employeeId: 'E1001' });
+      const t1 = performance.now();
+      const b = await c.findAccounts({ employeeId: 'E1002' });
+      const t2 = performance.now();
+      if (a.length || b.length) throw new Error('unexpected accounts');
+      process.stdout.write([t1 - t0, t2 - t1].join(' '));`;
+    const samples: number[][] = [];
+    for (let i = 0; i < runs; i++) samples.push((await freshAsync(script, { BENCH_OKTA_TOKEN: token })).split(' ').map(Number));
+    const ms = medians(samples);
+    return { kib: statSync(file).size / 1024, ms };
+  } finally {
+    await okta.close();
+  }
+}
+
+const readApi = await readApiFirstUse();
+const idp = await idpFirstUse();
+
 const pad = (s: string, n: number) => s.padEnd(n);
-console.log(`Lambda bundles (esbuild ${settings.idpKind} build, ${runs} init runs each, median; Node ${process.version} on this machine)`);
+console.log(`Lambda bundles (esbuild ${settings.idpKind} build, AWS SDK ${awsSdk}, ${runs} init runs each, median; Node ${process.version} on this machine)`);
 console.log(`importing an empty module: ${floorMs.toFixed(0)} ms (this machine's floor)`);
 console.log(`${pad('function', 24)} ${pad('bundle KiB', 11)} ${pad('init ms', 8)} ${pad('of which SDK', 13)} goals (≤ 1024 KiB, ≤ ${INIT_GOAL_MS} ms)`);
 for (const r of rows) {
@@ -122,6 +229,12 @@ for (const r of rows) {
   console.log(`${pad(r.name, 24)} ${pad(r.kib.toFixed(0), 11)} ${pad(r.initMs.toFixed(0), 8)} ${pad(r.sdkMs.toFixed(0), 13)} ${ok}`);
   if (r.top) console.log(`${' '.repeat(25)}largest inputs: ${r.top}`);
 }
-console.log(`SDK packages loaded at initialisation: ${[...new Set(rows.flatMap((r) => r.sdk))].join(', ') || 'none'} (all others on first use)`);
+console.log(`AWS SDK packages loaded at initialisation: ${[...new Set(rows.flatMap((r) => r.sdk))].join(', ') || 'none'} (all others on first use)`);
+if (readApi) {
+  console.log(`read-api against dynalite: init ${readApi[0]!.toFixed(0)} ms, first invocation ${readApi[1]!.toFixed(0)} ms (loads the DynamoDB client), second ${readApi[2]!.toFixed(0)} ms`);
+}
+if (idp) {
+  console.log(`Okta connector module + SDK alone: ${idp.kib.toFixed(0)} KiB; load + first call ${idp.ms[0]!.toFixed(0)} ms, second call ${idp.ms[1]!.toFixed(0)} ms (against the stand-in)`);
+}
 console.log(`typed error names kept by minification: ${keptNames ? 'yes' : 'NO'}`);
 if (!keptNames) process.exitCode = 1;

@@ -11,6 +11,11 @@
  *   text loader): a policy change ships as a deploy.
  * - `process.env.JML_IDP_KIND` is a build-time constant: the other IdP's client is dropped.
  * - A `require` for the CommonJS dependencies (the Okta SDK) that load Node built-ins.
+ * - Packages resolve by `main` before `module` (esbuild's default for Node): a CommonJS
+ *   `require('node-fetch')` must get node-fetch's CommonJS build, the function itself. With
+ *   `module` first it got the ES module's namespace, and every call of the bundled Okta SDK failed
+ *   with "… is not a function" (`test/cdk/bundles.test.ts` runs the bundled connector). The
+ *   order changes no bundle's size.
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,7 +33,7 @@ export interface BundleSettings {
 
 export const BUNDLE_EXTERNALS = ['@aws-sdk/*'];
 export const BUNDLE_BANNER = "import { createRequire as __jmlCreateRequire } from 'node:module'; const require = __jmlCreateRequire(import.meta.url);";
-export const BUNDLE_MAIN_FIELDS = ['module', 'main'];
+export const BUNDLE_MAIN_FIELDS = ['main', 'module'];
 export const BUNDLE_LOADERS = { '.yaml': 'text' } as const;
 
 export function bundleDefines(s: BundleSettings): Record<string, string> {
