@@ -36,6 +36,7 @@ Runtime (the local runtime by default; JML_URL=http://… for another; --stack f
   evidence verify <runId | bundle-dir>     recompute hashes and the person's hash chain
   grant-exception --employee <id> --bundle <name> --reason "…" --days N
                                            re-apply a bundle for a bounded time (app owner approves by link)
+
 Local runtime only
   approve <approvalId> | reject <approvalId> --rationale "…"
                                            decide through the emailed link in the outbox
