@@ -34,7 +34,7 @@ import {
   type LinkFailure,
 } from '#core/approval-link';
 import { JmlError } from '#core/errors';
-import { ConditionFailed, type ApprovalRecord, type ExceptionRecord, type PersonRecord, type RunRecord } from '#core/ledger';
+import { ConditionFailed, type ApprovalRecord, type PersonRecord, type RunRecord } from '#core/ledger';
 import type { ApprovalRequest } from '#core/plan';
 import type { Policy } from '#core/policy';
 import { parseOrThrow } from '#core/validation';
@@ -51,6 +51,7 @@ import {
   type HttpResponse,
   type ResultKind,
 } from './approval-views.ts';
+import { openException, type NewException } from './exceptions.ts';
 import type { AppDeps } from './ports.ts';
 
 /** The run, its plan or its approval request cannot be found: the workflow asked for something that does not exist. */
@@ -416,7 +417,6 @@ export async function expireApproval(
   rawInput: { runId: string; requestId: string },
 ): Promise<{ requestId: string; decision: 'expired'; exceptionId: string }> {
   const input = parseOrThrow(z.object({ runId: z.string().min(1).max(256), requestId: z.string().min(1).max(256) }), rawInput, 'expireApproval');
-  const now = deps.clock.now().toISOString();
   const policy = await deps.policy();
   const approvals = (await deps.ledger.listApprovals(input.runId)).filter((a) => a.requestId === input.requestId);
   for (const a of approvals) {
@@ -437,7 +437,7 @@ export async function expireApproval(
   const owner = (involved && policy.targetsByName.get(involved)?.owner.email) || policy.document.company.fallbackApprover;
   const exceptionId = `approval_expired:${input.runId}:${input.requestId}`;
   const what = d ? (d.kind === 'dataHandling' ? d.dataHandling?.description ?? input.requestId : d.bundles.map((b) => b.name).join(', ')) : input.requestId;
-  const exception: ExceptionRecord = {
+  const exception: NewException = {
     exceptionId,
     runId: input.runId,
     ...(latest ? { employeeId: latest.employeeId } : {}),
@@ -457,10 +457,9 @@ export async function expireApproval(
         ...(a.escalationOf ? { escalationOf: a.escalationOf } : {}),
       })),
     },
-    status: 'open',
-    openedAt: now,
   };
-  await deps.ledger.openException(exception);
+  // Like every exception: the owner is told, and the ITSM gets a ticket when one is configured.
+  await openException(deps, exception);
   deps.metrics.put('ApprovalExpired', 1, 'Count');
   return { requestId: input.requestId, decision: 'expired', exceptionId };
 }

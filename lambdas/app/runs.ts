@@ -376,6 +376,9 @@ export async function recordFailure(
   }
   const target = policy.targetsByName.get(input.target);
   const exception = await openException(deps, {
+    // One exception per run and target: the retry after the first Reconcile fails the same way
+    // and must not mail the owner (or raise a ticket) a second time.
+    exceptionId: `step_failed:${run.runId}:${input.target}`,
     runId: run.runId,
     employeeId: run.employeeId,
     target: input.target,
@@ -458,16 +461,28 @@ export async function reconcileRun(deps: AppDeps, input: { runId: string }): Pro
   const retry = retryTargets.length > 0 && attempts === 1;
   const exceptionsOpened: string[] = [];
   if (!retry) {
+    // A target whose step already failed has its exception (and owner, and ticket): the
+    // mismatch found here is that same problem, referenced rather than opened twice.
+    const openForTarget = new Map(
+      (await deps.ledger.listExceptions({ runId: run.runId, status: 'open' })).map((e) => [e.target, e.exceptionId] as const),
+    );
     for (const t of targets) {
       if (t.result === 'match' || t.mode === 'shadow') continue;
+      const known = openForTarget.get(t.target);
+      if (known) {
+        exceptionsOpened.push(known);
+        continue;
+      }
       const owner = policy.targetsByName.get(t.target)?.owner.email ?? policy.document.company.fallbackApprover;
       const leaverEnabled = person.status === 'terminated' && t.actualStatus === 'enabled';
+      const kind = t.result === 'conflict' ? 'conflict' : leaverEnabled ? 'leaver_enabled' : 'drift';
       const e = await openException(deps, {
+        exceptionId: `${kind}:${run.runId}:${t.target}`,
         runId: run.runId,
         employeeId: person.employeeId,
         target: t.target,
         owner,
-        kind: t.result === 'conflict' ? 'conflict' : leaverEnabled ? 'leaver_enabled' : 'drift',
+        kind,
         reason:
           t.result === 'conflict'
             ? `${t.target}: ${t.note}`
