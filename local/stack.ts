@@ -16,6 +16,7 @@ import type { Connector } from '#connectors/connector';
 import { createOktaConnector } from '#connectors/okta.connector';
 import { createEntraConnector } from '#connectors/entra.connector';
 import { createScimConnector } from '#connectors/scim.connector';
+import { createTicketing, type ItsmConfig } from '#connectors/itsm';
 import { PolicyViolation } from '#core/errors';
 import { loadPolicyText, type Policy } from '#core/policy';
 import { DynamoLedger } from '#aws/ledger.dynamodb';
@@ -40,6 +41,7 @@ import { LocalWorkflows } from './workflow-engine.ts';
 import { startOktaStandIn, type OktaStandIn } from './standins/okta.ts';
 import { startGraphStandIn, type GraphStandIn } from './standins/graph.ts';
 import { startScimStandIn, type ScimStandIn } from './standins/scim.ts';
+import { startItsmStandIn, type ItsmStandIn } from './standins/itsm.ts';
 import { persistGraphStandIn, persistOktaStandIn, persistScimStandIn } from './standins/persistence.ts';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -78,6 +80,11 @@ export interface LocalStackOptions {
    * passes `<data dir>/targets`. `fresh` empties it.
    */
   targetStateDir?: string;
+  /**
+   * ITSM tickets for exceptions: a system name starts the ITSM stand-in speaking that system's
+   * API (`GET /local/tickets` lists its tickets); a full config with its secret uses a real ITSM.
+   */
+  itsm?: ItsmConfig['system'] | { config: ItsmConfig; secret: string };
 }
 
 export interface LocalStack {
@@ -91,6 +98,8 @@ export interface LocalStack {
   workflows: LocalWorkflows;
   dynamo: LocalDynamo;
   targets: { okta?: OktaStandIn; graph?: GraphStandIn; scim: Record<string, ScimStandIn> };
+  /** The ITSM stand-in, when `itsm` named a system. */
+  itsm?: ItsmStandIn;
   /** Target name → connection facts (for `GET /local/targets`; tokens are throwaway). */
   targetInfo(): Record<string, unknown>;
   evidenceRoot: string;
@@ -188,6 +197,24 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   };
 
   const secrets = new EnvSecrets({ ...DEV_SECRETS, ...stripUndefined(options.secrets ?? {}) });
+
+  let itsm: ItsmStandIn | undefined;
+  let itsmConfig: ItsmConfig | undefined;
+  let itsmSecret = '';
+  if (typeof options.itsm === 'string') {
+    itsmSecret = options.itsm === 'webhook' ? throwaway() : `jml@${policy.document.company.emailDomain}:${throwaway()}`;
+    itsm = await startItsmStandIn({ credential: itsmSecret, webhookSecret: itsmSecret });
+    itsmConfig =
+      options.itsm === 'jira'
+        ? { system: 'jira', baseUrl: itsm.url, serviceDeskId: '1', requestTypeId: '1' }
+        : options.itsm === 'servicenow'
+          ? { system: 'servicenow', instanceUrl: itsm.url }
+          : { system: 'webhook', url: `${itsm.url}/hooks/jml` };
+  } else if (options.itsm) {
+    itsmConfig = options.itsm.config;
+    itsmSecret = options.itsm.secret;
+  }
+  const ticketing = itsmConfig ? createTicketing(itsmConfig, { secret: async () => [itsmSecret] }) : undefined;
   // Late-bound: the queue, scheduler and workflows need deps, and deps needs them.
   let deps!: AppDeps;
   const provider = async () => deps;
@@ -250,6 +277,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     scheduler,
     secrets,
     metrics,
+    ...(ticketing ? { ticketing } : {}),
     clock,
     publicBaseUrl: options.publicBaseUrl ?? 'http://127.0.0.1:8787',
   };
@@ -294,6 +322,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     workflows,
     dynamo,
     targets,
+    ...(itsm ? { itsm } : {}),
     evidenceRoot,
     resumed,
     targetInfo: () => ({
@@ -310,6 +339,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         targets.okta?.close(),
         targets.graph?.close(),
         ...Object.values(targets.scim).map((s) => s.close()),
+        itsm?.close(),
       ]);
       await dynamo.close();
       if (!dataDir) rmSync(evidenceRoot, { recursive: true, force: true });

@@ -1,6 +1,10 @@
 /**
- * Exception grants behind API Gateway (REST, proxy integration; IAM-authorised in AWS, loopback
- * only in local mode):
+ * The operator's write API for exceptions behind API Gateway (REST, proxy integration;
+ * IAM-authorised in AWS, loopback only in local mode): exception grants, and resolving an
+ * exception (which closes its ITSM ticket when it has one).
+ *
+ *   POST /exceptions/{exceptionId}/resolve  { resolution, resolvedBy }
+ *        → 200 the resolved exception (with its ticket) · 404 unknown · 409 already resolved
  *
  *   POST /exception-grants            { employeeId, bundle, reason, days | until, requestedBy }
  *        → 202 { grantId, status, …, approver }   (201-style creation, decided later by link)
@@ -13,9 +17,13 @@
  * grant next to the operator it names in `requestedBy`.
  */
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { z } from 'zod';
 import { getExceptionGrant, GrantNotFound, GrantRefused, requestExceptionGrant, type ExceptionGrantRecord } from '#app/exception-grants';
+import { resolveException } from '#app/exceptions';
 import type { AppDeps } from '#app/ports';
 import { ValidationError } from '#core/errors';
+import { ConditionFailed } from '#core/ledger';
+import { formatIssues } from '#core/validation';
 import { processDeps, type DepsProvider } from './deps.ts';
 import { BodyTooLarge, exceedsJsonDepth, isJsonContentType, json, jsonApiHandler, jsonError, rawBody, type ApiHandler } from './json-api.ts';
 
@@ -55,22 +63,59 @@ function view(grant: ExceptionGrantRecord) {
   };
 }
 
-async function create(app: AppDeps, event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
-  if (!isJsonContentType(event)) return jsonError(415, 'unsupported_media_type', 'Content-Type must be application/json (UTF-8)');
+/** The JSON body of an operator request, or the 4xx that says why there is none. */
+function readJson(event: APIGatewayProxyEvent): { body: unknown } | { error: APIGatewayProxyResult } {
+  if (!isJsonContentType(event)) return { error: jsonError(415, 'unsupported_media_type', 'Content-Type must be application/json (UTF-8)') };
   let text: string;
   try {
     text = rawBody(event, MAX_GRANT_BODY_BYTES).toString('utf8');
   } catch (e) {
-    if (e instanceof BodyTooLarge) return jsonError(413, 'payload_too_large', `body must be at most ${MAX_GRANT_BODY_BYTES} bytes`);
+    if (e instanceof BodyTooLarge) return { error: jsonError(413, 'payload_too_large', `body must be at most ${MAX_GRANT_BODY_BYTES} bytes`) };
     throw e;
   }
-  if (exceedsJsonDepth(text, MAX_JSON_DEPTH)) return jsonError(400, 'invalid_json', `body nests deeper than ${MAX_JSON_DEPTH} levels`);
-  let body: unknown;
+  if (exceedsJsonDepth(text, MAX_JSON_DEPTH)) return { error: jsonError(400, 'invalid_json', `body nests deeper than ${MAX_JSON_DEPTH} levels`) };
   try {
-    body = JSON.parse(text);
+    return { body: JSON.parse(text) };
   } catch {
-    return jsonError(400, 'invalid_json', 'body is not valid JSON');
+    return { error: jsonError(400, 'invalid_json', 'body is not valid JSON') };
   }
+}
+
+const ResolveRequest = z
+  .object({
+    resolution: z.string().trim().min(1, 'say how the exception was resolved').max(2000),
+    resolvedBy: z.string().trim().min(1, 'name who resolved it').max(200),
+  })
+  .strict();
+
+const RESOLVE_PATH = /\/exceptions\/([^/?#]+)\/resolve\/?$/;
+
+async function resolve(app: AppDeps, event: APIGatewayProxyEvent, exceptionId: string): Promise<APIGatewayProxyResult> {
+  const read = readJson(event);
+  if ('error' in read) return read.error;
+  const parsed = ResolveRequest.safeParse(read.body);
+  if (!parsed.success) return jsonError(400, 'invalid_request', 'the request is not valid; each issue names its field', { issues: formatIssues(parsed.error) });
+  const caller = event.requestContext?.identity?.userArn ?? undefined;
+  try {
+    const resolved = await resolveException(app, {
+      exceptionId,
+      resolution: parsed.data.resolution,
+      resolvedBy: caller ? `${parsed.data.resolvedBy} (${caller})` : parsed.data.resolvedBy,
+    });
+    const { evidence: _evidence, ...view } = resolved;
+    return json(200, view);
+  } catch (e) {
+    if (e instanceof ConditionFailed) {
+      return /not found/.test(e.message) ? jsonError(404, 'not_found', e.message) : jsonError(409, 'already_resolved', e.message);
+    }
+    throw e;
+  }
+}
+
+async function create(app: AppDeps, event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+  const read = readJson(event);
+  if ('error' in read) return read.error;
+  const body = read.body;
   try {
     const caller = event.requestContext?.identity?.userArn ?? undefined;
     const { grant, duplicate } = await requestExceptionGrant(app, body, caller ? { caller } : {});
@@ -86,6 +131,18 @@ async function create(app: AppDeps, event: APIGatewayProxyEvent): Promise<APIGat
 export function createExceptionGrantsHandler(deps: DepsProvider): ApiHandler {
   return jsonApiHandler('exception-grants', deps, async (app, event) => {
     const method = (event.httpMethod ?? '').toUpperCase();
+    const fromPath = RESOLVE_PATH.exec(event.path ?? '')?.[1];
+    if (event.pathParameters?.exceptionId !== undefined || fromPath !== undefined) {
+      if (method !== 'POST') return jsonError(405, 'method_not_allowed', 'use POST to resolve an exception', {}, { Allow: 'POST' });
+      // API Gateway hands path parameters over decoded; a bare path is decoded here.
+      let id = event.pathParameters?.exceptionId;
+      try {
+        id ??= decodeURIComponent(fromPath!);
+      } catch {
+        return jsonError(404, 'not_found', 'exception not found');
+      }
+      return resolve(app, event, id);
+    }
     const grantId = grantIdFrom(event);
     if (grantId === undefined) {
       if (method !== 'POST') return jsonError(405, 'method_not_allowed', 'use POST to request an exception grant', {}, { Allow: 'POST' });

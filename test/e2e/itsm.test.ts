@@ -1,0 +1,63 @@
+/**
+ * An exception raises a ServiceNow incident; the operator resolves the exception over the API and
+ * the incident is resolved — on the local runtime over HTTP, with the ITSM stand-in.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startLocalServer, type LocalServer } from '#local/server';
+import { startLocalStack, type LocalStack } from '#local/stack';
+import { worker } from '../helpers/policy.ts';
+import { approvalMail, decideByEmail, hrEvent, seedPeople, send, waitForStatus } from '../helpers/stack.ts';
+
+let stack: LocalStack;
+let server: LocalServer;
+
+beforeAll(async () => {
+  stack = await startLocalStack({ retryIntervalMs: 5, itsm: 'servicenow' });
+  server = await startLocalServer(stack);
+  stack.deps.publicBaseUrl = server.url;
+  await seedPeople(stack);
+});
+afterAll(async () => {
+  await server?.close();
+  await stack?.close();
+});
+
+const get = async (path: string) => (await fetch(`${server.url}${path}`)).json() as Promise<any>;
+const post = (path: string, body: unknown) =>
+  fetch(`${server.url}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+
+describe('ITSM tickets on the local runtime', () => {
+  it('a failed app step opens an exception with a ServiceNow incident; resolving the exception resolves the incident', async () => {
+    stack.targets.scim.slack!.controls.faults.push({ kind: 'status', status: 400, method: 'POST', path: /\/Users$/ });
+    const accepted = await send(stack, hrEvent('hire', worker({ employeeId: 'E4201', email: 'e4201@acme.example', startDate: '2026-10-01' })));
+    await decideByEmail(stack, (await approvalMail(stack, accepted.runId, 'baseline')).mail.links[0]!, 'approve');
+    expect(await waitForStatus(stack, accepted.runId, ['EXCEPTION_OPEN', 'COMPLETED', 'FAILED'])).toBe('EXCEPTION_OPEN');
+
+    const { exceptions } = await get('/exceptions?status=open');
+    const failure = exceptions.find((e: any) => e.runId === accepted.runId && e.target === 'slack');
+    expect(failure.ticket).toMatchObject({ system: 'servicenow', key: expect.stringMatching(/^INC\d{7}$/) });
+
+    const { tickets, configured } = await get('/local/tickets');
+    expect(configured).toBe(true);
+    expect(tickets).toHaveLength(1);
+    expect(tickets[0]).toMatchObject({ key: failure.ticket.key, state: 'open', fields: expect.objectContaining({ correlation_id: failure.exceptionId }) });
+    expect(tickets[0].summary).toContain('Access change failed on slack for E4201');
+    expect(tickets[0].description).toContain(`/runs/${accepted.runId}`);
+
+    const bad = await post(`/exceptions/${encodeURIComponent(failure.exceptionId)}/resolve`, { resolvedBy: 'ops@acme.example' });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as any).issues).toEqual(['resolution: required']);
+
+    const res = await post(`/exceptions/${encodeURIComponent(failure.exceptionId)}/resolve`, { resolution: 'slack admin created the account by hand', resolvedBy: 'ops@acme.example' });
+    expect(res.status).toBe(200);
+    const resolved = (await res.json()) as any;
+    expect(resolved).toMatchObject({ status: 'resolved', resolvedBy: 'ops@acme.example', ticket: { key: failure.ticket.key, closedAt: expect.any(String) } });
+    expect(resolved).not.toHaveProperty('evidence');
+    expect((await get('/local/tickets')).tickets[0]).toMatchObject({ state: 'resolved', fields: expect.objectContaining({ state: '6' }) });
+
+    const again = await post(`/exceptions/${encodeURIComponent(failure.exceptionId)}/resolve`, { resolution: 'again', resolvedBy: 'ops@acme.example' });
+    expect(again.status).toBe(409);
+    expect(((await again.json()) as any).message).toContain('already resolved');
+    expect((await post('/exceptions/exc-nope/resolve', { resolution: 'x', resolvedBy: 'y' })).status).toBe(404);
+  });
+});
