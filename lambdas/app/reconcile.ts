@@ -4,9 +4,11 @@
  *
  * Two entry points share one classifier:
  *  - the nightly `reconcile` state machine (statemachines/reconcile.asl.json): Start → for each
- *    target, pages of `listAccounts` (or Graph `/users/delta`) → pages of the ledger's persons →
- *    Finish (report in the evidence store, KPIs). Workflow state carries cursors and counters
- *    only; each page's findings go to the ledger as the page is processed.
+ *    target, pages of `listAccounts` (or Graph `/users/delta`), then — on a target whose pages
+ *    carry no entitlements and that lists entitlement members (Okta) — the member pages of every
+ *    entitlement the policy manages there → pages of the ledger's persons → the entitlement-gap
+ *    step → Finish (report in the evidence store, KPIs). Workflow state carries cursors and
+ *    counters only; each page's findings go to the ledger as the page is processed.
  *  - `reconcilePerson`: one person on demand (drift signals, scheduled actions).
  *
  * Classification, per account (IGA style):
@@ -29,10 +31,15 @@
  *
  * How deep each target is checked: pages that carry entitlements (SCIM: groups and roles inline;
  * Entra `listAccounts`) are compared in full. Okta's `listAccounts` pages carry status and
- * correlation key only (reading groups and apps would cost two calls per user), and so do Graph
- * `/users/delta` pages: for those, the nightly pass compares status and correlation, and reads
- * the entitlements of an account only when it looks wrong or (delta) changed. Okta entitlement
- * drift is caught as it happens by the event hook (drift signal → `reconcilePerson`).
+ * correlation key only (reading groups and apps would cost two calls per user); its entitlements
+ * are compared from the other side, one managed group or app at a time (`listEntitlementMembers`,
+ * 1 000 members a page): a membership the person's desired state does not allow is extra (the
+ * account is read in full and judged), and who should hold each entitlement but was not listed
+ * is found by subtracting two fixed-size membership sketches (`MembershipSketch`: the persons
+ * pass builds "wanted", the member pages "held") — no set of members is ever held, no marker
+ * written per membership. Graph `/users/delta` pages carry status and key only: there the nightly
+ * pass compares status and correlation, and reads an account in full when it looks wrong or
+ * changed. The event hook still catches Okta drift within seconds (drift signal → `reconcilePerson`).
  *
  * Every exception id is deterministic: re-running a page or a whole reconciliation never opens a
  * second exception or sends a second email for the same problem.
@@ -363,9 +370,10 @@ function deltaOf(connector: Connector): DeltaCapable | null {
 // ---------------------------------------------------------------------------------------------
 // Membership sketches: which people should hold an entitlement and do not, in bounded memory
 
-/** Cells per sub-table of a membership sketch (three sub-tables: each key lands once in each). */
-const SKETCH_SUBTABLE = 48;
-const SKETCH_CELLS = 3 * SKETCH_SUBTABLE;
+/** Cells per sub-table of a membership sketch (four sub-tables: each key lands once in each). */
+const SKETCH_SUBTABLES = 4;
+const SKETCH_SUBTABLE = 40;
+const SKETCH_CELLS = SKETCH_SUBTABLES * SKETCH_SUBTABLE;
 /** Employee ids are ASCII and at most 64 characters (`EMPLOYEE_ID_PATTERN`). */
 const SKETCH_KEY_BYTES = 64;
 
@@ -378,9 +386,9 @@ export interface SketchJson {
 
 /**
  * An invertible Bloom lookup table of employee ids (Eppstein et al., "What's the difference?").
- * A fixed size whatever the number of ids added (144 cells, a few KB stored), and linear: the
+ * A fixed size whatever the number of ids added (160 cells, ~6 KB stored), and linear: the
  * sketch of the people who should hold an entitlement minus the sketch of those seen holding it
- * lists exactly who differs, as long as they are not many more than ~70 (`decode` says when
+ * lists exactly who differs, as long as they are not many more than ~100 (`decode` says when
  * they are; the count of the difference is exact either way). This is how the nightly pass
  * finds missing entitlements without holding a set of members or writing a marker per member.
  */
@@ -474,7 +482,9 @@ export class MembershipSketch {
     const h = createHash('sha256').update('jml-sketch:').update(employeeId).digest();
     const key = new Uint8Array(SKETCH_KEY_BYTES);
     key.set(Buffer.from(employeeId, 'latin1').subarray(0, SKETCH_KEY_BYTES));
-    return { cells: [0, 1, 2].map((j) => j * SKETCH_SUBTABLE + (h.readUInt32BE(4 * j) % SKETCH_SUBTABLE)), check: h.readUInt32BE(12), key };
+    const cells: number[] = [];
+    for (let j = 0; j < SKETCH_SUBTABLES; j++) cells.push(j * SKETCH_SUBTABLE + (h.readUInt32BE(4 * j) % SKETCH_SUBTABLE));
+    return { cells, check: h.readUInt32BE(4 * SKETCH_SUBTABLES), key };
   }
 }
 
@@ -1501,7 +1511,7 @@ const GAP_ITEMS_PER_TASK = 20;
  * After the persons pass: for each managed entitlement of each target with a complete member
  * pass, `wanted − held` (the two sketches) names the people whose account should hold it and
  * does not. Each is read in full and judged like any account (one finding per account and
- * night: people judged already are skipped). A difference too large to name (more than ~70
+ * night: people judged already are skipped). A difference too large to name (more than ~100
  * people for one entitlement — a mass removal, or a deleted group) is one exception for the
  * owner with the exact count; so is an entitlement the policy names that does not exist there.
  */
