@@ -7,7 +7,7 @@
  * with their IAM grant; a port whose variable is missing fails on first use with a message that
  * names the variable, instead of calling AWS with half a configuration.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { SECRET_NAMES, WORKFLOWS, type SecretName, type WorkflowName } from '#app/ports';
 import { formatIssues } from '#core/validation';
 

@@ -20,7 +20,7 @@
  * Credential shapes (docs/deploy.md): Okta `{ "token": "…" }` (an API token, SSWS);
  * Entra `{ "clientId": "…", "clientSecret": "…" }`; each SCIM app `{ "token": "…" }` (bearer).
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ConnectorRegistry } from '#app/ports';
 import type { Connector } from '#connectors/connector';
 import { PolicyViolation } from '#core/errors';

@@ -11,7 +11,7 @@
  * before writing) and arbitrarily deep documents cannot hit DynamoDB's nesting limit.
  */
 import type { DynamoDBDocumentClient, QueryCommandInput } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
+import * as z from 'zod';
 import { JmlError, TargetConflict } from '#core/errors';
 import {
   ConditionFailed,

@@ -9,7 +9,7 @@
  * Scheduler invokes Lambda targets asynchronously: an error is retried by Lambda (twice), then
  * the event goes to the async dead-letter queue, whose alarm shows it. Errors keep their names.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ScheduledAction } from '#app/ports';
 import { dispatchScheduled, type ScheduledOutcome } from '#app/scheduled';
 import { parseOrThrow } from '#core/validation';

@@ -13,7 +13,7 @@
  * Error messages name the secret and the field, never a value.
  */
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { SecretName, Secrets } from '#app/ports';
 import { JmlError } from '#core/errors';
 import { formatIssues } from '#core/validation';
