@@ -10,6 +10,7 @@ import {
   decideCommand,
   evidenceVerifyCommand,
   exceptionsCommand,
+  resolveCommand,
   kpisCommand,
   runCommand,
   reconcileCommand,
@@ -32,7 +33,9 @@ Runtime (the local runtime by default; JML_URL=http://… for another; --stack f
   send-event <file>                        sign and post an HR event (or an array of them)
   runs --employee <id>                     a person's runs
   run <runId>                              one run's timeline, steps, approvals, exceptions
-  exceptions [--status open|resolved]      exceptions with their owners and reasons
+  exceptions [--status open|resolved]      exceptions with their owners, reasons and tickets
+  resolve <exceptionId> --resolution "…" --by <who>
+                                           record how an exception was resolved (closes its ticket)
   evidence verify <runId | bundle-dir>     recompute hashes and the person's hash chain
   grant-exception --employee <id> --bundle <name> --reason "…" --days N
                                            re-apply a bundle for a bounded time (app owner approves by link)
@@ -63,6 +66,7 @@ const commands: Record<string, Command> = {
   runs: runsCommand,
   run: runCommand,
   exceptions: exceptionsCommand,
+  resolve: resolveCommand,
   approve: decideCommand('approve'),
   reject: decideCommand('reject'),
   clock: clockCommand,

@@ -141,7 +141,9 @@ export class Api extends Construct {
     const runs = this.api.root.addResource('runs');
     iamOnly(runs, f.readApi, { 'method.request.querystring.employeeId': true });
     iamOnly(runs.addResource('{runId}'), f.readApi, { 'method.request.path.runId': true });
-    iamOnly(this.api.root.addResource('exceptions'), f.readApi);
+    const exceptions = this.api.root.addResource('exceptions');
+    iamOnly(exceptions, f.readApi);
+    iamOnly(exceptions.addResource('{exceptionId}').addResource('resolve'), f.exceptionGrants, { 'method.request.path.exceptionId': true }, 'POST');
 
     const grants = this.api.root.addResource('exception-grants');
     iamOnly(grants, f.exceptionGrants, {}, 'POST');

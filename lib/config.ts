@@ -11,6 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { loadPolicyText, type Policy } from '#core/policy';
+import { ItsmConfigSchema } from '#connectors/itsm';
 import { formatIssues } from '#core/validation';
 import { REPO_ROOT } from './bundling.ts';
 
@@ -87,6 +88,11 @@ export const deployConfigSchema = z
         identity: z.enum(['email', 'domain']).default('email'),
       })
       .strict(),
+    /** ITSM tickets for exceptions (docs/itsm.md); absent: exceptions only email their owner. */
+    itsm: ItsmConfigSchema.superRefine((v, ctx) => {
+      const [field, url] = v.system === 'jira' ? ['baseUrl', v.baseUrl] : v.system === 'servicenow' ? ['instanceUrl', v.instanceUrl] : ['url', v.url];
+      if (!url.startsWith('https://')) ctx.addIssue({ code: 'custom', path: [field], message: 'must be an https:// URL' });
+    }).optional(),
     /** Public base URL of the API for approval links (a custom domain); default: the API's own URL. */
     publicBaseUrl: https.optional(),
     evidence: z

@@ -54,7 +54,12 @@ export class JmlStack extends Stack {
     const prefix = this.stackName;
 
     this.data = new Data(this, 'Data', { evidence: config.evidence });
-    this.secrets = new Secrets(this, 'Secrets', { prefix, idpKind: config.idp.kind, scimApps: config.scimApps.map((a) => a.name) });
+    this.secrets = new Secrets(this, 'Secrets', {
+      prefix,
+      idpKind: config.idp.kind,
+      scimApps: config.scimApps.map((a) => a.name),
+      itsm: config.itsm !== undefined,
+    });
     this.queues = new Queues(this, 'Queues', { consumerTimeout: Duration.seconds(FUNCTIONS['start-run'].timeoutSeconds) });
     this.mail = new Mail(this, 'Mail', config.mail);
     this.api = new Api(this, 'Api', {

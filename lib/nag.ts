@@ -107,6 +107,9 @@ export function acknowledgeFindings(stack: JmlStack): void {
   for (const s of Object.values(secrets.scim)) {
     ack(s, 'AwsSolutions-SMG4', "SCIM bearer tokens are issued by each SaaS app's admin console; rotate them there, then put the new value here (docs/deploy.md).");
   }
+  if (secrets.itsm) {
+    ack(secrets.itsm, 'AwsSolutions-SMG4', 'The ITSM credential is issued by the ITSM (Jira API token, ServiceNow account or OAuth client, webhook receiver); rotate it there, then put the new value here (docs/itsm.md).');
+  }
 
   // --- Queues --------------------------------------------------------------------------------
   ack(

@@ -18,6 +18,8 @@ export interface SecretsProps {
   prefix: string;
   idpKind: 'okta' | 'entra';
   scimApps: string[];
+  /** An ITSM is configured (docs/itsm.md): its credential or signing secret. */
+  itsm?: boolean;
 }
 
 /** Secret names (relative to the prefix) of the port's secrets. */
@@ -35,6 +37,7 @@ export class Secrets extends Construct {
   readonly port: Record<SecretName, secretsmanager.Secret>;
   readonly idp: secretsmanager.Secret;
   readonly scim: Record<string, secretsmanager.Secret>;
+  readonly itsm: secretsmanager.Secret | undefined;
 
   constructor(scope: Construct, id: string, props: SecretsProps) {
     super(scope, id);
@@ -69,13 +72,16 @@ export class Secrets extends Construct {
       props.idpKind === 'okta'
         ? secret('IdpCredentials', 'okta-api-token', 'Okta API token of the jml service account: {"token"}', false)
         : secret('IdpCredentials', 'entra-app-credentials', 'Entra app registration: {"clientId","clientSecret"}', false);
+    this.itsm = props.itsm
+      ? secret('Itsm', 'itsm', 'ITSM credential for exception tickets: {"current"} — "user:token", "Bearer <token>" or the webhook signing secret', false)
+      : undefined;
     this.scim = Object.fromEntries(
       props.scimApps.map((app) => [app, secret(`Scim${pascal(app)}`, `scim/${app}`, `SCIM bearer token of ${app}: {"token"}`, false)]),
     );
   }
 
   all(): secretsmanager.Secret[] {
-    return [...Object.values(this.port), this.idp, ...Object.values(this.scim)];
+    return [...Object.values(this.port), this.idp, ...Object.values(this.scim), ...(this.itsm ? [this.itsm] : [])];
   }
 }
 

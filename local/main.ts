@@ -4,6 +4,7 @@
  *   npm run local                 # state in .jml-local/state, kept across restarts
  *   npm run local -- --fresh      # start again from the demo company
  *   PORT=9000 JML_IDP=entra npm run local
+ *   JML_ITSM=servicenow npm run local   # exceptions raise tickets in an ITSM stand-in (jira, servicenow, webhook)
  *
  * Secrets come from env with documented development defaults (JML_HRIS_WEBHOOK_SECRET,
  * JML_BAMBOOHR_PRIVATE_KEY, JML_OKTA_HOOK_SECRET, JML_LINK_SIGNING_KEY). A real Okta org or
@@ -36,6 +37,12 @@ const { values } = parseArgs({
 const idp = (values.idp ?? process.env.JML_IDP ?? 'okta') as 'okta' | 'entra';
 if (idp !== 'okta' && idp !== 'entra') {
   console.error(`JML_IDP must be okta or entra, not "${idp}"`);
+  process.exit(2);
+}
+const itsmEnv = process.env.JML_ITSM || undefined;
+const itsm = itsmEnv as 'jira' | 'servicenow' | 'webhook' | undefined;
+if (itsmEnv !== undefined && itsmEnv !== 'jira' && itsmEnv !== 'servicenow' && itsmEnv !== 'webhook') {
+  console.error(`JML_ITSM must be jira, servicenow or webhook, not "${itsmEnv}"`);
   process.exit(2);
 }
 
@@ -92,6 +99,7 @@ async function main() {
     publicBaseUrl: `http://127.0.0.1:${port}`,
     secrets,
     connectorOverrides: real,
+    ...(itsm ? { itsm } : {}),
   });
   let server;
   try {
@@ -139,6 +147,7 @@ async function main() {
   if (warning) console.log(warning);
   console.log(`  evidence     ${join(dataDir, 'evidence')}  ·  ${server.url}/runs/<runId>/evidence/summary.html`);
   console.log(`  outbox       ${server.url}/local/outbox`);
+  if (stack.itsm) console.log(`  ITSM         ${itsm} stand-in ${stack.itsm.url}  ·  tickets ${server.url}/local/tickets`);
   console.log(`  secrets      ${Object.values(secrets).some(Boolean) ? 'from env' : 'development defaults (set JML_HRIS_WEBHOOK_SECRET etc. to change)'}`);
   console.log('');
   console.log('Send a signed hire (the signature is valid for 5 minutes):');

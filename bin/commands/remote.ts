@@ -9,7 +9,7 @@
  * `ApiUrl`), credentials from the standard AWS chain (`fromNodeProviderChain`: env, SSO, shared
  * config and credentials files, process, web identity, container / instance roles), and every
  * request to an IAM-authorised route (GET /runs, /runs/{runId}, /exceptions, POST
- * /exception-grants, GET /exception-grants/{grantId}) is signed with SigV4 for `execute-api`.
+ * /exception-grants, GET /exception-grants/{grantId}, POST /exceptions/{exceptionId}/resolve) is signed with SigV4 for `execute-api`.
  * Precedence: `--stack`, then `JML_STACK`, then `JML_URL`, then the local default.
  *
  * Errors name the problem: stack not found (with region), output missing, no credentials, a 403
@@ -74,6 +74,7 @@ const IAM_ROUTES: Array<[string, RegExp]> = [
   ['GET', /^\/runs$/],
   ['GET', /^\/runs\/[^/]+$/],
   ['GET', /^\/exceptions$/],
+  ['POST', /^\/exceptions\/[^/]+\/resolve$/],
   ['POST', /^\/exception-grants$/],
   ['GET', /^\/exception-grants\/[^/]+$/],
 ];
@@ -87,7 +88,8 @@ export function isIamRoute(method: string, path: string): boolean {
 export function routeName(method: string, path: string): string {
   const p = path.split('?')[0]!
     .replace(/^\/runs\/[^/]+$/, '/runs/{runId}')
-    .replace(/^\/exception-grants\/[^/]+$/, '/exception-grants/{grantId}');
+    .replace(/^\/exception-grants\/[^/]+$/, '/exception-grants/{grantId}')
+    .replace(/^\/exceptions\/[^/]+\/resolve$/, '/exceptions/{exceptionId}/resolve');
   return `${method.toUpperCase()} ${p}`;
 }
 

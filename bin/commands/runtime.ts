@@ -102,7 +102,35 @@ export async function exceptionsCommand(args: string[]): Promise<number> {
   if (res.status !== 200) fail(res, 'exceptions');
   if (values.json) console.log(JSON.stringify(res.json, null, 2));
   else if (!res.json.exceptions.length) console.log(`no ${values.status ?? 'open'} exceptions`);
-  else for (const e of res.json.exceptions) console.log(`${e.openedAt}  ${e.exceptionId}  ${e.target.padEnd(9)} owner ${e.owner}  ${e.kind}: ${e.reason}`);
+  else {
+    for (const e of res.json.exceptions) {
+      const ticket = e.ticket ? `  [${e.ticket.key ?? e.ticket.id}]` : e.ticketError ? '  [ticket pending]' : '';
+      console.log(`${e.openedAt}  ${e.exceptionId}  ${e.target.padEnd(9)} owner ${e.owner}  ${e.kind}: ${e.reason}${ticket}`);
+    }
+  }
+  return 0;
+}
+
+/** `jml resolve <exceptionId> --resolution "…" --by <who>`: records the resolution; the ITSM ticket follows. */
+export async function resolveCommand(args: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { resolution: { type: 'string' }, by: { type: 'string' }, json: { type: 'boolean' } },
+  });
+  const id = positionals[0];
+  if (!id || !values.resolution || !values.by) throw new UsageError('usage: jml resolve <exceptionId> --resolution "what was done" --by <who>');
+  const res = await http('POST', `/exceptions/${encodeURIComponent(id)}/resolve`, {
+    body: JSON.stringify({ resolution: values.resolution, resolvedBy: values.by }),
+    headers: { 'content-type': 'application/json' },
+  });
+  if (res.status !== 200) fail(res, `resolve ${id}`);
+  if (values.json) console.log(JSON.stringify(res.json, null, 2));
+  else {
+    const t = res.json.ticket;
+    console.log(`✔ resolved ${id} (${res.json.target}, ${res.json.kind})${t ? ` — ticket ${t.key ?? t.id}${t.closedAt ? ' closed' : ''}` : ''}`);
+    if (res.json.ticketError) console.log(`  ! the ITSM did not take it yet: ${res.json.ticketError} (retried nightly)`);
+  }
   return 0;
 }
 

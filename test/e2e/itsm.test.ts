@@ -2,7 +2,9 @@
  * An exception raises a ServiceNow incident; the operator resolves the exception over the API and
  * the incident is resolved — on the local runtime over HTTP, with the ITSM stand-in.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { openException } from '#app/exceptions';
+import { main } from '../../bin/cli.ts';
 import { startLocalServer, type LocalServer } from '#local/server';
 import { startLocalStack, type LocalStack } from '#local/stack';
 import { worker } from '../helpers/policy.ts';
@@ -59,5 +61,31 @@ describe('ITSM tickets on the local runtime', () => {
     expect(again.status).toBe(409);
     expect(((await again.json()) as any).message).toContain('already resolved');
     expect((await post('/exceptions/exc-nope/resolve', { resolution: 'x', resolvedBy: 'y' })).status).toBe(404);
+  });
+
+  it('jml exceptions shows the ticket; jml resolve records the resolution and closes it', async () => {
+    await openException(stack.deps, {
+      exceptionId: 'orphan:night-1:slack:U999',
+      target: 'slack',
+      owner: 'collab-owners@acme.example',
+      kind: 'orphan',
+      reason: 'slack account U999 has no person in HR',
+      evidence: {},
+    });
+    const key = (await get('/local/tickets')).tickets.at(-1).key;
+    vi.stubEnv('JML_URL', server.url);
+    const out: string[] = [];
+    const log = vi.spyOn(console, 'log').mockImplementation((...a) => void out.push(a.join(' ')));
+    try {
+      expect(await main(['exceptions'])).toBe(0);
+      expect(out.join('\n')).toMatch(new RegExp(`orphan:night-1:slack:U999 .*orphan: slack account U999 has no person in HR  \\[${key}\\]`));
+      out.length = 0;
+      expect(await main(['resolve', 'orphan:night-1:slack:U999', '--resolution', 'deleted the test account', '--by', 'ops@acme.example'])).toBe(0);
+      expect(out).toEqual([`✔ resolved orphan:night-1:slack:U999 (slack, orphan) — ticket ${key} closed`]);
+    } finally {
+      log.mockRestore();
+      vi.unstubAllEnvs();
+    }
+    expect((await get('/local/tickets')).tickets.at(-1)).toMatchObject({ key, state: 'resolved' });
   });
 });
