@@ -214,7 +214,10 @@ export async function convergeTarget(
   const target = desired.targets.find((t) => t.target === input.target);
   if (!target) throw new AccountNotFound(input.target, `target ${input.target} is not managed by the policy`);
   const connector = deps.connectors.get(input.target);
-  const profile = await accountProfile(deps.ledger, person);
+  // The restrict phase never creates an account, so it skips the manager read (only a create
+  // writes the manager's email): one ledger round trip fewer before a leaver's disable.
+  const { managerId: _manager, ...unmanaged } = person.worker;
+  const profile = await accountProfile(deps.ledger, phase === 'restrict' ? { ...person, worker: unmanaged } : person);
   const leaverIdp = run.lifecycle === 'leaver' && input.target === policy.idp.name;
   const stepId = `${phase === 'restrict' ? '0' : policy.managedTargets.findIndex((t) => t.name === input.target) + 1}-${input.target}-${phase}`;
   try {
@@ -378,7 +381,7 @@ export async function recordFailure(
   const exception = await openException(deps, {
     // One exception per run and target: the retry after the first Reconcile fails the same way
     // and must not mail the owner (or raise a ticket) a second time.
-    exceptionId: `step_failed:${run.runId}:${input.target}`,
+    exceptionId: `exc-step-${run.runId}-${input.target}`,
     runId: run.runId,
     employeeId: run.employeeId,
     target: input.target,
@@ -477,7 +480,7 @@ export async function reconcileRun(deps: AppDeps, input: { runId: string }): Pro
       const leaverEnabled = person.status === 'terminated' && t.actualStatus === 'enabled';
       const kind = t.result === 'conflict' ? 'conflict' : leaverEnabled ? 'leaver_enabled' : 'drift';
       const e = await openException(deps, {
-        exceptionId: `${kind}:${run.runId}:${t.target}`,
+        exceptionId: `exc-${kind}-${run.runId}-${t.target}`,
         runId: run.runId,
         employeeId: person.employeeId,
         target: t.target,
