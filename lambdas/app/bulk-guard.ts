@@ -10,15 +10,16 @@
  * changes nobody's access.
  *
  * Counting without transactions, safe under concurrent consumers. The window is cut into steps
- * (`windowMinutes / 12`, at least a minute); each admitted run claims the next numbered *slot*
- * of the current step with a create-only conditional write, so two consumers can never take the
- * same slot and a run is admitted only if the slots of the whole window stay within the limit.
- * A slot is an approval record decided by the guard itself (`requestId: 'bulk-guard'`, under the
- * run): the ledger's approval put refuses to overwrite a decided approval, which is exactly the
- * create-only write needed, and the run's evidence shows the guard's decision next to the
- * others. Slots of a step are dense (a claimer only moves past a slot somebody else holds), so
- * a step's count is the first free slot; a meta hint per step saves most of the probing.
- * A run admitted once stays admitted: a retried start finds its slot under its run id.
+ * (`windowMinutes / 12`, at least a minute) and each step has a counter in the ledger. A run is
+ * admitted by one conditional addition to the current step's counter — "add one unless the
+ * count would pass the room the earlier steps leave" — so two consumers can never both take the
+ * last place. What admission reads (this run's own guard records, every step's counter in one
+ * batch read, the limit) is read at once, in one round trip; then one conditional update and
+ * one write: the run's slot, an approval record decided by the guard itself (`requestId:
+ * 'bulk-guard'`, under the run), so the run's evidence shows the guard's decision next to the
+ * others. A run admitted once stays admitted: a retried start finds its slot under its run id.
+ * A crash between the addition and the slot record counts a run that was never admitted: the
+ * guard errs towards holding, never towards letting a burst through.
  */
 import { createHash } from 'node:crypto';
 import { entitlementKey } from '#core/access';
@@ -113,7 +114,15 @@ interface Limit {
 
 /** Admits the run within the limit (claiming a slot), or holds it. */
 export async function admitRestrictingRun(deps: AppDeps, policy: Policy, run: RunRecord, restriction: string): Promise<Admission> {
-  const mine = (await deps.ledger.listApprovals(run.runId)).filter((a) => a.requestId === GUARD_REQUEST_ID);
+  const now = deps.clock.now();
+  const w = windowAt(policy, now.getTime());
+  const steps = Array.from({ length: w.steps }, (_, i) => w.bucket - w.steps + 1 + i);
+  const [approvals, counts, limit] = await Promise.all([
+    deps.ledger.listApprovals(run.runId),
+    deps.ledger.getCounters(steps.map((b) => counterKey(w.step, b))),
+    limitFor(deps, policy),
+  ]);
+  const mine = approvals.filter((a) => a.requestId === GUARD_REQUEST_ID);
   const admitted = mine.find((a) => a.status === 'APPROVED');
   if (admitted) return { outcome: 'admitted', approvalId: admitted.approvalId, note: admitted.rationale ?? 'admitted' };
   const rejected = mine.find((a) => a.status === 'REJECTED');
@@ -121,25 +130,21 @@ export async function admitRestrictingRun(deps: AppDeps, policy: Policy, run: Ru
   // Held once, held until the fallback approver decides (a retried start must not slip through).
   if (mine.some((a) => a.status === 'PENDING')) return hold(deps, policy, run, restriction, 'held earlier');
 
-  const now = deps.clock.now();
-  const w = windowAt(policy, now.getTime());
-  const earlier = [];
-  for (let b = w.bucket - w.steps + 1; b < w.bucket; b++) earlier.push(claimedIn(deps, w.step, b));
-  const past = (await Promise.all(earlier)).reduce((a, b) => a + b, 0);
-  let n = await claimedIn(deps, w.step, w.bucket);
-  let limit: Limit | undefined;
-  for (;;) {
-    const total = past + n + 1;
-    if (total > 1) {
-      limit ??= await limitFor(deps, policy);
-      if (total > limit.limit) {
-        deps.metrics.put('BulkGuardHeld', 1, 'Count', { Workflow: run.lifecycle });
-        return hold(deps, policy, run, restriction, `${total} runs that take access away within ${w.minutes} minutes exceed the limit of ${limit.limit} (${limit.text})`);
-      }
+  const past = counts.slice(0, -1).reduce((a, b) => a + b, 0);
+  // The first run of a window always passes (a limit below one would hold every leaver).
+  const room = Math.max(1, limit.limit) - past;
+  const windowEnd = new Date((w.bucket + w.steps) * w.step * 60_000).toISOString();
+  const ttl = Math.floor(Date.parse(windowEnd) / 1000) + 86_400;
+  for (let attempt = 0; ; attempt++) {
+    const counted = await deps.ledger.addToCounter(counterKey(w.step, w.bucket), 1, { max: room, ttlEpochSeconds: ttl });
+    if (!counted.added) {
+      deps.metrics.put('BulkGuardHeld', 1, 'Count', { Workflow: run.lifecycle });
+      const total = past + counted.value + 1;
+      return hold(deps, policy, run, restriction, `${total} runs that take access away within ${w.minutes} minutes exceed the limit of ${limit.limit} (${limit.text})`);
     }
-    const approvalId = slotApprovalId(w.step, w.bucket, n + 1);
-    const note = `within the bulk-change limit: run ${total} of at most ${limit ? limit.limit : 'the limit'} that take access away within ${w.minutes} minutes`;
-    const windowEnd = new Date((w.bucket + w.steps) * w.step * 60_000).toISOString();
+    const slot = counted.value;
+    const approvalId = slotApprovalId(w.step, w.bucket, slot);
+    const note = `within the bulk-change limit: run ${past + slot} of at most ${limit.limit} that take access away within ${w.minutes} minutes`;
     try {
       await deps.ledger.putApproval({
         approvalId,
@@ -153,27 +158,19 @@ export async function admitRestrictingRun(deps: AppDeps, policy: Policy, run: Ru
         decidedAt: now.toISOString(),
         expiresAt: windowEnd,
         rationale: note,
-        request: { kind: 'bulkGuard', restriction, window: { minutes: w.minutes, step: w.step, bucket: w.bucket }, slot: n + 1, ...(limit ? { limit: limit.limit, activePeople: limit.active } : {}) },
+        request: { kind: 'bulkGuard', restriction, window: { minutes: w.minutes, step: w.step, bucket: w.bucket }, slot, limit: limit.limit, activePeople: limit.active },
       });
     } catch (e) {
-      if (!(e instanceof ConditionFailed)) throw e;
-      n += 1; // somebody else took this slot: try the next one (and count theirs)
+      // The slot is somebody else's (a counter that lost items): count again for the next one.
+      if (!(e instanceof ConditionFailed) || attempt >= 3) throw e;
       continue;
     }
-    await deps.ledger.putMeta(hintKey(w.step, w.bucket), { claimed: n + 1 }, Math.floor(Date.parse(windowEnd) / 1000) + 86_400);
     return { outcome: 'admitted', approvalId, note };
   }
 }
 
-const hintKey = (step: number, bucket: number) => `bulk-guard/claimed/${step}/${bucket}`;
-
-/** Slots claimed in one step: the first free slot, starting from the hint. */
-async function claimedIn(deps: AppDeps, step: number, bucket: number): Promise<number> {
-  const hint = (await deps.ledger.getMeta<{ claimed: number }>(hintKey(step, bucket)))?.claimed ?? 0;
-  let n = hint;
-  while (await deps.ledger.getApproval(slotApprovalId(step, bucket, n + 1))) n += 1;
-  return n;
-}
+/** The counter of one window step: runs admitted in it. */
+const counterKey = (step: number, bucket: number) => `bulk-guard/admitted/${step}/${bucket}`;
 
 async function limitFor(deps: AppDeps, policy: Policy): Promise<Limit> {
   const g = policy.document.bulkGuard;
