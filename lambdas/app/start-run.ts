@@ -60,8 +60,18 @@ function scheduleNameOfRun(run: RunRecord): string {
   return scheduleNameFor(run.employeeId, event.lifecycle, event.effectiveDate);
 }
 
-export async function startRun(deps: AppDeps, input: { runId: string; scheduled?: boolean }): Promise<StartOutcome> {
+/**
+ * `employeeId` (the queue message carries it) lets the run, the person and the person's runs be
+ * read at once, in one round trip: a leaver's disable waits for every read made here.
+ */
+export async function startRun(deps: AppDeps, input: { runId: string; scheduled?: boolean; employeeId?: string }): Promise<StartOutcome> {
   const { ledger } = deps;
+  const early = input.employeeId
+    ? { person: ledger.getPerson(input.employeeId), runs: ledger.listRunsByEmployee(input.employeeId) }
+    : undefined;
+  // Rejections of reads that turn out not to be needed are not unhandled.
+  early?.person.catch(() => undefined);
+  early?.runs.catch(() => undefined);
   const run = await ledger.getRun(input.runId);
   if (!run) return { outcome: 'missing', runId: input.runId, reason: 'no run record for this message' };
   if (TERMINAL_RUN_STATUSES.has(run.status) || run.executionName) {
@@ -76,7 +86,12 @@ export async function startRun(deps: AppDeps, input: { runId: string; scheduled?
   const policy = await deps.policy();
   const event = run.event as HrEvent;
   const now = deps.clock.now();
-  const person = await ledger.getPerson(run.employeeId);
+  // The person and the person's runs (read once: the pending runs this event replaces, and those
+  // a termination supersedes) in parallel.
+  const reads = early && input.employeeId === run.employeeId ? early : { person: ledger.getPerson(run.employeeId), runs: ledger.listRunsByEmployee(run.employeeId) };
+  reads.runs.catch(() => undefined);
+  const person = await reads.person;
+  const runsOfPerson = () => reads.runs;
 
   // A later-recorded event was applied already.
   let laterApplied = false;
@@ -97,7 +112,7 @@ export async function startRun(deps: AppDeps, input: { runId: string; scheduled?
 
   if (!input.scheduled) {
     // Pending runs this event replaces (or that make this event the outdated one).
-    const related = await relatedPendingRuns(deps, run, event);
+    const related = relatedPendingRuns(await runsOfPerson(), run, event);
     const newer = related.find((r) => r.occurredAt > event.occurredAt);
     if (newer) {
       await ledger.updateRun(run.runId, {
@@ -133,7 +148,7 @@ export async function startRun(deps: AppDeps, input: { runId: string; scheduled?
     if (admission.outcome === 'rejected') return { outcome: 'duplicate', runId: run.runId, reason: admission.reason };
   }
 
-  if (event.lifecycle === 'leaver') await supersedePending(deps, run);
+  if (event.lifecycle === 'leaver') await supersedePending(deps, run, await runsOfPerson());
 
   await applyToPerson(deps, run, event, person, laterApplied);
   const workflow = WORKFLOW_OF[event.lifecycle];
@@ -187,8 +202,7 @@ export function supersedeReason(newer: HrEvent, pending: HrEvent): string | null
   return `replaced by a later record (effective ${newer.effectiveAt})`;
 }
 
-async function relatedPendingRuns(deps: AppDeps, run: RunRecord, event: HrEvent): Promise<RunRecord[]> {
-  const runs = await deps.ledger.listRunsByEmployee(run.employeeId);
+function relatedPendingRuns(runs: RunRecord[], run: RunRecord, event: HrEvent): RunRecord[] {
   return runs.filter((r) => {
     if (r.runId === run.runId || !PENDING.includes(r.status) || r.lifecycle === 'reconcile') return false;
     const other = r.event as HrEvent;
@@ -275,9 +289,12 @@ async function cancelRetentionDeletes(deps: AppDeps, employeeId: string): Promis
   }
 }
 
-/** A termination supersedes the person's pending joiner / mover runs. */
-async function supersedePending(deps: AppDeps, leaverRun: RunRecord): Promise<void> {
-  const runs = await deps.ledger.listRunsByEmployee(leaverRun.employeeId);
+/**
+ * A termination supersedes the person's pending joiner / mover runs. `runs` may have been read a
+ * moment earlier: every change is conditional on the status read, so a run that moved on since
+ * is left alone, and a run recorded since waits behind this one in the person's FIFO group.
+ */
+async function supersedePending(deps: AppDeps, leaverRun: RunRecord, runs: RunRecord[]): Promise<void> {
   for (const r of runs) {
     if (r.runId === leaverRun.runId || !SUPERSEDABLE.includes(r.status) || r.lifecycle === 'leaver' || r.lifecycle === 'reconcile') continue;
     try {
