@@ -78,7 +78,15 @@ export function placeholdersOf(definition: { States: Record<string, StateDef> })
   return keys;
 }
 
+/**
+ * Called before every Task handler runs (fault injection in tests: a handler that throws here
+ * fails the way a crashed Lambda invocation does, before any of its work is done).
+ */
+export type TaskFaultHook = (task: { execution: string; state: string; input: unknown }) => void;
+
 export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
+  /** Fault injection: see TaskFaultHook. */
+  beforeTask?: TaskFaultHook;
   private readonly machines = new Map<WorkflowName, { definition: any; machine: StateMachine }>();
   private readonly executions = new Map<string, ExecutionRecord>();
   private readonly pending = new Map<string, PendingTask>();
@@ -101,7 +109,7 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
     return entry;
   }
 
-  private overrides(definition: any) {
+  private overrides(definition: any, execution: string) {
     const taskResourceLocalHandlers: Record<string, (input: any) => Promise<any>> = {};
     const retryIntervalOverrides: Record<string, number | number[]> = {};
     for (const [name, state] of allStates(definition.States)) {
@@ -112,7 +120,10 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
       const direct = PLACEHOLDER.exec(state.Resource ?? '');
       if (direct) {
         const fn = this.handler(direct[1]!, name);
-        taskResourceLocalHandlers[name] = async (input) => (await fn(input)) ?? null;
+        taskResourceLocalHandlers[name] = async (input) => {
+          this.beforeTask?.({ execution, state: name, input });
+          return (await fn(input)) ?? null;
+        };
         continue;
       }
       if (String(state.Resource).startsWith('arn:aws:states:::lambda:invoke')) {
@@ -122,6 +133,7 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
         const waits = String(state.Resource).endsWith('.waitForTaskToken');
         taskResourceLocalHandlers[name] = async (input: { Payload?: Record<string, unknown> }) => {
           const payload = { ...(input.Payload ?? {}) };
+          this.beforeTask?.({ execution, state: name, input: payload });
           if (!waits) return { Payload: (await fn(payload)) ?? null };
           const token = `local-${randomUUID()}`;
           payload.taskToken = token;
@@ -157,7 +169,7 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
     if (this.executions.has(name)) return { executionId, alreadyStarted: true };
     const { definition, machine } = this.load(workflow);
     const execution = machine.run(input as any, {
-      overrides: this.overrides(definition),
+      overrides: this.overrides(definition, name),
       noThrowOnAbort: true,
       // A Task.Token must exist for `$$.Task.Token` to resolve; each waiting task gets its own below.
       context: { Execution: { Id: executionId, Name: name, Input: input as any, StartTime: new Date().toISOString() }, Task: { Token: 'local-context' } } as any,
