@@ -227,6 +227,18 @@ class MemoryLedger implements Ledger {
     this.ops.writes += 1;
     this.meta.set(key, { value: JSON.stringify(value), ...(ttlEpochSeconds !== undefined ? { expires: ttlEpochSeconds } : {}) });
   }
+  private readonly counters = new Map<string, number>();
+  async addToCounter(key: string, by: number, options: { max?: number; ttlEpochSeconds?: number } = {}) {
+    this.ops.writes += 1;
+    const value = this.counters.get(key) ?? 0;
+    if (options.max !== undefined && value + by > options.max) return { added: false, value };
+    this.counters.set(key, value + by);
+    return { added: true, value: value + by };
+  }
+  async getCounters(keys: readonly string[]) {
+    this.ops.reads += 1;
+    return keys.map((k) => this.counters.get(k) ?? 0);
+  }
 }
 
 class MemoryBackend implements ObjectBackend {
