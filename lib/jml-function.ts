@@ -20,6 +20,7 @@ import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
+import type { ItsmConfig } from '#connectors/itsm';
 import type { SecretName, WorkflowName } from '#app/ports';
 import { ENV } from '#aws/config';
 import { METRICS_NAMESPACE, METRICS_SERVICE } from '#aws/metrics.emf';
@@ -150,6 +151,19 @@ export class JmlFunction extends NodejsFunction {
       if (idp.usageLocation) this.addEnvironment(ENV.entraUsageLocation, idp.usageLocation);
     }
     secret.grantRead(this);
+    return this;
+  }
+
+  /**
+   * The ticketing port: `JML_ITSM` (the deployment's ITSM, JSON) + `JML_ITSM_SECRET_ARN` and read
+   * on that secret only. Without an ITSM the port is wired but raises no ticket.
+   */
+  bindTicketing(itsm: { config: ItsmConfig; secret: secretsmanager.ISecret } | undefined): this {
+    this.needsPort('ticketing');
+    if (!itsm) return this;
+    this.addEnvironment(ENV.itsm, JSON.stringify(itsm.config));
+    this.addEnvironment(ENV.itsmSecretArn, itsm.secret.secretArn);
+    itsm.secret.grantRead(this);
     return this;
   }
 

@@ -162,6 +162,9 @@ export class JmlStack extends Stack {
             f.bindIdp(config.idp, this.secrets.idp);
             f.bindScimApps(config.scimApps.map((a) => ({ ...a, secret: this.secrets.scim[a.name]! })));
             break;
+          case 'ticketing':
+            f.bindTicketing(config.itsm && this.secrets.itsm ? { config: config.itsm, secret: this.secrets.itsm } : undefined);
+            break;
           case 'secrets':
             break; // bound per secret above
         }

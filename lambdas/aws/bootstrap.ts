@@ -42,6 +42,8 @@ export interface PortWiring {
   scheduler?: (ctx: WiringContext) => AppDeps['scheduler'];
   evidence?: (ctx: WiringContext) => AppDeps['evidence'];
   connectors?: (ctx: WiringContext) => Promise<AppDeps['connectors']>;
+  /** ITSM tickets for exceptions (a port that raises none when no ITSM is configured). */
+  ticketing?: (ctx: WiringContext) => NonNullable<AppDeps['ticketing']>;
 }
 
 export type PortName = keyof PortWiring;
@@ -103,6 +105,7 @@ export async function createAwsDeps(options: AwsDepsOptions): Promise<AppDeps> {
     scheduler: wiring.scheduler?.(ctx) ?? unwired('scheduler'),
     evidence: wiring.evidence?.(ctx) ?? unwired('evidence'),
     connectors: wiring.connectors ? await wiring.connectors(ctx) : unwired('connectors'),
+    ticketing: wiring.ticketing?.(ctx) ?? unwired<NonNullable<AppDeps['ticketing']>>('ticketing'),
   };
   resolveBuilt(appDeps);
   return appDeps;

@@ -10,6 +10,7 @@
 import * as z from 'zod';
 import { SECRET_NAMES, WORKFLOWS, type SecretName, type WorkflowName } from '#app/ports';
 import { formatIssues } from '#core/validation';
+import { ItsmConfigSchema, type ItsmConfig } from '#connectors/itsm';
 
 /** Environment variable names (SCREAMING_SNAKE), shared with the stack in `lib/`. */
 export const ENV = {
@@ -50,6 +51,9 @@ export const ENV = {
   schedulerDlqArn: 'JML_SCHEDULER_DLQ_ARN',
   eventsQueueArn: 'JML_EVENTS_QUEUE_ARN',
   scheduledActionFunctionArn: 'JML_SCHEDULED_ACTION_FUNCTION_ARN',
+  /** JSON: the deployment's ITSM (docs/itsm.md); absent: exceptions raise no ticket. */
+  itsm: 'JML_ITSM',
+  itsmSecretArn: 'JML_ITSM_SECRET_ARN',
 } as const;
 
 // Every workflow and every secret has its variable (a compile error otherwise).
@@ -74,15 +78,15 @@ export const scimAppEnvSchema = z.object({
 });
 export type ScimAppEnv = z.infer<typeof scimAppEnvSchema>;
 
-const jsonArray = <T extends z.ZodType>(item: T) =>
-  z.string().transform((text, ctx) => {
-    try {
-      return JSON.parse(text) as unknown;
-    } catch {
-      ctx.addIssue({ code: 'custom', message: 'is not valid JSON' });
-      return z.NEVER;
-    }
-  }).pipe(z.array(item));
+const jsonText = z.string().transform((text, ctx) => {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'is not valid JSON' });
+    return z.NEVER;
+  }
+});
+const jsonArray = <T extends z.ZodType>(item: T) => jsonText.pipe(z.array(item));
 
 /** The variables as a zod object: every key is the variable's own name, so issues name it. */
 export const lambdaEnvSchema = z.object({
@@ -115,6 +119,8 @@ export const lambdaEnvSchema = z.object({
   [ENV.schedulerDlqArn]: arn('sqs').optional(),
   [ENV.eventsQueueArn]: arn('sqs').optional(),
   [ENV.scheduledActionFunctionArn]: arn('lambda').optional(),
+  [ENV.itsm]: jsonText.pipe(ItsmConfigSchema).optional(),
+  [ENV.itsmSecretArn]: arn('secretsmanager').optional(),
 });
 
 export interface LambdaConfig {
@@ -136,6 +142,7 @@ export interface LambdaConfig {
     eventsQueueArn: string;
     actionFunctionArn: string;
   };
+  itsm?: { config: ItsmConfig; secretArn: string };
 }
 
 type Env = Record<string, string | undefined>;
@@ -207,6 +214,7 @@ export function loadLambdaConfig(env: Env = process.env): LambdaConfig {
       actionFunctionArn: e[ENV.scheduledActionFunctionArn]!,
     };
   }
+  if (together('ITSM tickets', [ENV.itsm, ENV.itsmSecretArn])) config.itsm = { config: e[ENV.itsm]!, secretArn: e[ENV.itsmSecretArn]! };
   if (problems.length) throw new LambdaConfigError(`Lambda environment: ${problems.join('; ')}`);
   return config;
 }

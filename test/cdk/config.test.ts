@@ -25,6 +25,7 @@ describe('deployment configuration', () => {
       evidence: { retentionDays: 0, lockMode: 'LEGAL' },
       timeZone: 'Mars/Olympus',
       logRetentionDays: 42,
+      itsm: { system: 'jira', baseUrl: 'http://acme.atlassian.net', serviceDeskId: 'IT', requestTypeId: '27' },
     });
     let message = '';
     try {
@@ -34,7 +35,16 @@ describe('deployment configuration', () => {
       message = (e as Error).message;
     }
     expect(message).toMatch(/^config\/deploy\.prod\.json: /);
-    for (const field of ['idp.orgUrl: must be an https:// URL', 'mail.from: must be an email address', 'evidence.retentionDays', 'evidence.lockMode', 'timeZone: must be an IANA time zone', 'logRetentionDays: must be one of']) {
+    for (const field of [
+      'idp.orgUrl: must be an https:// URL',
+      'mail.from: must be an email address',
+      'evidence.retentionDays',
+      'evidence.lockMode',
+      'timeZone: must be an IANA time zone',
+      'logRetentionDays: must be one of',
+      'itsm.baseUrl: must be an https:// URL',
+      'itsm.serviceDeskId: must be the numeric service desk id',
+    ]) {
       expect(message).toContain(field);
     }
   });

@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { REPO_ROOT, entryFile } from '../../lib/bundling.ts';
 import { FUNCTIONS, FUNCTION_NAMES, type FunctionName } from '../../lib/functions.ts';
 
-const PORTS = ['secrets', 'queue', 'workflows', 'mailer', 'scheduler', 'evidence', 'connectors'] as const;
+const PORTS = ['secrets', 'queue', 'workflows', 'mailer', 'scheduler', 'evidence', 'connectors', 'ticketing'] as const;
 /** AppDeps properties → the port that provides them (`callbacks` comes with the workflows wiring). */
 const PROPERTY_PORT: Record<string, (typeof PORTS)[number]> = {
   secrets: 'secrets',
@@ -26,6 +26,7 @@ const PROPERTY_PORT: Record<string, (typeof PORTS)[number]> = {
   scheduler: 'scheduler',
   evidence: 'evidence',
   connectors: 'connectors',
+  ticketing: 'ticketing',
 };
 
 /** The `export … from …` lines of an entry: the handler it re-exports. */

@@ -196,6 +196,7 @@ describe('IAM scoping', () => {
     for (const [name, secret] of Object.entries(stack.secrets.port)) secretRefs.set(id(secret), name);
     secretRefs.set(id(stack.secrets.idp), 'idp');
     for (const [app, secret] of Object.entries(stack.secrets.scim)) secretRefs.set(id(secret), `scim:${app}`);
+    secretRefs.set(id(stack.secrets.itsm!), 'itsm');
     const connectorSecrets = ['idp', ...Object.keys(stack.secrets.scim).map((a) => `scim:${a}`)];
     for (const name of FUNCTION_NAMES) {
       const spec = FUNCTIONS[name];
@@ -204,7 +205,12 @@ describe('IAM scoping', () => {
         .flatMap(resourceList)
         .map((r) => secretRefs.get((r as { Ref: string }).Ref) ?? JSON.stringify(r))
         .sort();
-      const expected = [...('secrets' in spec ? spec.secrets : []), ...((spec.ports as readonly string[]).includes('connectors') ? connectorSecrets : [])].sort();
+      const ports = spec.ports as readonly string[];
+      const expected = [
+        ...('secrets' in spec ? spec.secrets : []),
+        ...(ports.includes('connectors') ? connectorSecrets : []),
+        ...(ports.includes('ticketing') ? ['itsm'] : []),
+      ].sort();
       expect(read, name).toEqual(expected);
     }
   });
@@ -297,6 +303,7 @@ describe('API', () => {
         'GET /runs AWS_IAM',
         'GET /runs/{runId} AWS_IAM',
         'GET /exceptions AWS_IAM',
+        'POST /exceptions/{exceptionId}/resolve AWS_IAM',
         'POST /exception-grants AWS_IAM',
         'GET /exception-grants/{grantId} AWS_IAM',
       ].sort(),
@@ -423,8 +430,51 @@ describe('secrets', () => {
     for (const name of ['hrisWebhook', 'oktaHook', 'linkSigning'] as const) {
       expect(resources[id(stack.secrets.port[name])]!.Properties.GenerateSecretString).toMatchObject({ GenerateStringKey: 'current', PasswordLength: 64 });
     }
-    for (const secret of [stack.secrets.port.bambooHr, stack.secrets.idp, ...Object.values(stack.secrets.scim)]) {
+    for (const secret of [stack.secrets.port.bambooHr, stack.secrets.idp, ...Object.values(stack.secrets.scim), stack.secrets.itsm!]) {
       expect(resources[id(secret)]!.Properties).not.toHaveProperty('GenerateSecretString');
+    }
+  });
+});
+
+// -------------------------------------------------------------------------------------------
+describe('ITSM tickets', () => {
+  it('gives the functions that open or resolve exceptions the ITSM and its secret, and no other function', () => {
+    for (const name of FUNCTION_NAMES) {
+      const env = envOf(name);
+      if ((FUNCTIONS[name].ports as readonly string[]).includes('ticketing')) {
+        expect(JSON.parse(env[ENV.itsm] as string), name).toEqual({
+          system: 'servicenow',
+          instanceUrl: 'https://acme.service-now.com',
+          assignmentGroup: 'Identity Operations',
+          table: 'incident',
+          closeCode: 'Solved (Permanently)',
+        });
+        expect(env[ENV.itsmSecretArn], name).toEqual({ Ref: id(stack.secrets.itsm!) });
+      } else {
+        expect(env, name).not.toHaveProperty(ENV.itsm);
+      }
+    }
+    expect(resources[id(stack.secrets.itsm!)]!.Properties.Name).toBe('Jml/itsm');
+  });
+
+  it('routes POST /exceptions/{exceptionId}/resolve to the operator function, IAM-authorised', () => {
+    const method = ofType('AWS::ApiGateway::Method').find(([, r]) => r.Properties.HttpMethod === 'POST' && JSON.stringify(r.Properties.ResourceId).includes('resolve'));
+    expect(method).toBeDefined();
+    expect(method![1].Properties.AuthorizationType).toBe('AWS_IAM');
+    expect(JSON.stringify(method![1].Properties.Integration.Uri)).toContain(id(stack.functions['exception-grants'] as never));
+  });
+
+  it('without an ITSM, creates no secret and sets nothing', () => {
+    const plain = synth({ itsm: undefined });
+    try {
+      expect(plain.stack.secrets.itsm).toBeUndefined();
+      const vars = Object.values(plain.template.toJSON().Resources as Resources)
+        .filter((r) => r.Type === 'AWS::Lambda::Function')
+        .flatMap((r) => Object.keys(r.Properties.Environment?.Variables ?? {}));
+      expect(vars).not.toContain(ENV.itsm);
+      expect(vars).not.toContain(ENV.itsmSecretArn);
+    } finally {
+      plain.cleanup();
     }
   });
 });

@@ -88,7 +88,7 @@ describe('joiner', () => {
     expect(failure).toMatchObject({ target: 'netsuite', owner: 'finance-systems@acme.example', status: 'open' });
     // One problem, one exception: the retried step and the final Reconcile refer to it, not open more.
     expect(exceptions.map((e) => e.exceptionId)).toEqual([`exc-step-${accepted.runId}-netsuite`]);
-    expect(run.reconciliation?.exceptionsOpened).toEqual([`exc-step-${accepted.runId}-netsuite`]);
+    expect((run.reconciliation as { exceptionsOpened?: string[] } | undefined)?.exceptionsOpened).toEqual([`exc-step-${accepted.runId}-netsuite`]);
     expect(failure.reason).toContain('TargetUnavailable');
     expect(stack.outbox.mails.some((m) => m.to.includes('finance-systems@acme.example') && m.subject.includes('netsuite'))).toBe(true);
   });

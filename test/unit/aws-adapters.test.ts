@@ -436,6 +436,14 @@ describe('Lambda environment', () => {
     expect(() => loadLambdaConfig({ ...base, [ENV.stateMachineArn.joiner]: 'joiner' })).toThrow(`${ENV.stateMachineArn.joiner}: must be an states ARN`);
     expect(() => loadLambdaConfig({ ...base, [ENV.scimApps]: '[{"name":"slack"' })).toThrow(`${ENV.scimApps}: is not valid JSON`);
     expect(() => loadLambdaConfig({ ...base, [ENV.scimApps]: '[{"name":"slack","baseUrl":"http://x"}]' })).toThrow(`${ENV.scimApps}[0].baseUrl`);
+    expect(() => loadLambdaConfig({ ...base, [ENV.itsm]: '{"system":"servicenow"}' })).toThrow(`${ENV.itsm}.instanceUrl`);
+  });
+
+  it('reads the ITSM with its secret, and refuses one without the other', () => {
+    const itsm = { system: 'webhook', url: 'https://bridge.acme.example/jml' };
+    const secretArn = ARN('secretsmanager', 'secret:Jml/itsm-AbCdEf');
+    expect(loadLambdaConfig({ ...base, [ENV.itsm]: JSON.stringify(itsm), [ENV.itsmSecretArn]: secretArn }).itsm).toEqual({ config: itsm, secretArn });
+    expect(() => loadLambdaConfig({ ...base, [ENV.itsm]: JSON.stringify(itsm) })).toThrow(`${ENV.itsmSecretArn}: required with ${ENV.itsm} (ITSM tickets)`);
   });
 
   it('names the variables a partial binding is missing', () => {

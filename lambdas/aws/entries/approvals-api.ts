@@ -8,7 +8,8 @@ import { wireMailer } from '../mailer.ses.ts';
 import { wireScheduler } from '../scheduler.eventbridge.ts';
 import { wireEvidence } from '../evidence.wiring.ts';
 import { wireConnectors } from '../connectors.aws.ts';
+import { wireTicketing } from '../ticketing.wiring.ts';
 
-installAwsDeps({ policyText, ports: { secrets: wireSecrets, queue: wireQueue, workflows: wireWorkflowsWithDecisions, mailer: wireMailer, scheduler: wireScheduler, evidence: wireEvidence, connectors: wireConnectors } });
+installAwsDeps({ policyText, ports: { secrets: wireSecrets, queue: wireQueue, workflows: wireWorkflowsWithDecisions, mailer: wireMailer, scheduler: wireScheduler, evidence: wireEvidence, connectors: wireConnectors, ticketing: wireTicketing } });
 
 export { handler } from '#handlers/approvals-api';

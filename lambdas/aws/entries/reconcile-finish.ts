@@ -4,7 +4,8 @@ import policyText from '@jml/policy';
 import { wireMailer } from '../mailer.ses.ts';
 import { wireEvidence } from '../evidence.wiring.ts';
 import { wireConnectorDescriptions } from '../connector-shapes.ts';
+import { wireTicketing } from '../ticketing.wiring.ts';
 
-installAwsDeps({ policyText, ports: { mailer: wireMailer, evidence: wireEvidence, connectors: wireConnectorDescriptions } });
+installAwsDeps({ policyText, ports: { mailer: wireMailer, evidence: wireEvidence, connectors: wireConnectorDescriptions, ticketing: wireTicketing } });
 
 export { finishReconciliationHandler as handler } from '#handlers/reconcile-tasks';

@@ -3,7 +3,8 @@ import { installAwsDeps } from '../bootstrap.ts';
 import policyText from '@jml/policy';
 import { wireMailer } from '../mailer.ses.ts';
 import { wireConnectors } from '../connectors.aws.ts';
+import { wireTicketing } from '../ticketing.wiring.ts';
 
-installAwsDeps({ policyText, ports: { mailer: wireMailer, connectors: wireConnectors } });
+installAwsDeps({ policyText, ports: { mailer: wireMailer, connectors: wireConnectors, ticketing: wireTicketing } });
 
 export { reconcilePageHandler as handler } from '#handlers/reconcile-tasks';

@@ -3,7 +3,8 @@ import { installAwsDeps } from '../bootstrap.ts';
 import policyText from '@jml/policy';
 import { wireConnectors } from '../connectors.aws.ts';
 import { wireMailer } from '../mailer.ses.ts';
+import { wireTicketing } from '../ticketing.wiring.ts';
 
-installAwsDeps({ policyText, ports: { connectors: wireConnectors, mailer: wireMailer } });
+installAwsDeps({ policyText, ports: { connectors: wireConnectors, mailer: wireMailer, ticketing: wireTicketing } });
 
 export { reconcile as handler } from '#handlers/run-tasks';
