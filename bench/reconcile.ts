@@ -416,6 +416,8 @@ interface CallSummary {
   list: number;
   /** Of the list calls: member pages (Okta `GET /groups/{id}/users`, `/apps/{id}/users`). */
   members: number;
+  /** Name → id lookups (Okta `GET /groups?search=`, `GET /apps?q=`): one per managed entitlement and connector instance. */
+  lookups: number;
   otherReads: number;
   writes: number;
 }
@@ -426,8 +428,9 @@ function summarise(log: Array<{ method: string; path: string; query: string }>):
     r.method === 'GET' && /\/(users|Users)$/.test(r.path) && !/search=|filter=(?!status)/.test(r.query.replace(/^\?/, ''));
   const list = log.filter(isList).length;
   const members = log.filter((r) => r.method === 'GET' && /^\/api\/v1\/(groups|apps)\/[^/]+\/users$/.test(r.path)).length;
+  const lookups = log.filter((r) => r.method === 'GET' && /^\/api\/v1\/(groups|apps)$/.test(r.path)).length;
   const writes = log.filter((r) => r.method !== 'GET').length;
-  return { total: log.length, list, members, otherReads: log.length - list - writes, writes };
+  return { total: log.length, list, members, lookups, otherReads: log.length - list - lookups - writes, writes };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -696,8 +699,11 @@ async function main() {
     minimumPages,
     calls: perTarget,
     listCallsPerMinimumPage: Number((lists / minimum).toFixed(3)),
+    /** Everything a clean org costs: the pages and the lookups. */
+    enumerationCallsPerMinimumPage: Number(((lists + perTarget.okta.lookups) / minimum).toFixed(3)),
     allCallsPerMinimumPage: Number((total / minimum).toFixed(3)),
-    callsForFindings: total - lists,
+    lookups: perTarget.okta.lookups,
+    callsForFindings: total - lists - perTarget.okta.lookups,
     wallSeconds: Number((wallMs / 1000).toFixed(1)),
     seedSeconds: Number((seedMs / 1000).toFixed(1)),
     heapSeededMb: Math.round(baseHeap / MB),
@@ -725,6 +731,8 @@ async function main() {
     ['minimum pages', `${minimumPages.okta} (${minimumPages.okta - ready.okta.memberPages} users + ${ready.okta.memberPages} member) / ${minimumPages.slack} / ${minimumPages.netsuite} = ${minimum}`],
     ['list calls made', `${perTarget.okta.list} (${perTarget.okta.list - perTarget.okta.members} users + ${perTarget.okta.members} member) / ${perTarget.slack.list} / ${perTarget.netsuite.list} = ${lists}`],
     ['list calls ÷ minimum pages (goal ≤ 1.05)', `${r.listCallsPerMinimumPage}`],
+    ['name → id lookups (okta)', `${perTarget.okta.lookups}`],
+    ['list calls and lookups ÷ minimum pages', `${r.enumerationCallsPerMinimumPage}`],
     ['calls the findings cost (reads + writes)', `okta ${perTarget.okta.otherReads}+${perTarget.okta.writes}, slack ${perTarget.slack.otherReads}+${perTarget.slack.writes}, netsuite ${perTarget.netsuite.otherReads}+${perTarget.netsuite.writes} = ${r.callsForFindings}`],
     ['all calls ÷ minimum pages', `${r.allCallsPerMinimumPage}`],
     ['wall time (seeding excluded)', `${r.wallSeconds} s (seeding ${r.seedSeconds} s)`],
