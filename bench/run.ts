@@ -1,6 +1,8 @@
 /**
  * `npm run bench`: runs every benchmark in its own process (so memory figures do not mix) and
- * prints each one's table. Pass names to run a subset: `npm run bench -- planner`.
+ * prints each one's table. Pass names to run a subset: `npm run bench -- planner`, or
+ * `npm run bench -- time-to-disable burst` for the engine's latency and burst figures (the burst
+ * takes minutes: 1,000 leavers against a rate-limited Okta, time scaled ×10).
  */
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
