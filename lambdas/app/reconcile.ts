@@ -75,7 +75,7 @@ import { applyDecisions } from '#core/plan';
 import type { Policy, PolicyTarget } from '#core/policy';
 import { planTarget, type PlannedOp, type TargetOp } from '#core/target-plan';
 import { parseOrThrow } from '#core/validation';
-import { openException, type NewException } from './exceptions.ts';
+import { openException, retryTickets, type NewException } from './exceptions.ts';
 import type { AppDeps } from './ports.ts';
 import { bumpTime, updatePerson } from './people.ts';
 import { accountProfile } from './profile.ts';
@@ -1864,6 +1864,9 @@ export async function finishReconciliation(deps: AppDeps, raw: unknown): Promise
   deps.metrics.put('LeaversStillEnabled', kpis.leaversStillEnabled, 'Count');
   deps.metrics.put('RevocationCompleteness', kpis.revocationCompletenessPercent, 'Percent', { Workflow: 'reconcile' });
   deps.metrics.put('ReconciliationFindings', findings.length, 'Count');
+  // Tickets the ITSM did not take when their exception opened (or closed) are retried nightly;
+  // each outcome is recorded on its exception, so a failure here only waits for the next night.
+  await retryTickets(deps).catch(() => deps.metrics.put('TicketFailed', 1, 'Count', { Phase: 'nightly-retry' }));
   return { status, evidence: bundle.prefix, findings: findings.length };
 }
 

@@ -88,4 +88,28 @@ describe('ITSM tickets on the local runtime', () => {
     }
     expect((await get('/local/tickets')).tickets.at(-1)).toMatchObject({ key, state: 'resolved' });
   });
+
+  it('a ticket the ITSM refused when the exception opened is raised by the nightly reconciliation', async () => {
+    stack.itsm!.controls.faults.push({ kind: 'status', status: 503, method: 'POST', times: 1 });
+    const opened = await openException(stack.deps, {
+      exceptionId: 'orphan:night-1:slack:U998',
+      target: 'slack',
+      owner: 'collab-owners@acme.example',
+      kind: 'orphan',
+      reason: 'slack account U998 has no person in HR',
+      evidence: {},
+    });
+    expect(opened.ticketError).toContain('HTTP 503');
+    const before = (await get('/local/tickets')).tickets.length;
+
+    const res = await fetch(`${server.url}/local/reconcile`, { method: 'POST', body: JSON.stringify({ wait: true }), headers: { 'content-type': 'application/json' } });
+    expect(res.status).toBe(200);
+    const { exceptions } = await get('/exceptions?status=open');
+    const retried = exceptions.find((e: any) => e.exceptionId === 'orphan:night-1:slack:U998');
+    expect(retried.ticket?.key).toMatch(/^INC/);
+    expect(retried).not.toHaveProperty('ticketError');
+    const tickets = (await get('/local/tickets')).tickets;
+    expect(tickets.filter((t: any) => t.fields.correlation_id === 'orphan:night-1:slack:U998')).toHaveLength(1);
+    expect(tickets.length).toBeGreaterThan(before);
+  });
 });
