@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { build, type Metafile } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGraphStandIn, type GraphStandIn } from '#local/standins/graph';
 import { startOktaStandIn, type OktaStandIn } from '#local/standins/okta';
 import { REPO_ROOT, entryFile, esbuildOptions, type BundleSettings } from '../../lib/bundling.ts';
 
@@ -19,11 +20,34 @@ const settings: BundleSettings = { idpKind: 'okta', policyFile: 'config/access-p
 const out = mkdtempSync(join(tmpdir(), 'jml-bundles-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-async function bundle(entry: string, name: string): Promise<{ file: string; meta: Metafile }> {
+async function bundle(entry: string, name: string, s: BundleSettings = settings): Promise<{ file: string; meta: Metafile }> {
   const file = join(out, name, 'index.mjs');
-  const r = await build(esbuildOptions(settings, entry, file));
+  const r = await build(esbuildOptions(s, entry, file));
   return { file, meta: r.metafile! };
 }
+
+/** Runs an ES module body in a plain `node`, asynchronously (the stand-ins in this process answer it); its stdout as JSON. */
+async function runNode<T>(script: string, env: Record<string, string>): Promise<T> {
+  const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '--no-warnings', '-e', script], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    encoding: 'utf8',
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  return JSON.parse(stdout) as T;
+}
+
+const profile = {
+  employeeId: 'E1001',
+  userName: 'ada@acme.example',
+  email: 'ada@acme.example',
+  givenName: 'Ada',
+  familyName: 'Lovelace',
+  displayName: 'Ada Lovelace',
+  department: 'Engineering',
+  jobCode: 'ENG2',
+  location: 'London',
+  employmentType: 'employee',
+};
 
 const carriesOktaSdk = (meta: Metafile) => Object.keys(meta.inputs).some((p) => p.includes('node_modules/@okta/okta-sdk-nodejs/'));
 
@@ -39,18 +63,6 @@ describe('the Okta connector as bundled', () => {
   afterAll(() => okta?.close());
 
   it('creates, finds, groups and disables a user on the Okta stand-in, and a repeated disable changes nothing', async () => {
-    const profile = {
-      employeeId: 'E1001',
-      userName: 'ada@acme.example',
-      email: 'ada@acme.example',
-      givenName: 'Ada',
-      familyName: 'Lovelace',
-      displayName: 'Ada Lovelace',
-      department: 'Engineering',
-      jobCode: 'ENG2',
-      location: 'London',
-      employmentType: 'employee',
-    };
     const script = `
       const { createOktaConnector } = await import(${JSON.stringify(file)});
       const c = createOktaConnector({ name: 'okta', orgUrl: ${JSON.stringify(okta.url)}, token: process.env.OKTA_TOKEN, maxRetries: 0 });
@@ -60,13 +72,7 @@ describe('the Okta connector as bundled', () => {
       const disabled = await c.setStatus(created.account.id, 'disabled');
       const again = await c.setStatus(created.account.id, 'disabled');
       process.stdout.write(JSON.stringify({ id: created.account.id, found: found.map((a) => a.id), changed: [created.change.changed, grouped.changed, disabled.changed, again.changed] }), () => process.exit(0));`;
-    // Asynchronous: the stand-in in this process answers the child.
-    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '--no-warnings', '-e', script], {
-      env: { PATH: process.env.PATH ?? '', OKTA_TOKEN: token },
-      encoding: 'utf8',
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    const result = JSON.parse(stdout) as { id: string; found: string[]; changed: boolean[] };
+    const result = await runNode<{ id: string; found: string[]; changed: boolean[] }>(script, { OKTA_TOKEN: token });
     expect(result.found).toEqual([result.id]);
     expect(result.changed).toEqual([true, true, true, false]);
     const user = okta.state.findUser(result.id)!;
@@ -74,6 +80,40 @@ describe('the Okta connector as bundled', () => {
     expect(user.status).toBe('DEPROVISIONED');
     expect(okta.state.groupByName('Engineering')).toBeDefined();
     expect([...okta.state.memberships.get(okta.state.groupByName('Engineering')!.id)!]).toContain(result.id);
+  }, 60_000);
+});
+
+describe('the Entra connector as bundled (Entra deployment)', () => {
+  let graph: GraphStandIn;
+  let file: string;
+  const clientSecret = randomBytes(24).toString('base64url');
+
+  beforeAll(async () => {
+    graph = await startGraphStandIn({ clientId: 'jml-app', clientSecret, verifiedDomains: ['acme.example'] });
+    const entra: BundleSettings = { idpKind: 'entra', policyFile: 'config/access-policy.entra.yaml' };
+    file = (await bundle(join(REPO_ROOT, 'lambdas', 'connectors', 'entra.connector.ts'), 'entra-connector', entra)).file;
+  }, 60_000);
+  afterAll(() => graph?.close());
+
+  it('creates, finds and disables a user on the Graph stand-in, and a repeated disable changes nothing', async () => {
+    const script = `
+      const { createEntraConnector } = await import(${JSON.stringify(file)});
+      const c = createEntraConnector({ name: 'entra', tenantId: ${JSON.stringify(graph.tenantId)}, clientId: 'jml-app', clientSecret: process.env.GRAPH_SECRET,
+        authorityHost: ${JSON.stringify(graph.url)}, graphBaseUrl: ${JSON.stringify(graph.url)}, customHosts: ['127.0.0.1'], domain: 'acme.example', usageLocation: 'GB', maxRetries: 0 });
+      const created = await c.createAccount(${JSON.stringify(profile)}, { enabled: true });
+      const found = await c.findAccounts({ employeeId: 'E1001' });
+      const disabled = await c.setStatus(created.account.id, 'disabled');
+      const again = await c.setStatus(created.account.id, 'disabled');
+      process.stdout.write(JSON.stringify({ id: created.account.id, found: found.map((a) => a.id), changed: [created.change.changed, disabled.changed, again.changed] }), () => process.exit(0));`;
+    // The stand-in's TLS CA: test/global-setup.ts puts it in NODE_EXTRA_CA_CERTS.
+    const result = await runNode<{ id: string; found: string[]; changed: boolean[] }>(script, {
+      GRAPH_SECRET: clientSecret,
+      ...(process.env.NODE_EXTRA_CA_CERTS ? { NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS } : {}),
+    });
+    expect(result.found).toEqual([result.id]);
+    expect(result.changed).toEqual([true, true, false]);
+    const user = graph.state.user(result.id);
+    expect(user).toMatchObject({ employeeId: 'E1001', accountEnabled: false });
   }, 60_000);
 });
 
