@@ -37,6 +37,10 @@ import { createOktaConnector } from '#connectors/okta.connector';
 import { createScimConnector } from '#connectors/scim.connector';
 import type { PolicyTarget } from '#core/policy';
 import { startScimStandIn } from '#local/standins/scim';
+import { startItsmStandIn } from '#local/standins/itsm';
+import { wireTicketing } from '#aws/ticketing.wiring';
+import type { WiringContext } from '#aws/bootstrap';
+import type { ExceptionRecord } from '#core/ledger';
 import { wireWorkflowsWithDecisions } from '#aws/decisions.wiring';
 import { DynamoLedger } from '#aws/ledger.dynamodb';
 import { createScheduledActionHandler, type ScheduledActionEvent } from '#aws/scheduled-action';
@@ -739,5 +743,48 @@ describe('scheduled-action function', () => {
     });
     await expect(handler({ kind: 'launch', payload: {}, schedule: 's' } as never)).rejects.toThrow(/^kind: must be one of/);
     await expect(handler({ kind: 'reconcile', payload: {} } as never)).rejects.toBeInstanceOf(ValidationError);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('ticketing wiring', () => {
+  const sm = mockClient(SecretsManagerClient);
+  const itsmArn = ARN('secretsmanager', 'secret:Jml/itsm-AbCdEf');
+  const base = { [ENV.tableName]: 'jml', [ENV.publicBaseUrl]: 'https://api.example.test/v1' };
+  const exception: ExceptionRecord = {
+    exceptionId: 'exc-step-run-1-slack',
+    runId: 'run-1',
+    employeeId: 'E1001',
+    target: 'slack',
+    owner: 'collab-owners@acme.example',
+    kind: 'step_failed',
+    reason: 'slack: TargetRejected — 400',
+    evidence: {},
+    status: 'open',
+    openedAt: '2026-11-20T09:00:00.000Z',
+  };
+  const ctx = (env: Record<string, string>) => ({ config: loadLambdaConfig({ ...base, ...env }) }) as unknown as WiringContext;
+  beforeEach(() => sm.reset());
+
+  it('raises the ticket with the credential read from the ITSM secret', async () => {
+    const credential = `jml-bot@acme.example:${randomBytes(18).toString('base64url')}`;
+    const itsm = await startItsmStandIn({ credential });
+    try {
+      sm.on(GetSecretValueCommand, { SecretId: itsmArn }).resolves({ SecretString: JSON.stringify({ current: credential }) });
+      const ticketing = wireTicketing(ctx({ [ENV.itsm]: JSON.stringify({ system: 'servicenow', instanceUrl: itsm.url }), [ENV.itsmSecretArn]: itsmArn }));
+      expect(ticketing.wants('step_failed')).toBe(true);
+      const ref = await ticketing.open(exception, { exceptionsUrl: 'https://api.example.test/v1/exceptions?status=open' }, { now: new Date('2026-11-20T09:00:00Z'), retry: false });
+      expect(ref).toMatchObject({ system: 'servicenow', key: 'INC0000001' });
+      expect(itsm.tickets[0]!.fields).toMatchObject({ correlation_id: 'exc-step-run-1-slack' });
+      expect(sm.commandCalls(GetSecretValueCommand).map((c) => c.args[0].input.SecretId)).toEqual([itsmArn]);
+    } finally {
+      await itsm.close();
+    }
+  });
+
+  it('without an ITSM, raises no ticket and reads no secret', () => {
+    const ticketing = wireTicketing(ctx({}));
+    expect(ticketing.wants('leaver_enabled')).toBe(false);
+    expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(0);
   });
 });
