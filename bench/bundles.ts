@@ -76,14 +76,14 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-
 /** Runs `script` (an ES module body that prints its figures) in a fresh `node` with the fake Lambda environment. */
 function fresh(script: string, env: Record<string, string> = {}): string {
   const r = spawnSync(process.execPath, ['--input-type=module', '--no-warnings', '-e', script], {
     env: { PATH: process.env.PATH ?? '', ...fakeEnv, ...env },
     encoding: 'utf8',
   });
-  if (r.status !== 0) throw new Error(`fresh process failed:\n${r.stderr}`);
+  // A minified bundle's stack is one enormous line: keep the end, where the message is.
+  if (r.status !== 0) throw new Error(`fresh process failed: ${r.stderr.slice(-1500)}`);
   return r.stdout;
 }
 
@@ -97,7 +97,6 @@ async function freshAsync(script: string, env: Record<string, string> = {}): Pro
     });
     return r.stdout;
   } catch (e) {
-    // A minified bundle's stack is one enormous line: keep the end, where the message is.
     throw new Error(`fresh process failed: ${String((e as { stderr?: string }).stderr ?? e).slice(-1500)}`);
   }
 }
