@@ -8,7 +8,7 @@
  *   3. a termination: IdP disabled and sessions revoked first (time to disable printed), data
  *      handling approved by the manager, apps deprovisioned, reconcile confirms, retention
  *      deletes scheduled — then fired by moving the clock;
- *   4. the nightly reconciliation finds the orphan accounts;
+ *   4. the nightly reconciliation finds the orphan accounts (a ServiceNow incident for each);
  *   5. KPIs and the evidence bundles (open summary.html in a browser), each verified.
  *
  * Everything goes through the public routes with signed requests and the emailed links, as a
@@ -36,7 +36,7 @@ const phase = (title: string) => console.log(`\n${bold(title)}`);
 
 async function main(): Promise<number> {
   const dataDir = join(REPO_ROOT, '.jml-local', 'demo');
-  const stack = await startLocalStack({ dataDir, fresh: true, retryIntervalMs: 20 });
+  const stack = await startLocalStack({ dataDir, fresh: true, retryIntervalMs: 20, itsm: 'servicenow' });
   const server = await startLocalServer(stack);
   stack.deps.publicBaseUrl = server.url;
   try {
@@ -191,6 +191,9 @@ async function story(stack: LocalStack, url: string, dataDir: string): Promise<n
     return orphans.length >= org.strays.length ? orphans : undefined;
   }, 30_000).catch(() => [] as any[]);
   check(open.length >= org.strays.length, `orphan accounts found: ${open.map((e: any) => `${e.target} → owner ${e.owner}`).join('; ') || 'none'}`);
+  const tickets = (await http('GET', '/local/tickets')).json?.tickets as Array<{ key: string; fields: Record<string, unknown> }> | undefined;
+  const ticketed = open.filter((e: any) => e.ticket && tickets?.some((t) => t.key === e.ticket.key && t.fields['correlation_id'] === e.exceptionId));
+  check(ticketed.length === open.length && open.length > 0, `a ServiceNow incident per exception: ${ticketed.map((e: any) => e.ticket.key).join(', ') || 'none'}`);
 
   // 5. KPIs and evidence --------------------------------------------------------------------
   phase('5. KPIs and evidence');
