@@ -234,6 +234,7 @@ export class JmlStack extends Stack {
     out('AsyncDeadLetterQueueUrl', this.queues.asyncDeadLetter.queueUrl, 'Schedules, scheduled actions and workflow-ended events that failed');
     out('AlarmTopicArn', this.observability.topic.topicArn, 'Alarm notifications');
     out('DashboardName', `${prefix}-jml`, 'CloudWatch dashboard');
+    out('ScheduledActionFunctionArn', fn['scheduled-action'].functionArn, 'Scheduled-action function: the nightly schedule and `jml reconcile --stack` invoke it with { kind: reconcile }');
     for (const s of this.secrets.all()) {
       out(`Secret${(s.node.id as string).replace(/[^A-Za-z0-9]/g, '')}`, s.secretName, `Secret to fill or read: ${s.node.id}`);
     }
