@@ -1570,7 +1570,8 @@ async function entitlementGaps(ctx: TargetContext, entitlement: EntitlementRef, 
   if (diff.empty) return [];
   const what = `${entitlement.type} "${entitlement.value}"`;
   const wantedCount = MembershipSketch.from(wanted?.sketch).count;
-  if (held?.unresolved || !diff.decode().complete) {
+  const decoded = diff.decode();
+  if (held?.unresolved || !decoded.complete) {
     // Not nameable person by person: one finding, and one exception for the owner, with the count.
     const missing = Math.max(0, diff.count);
     c.entitlementGaps += missing;
@@ -1592,7 +1593,7 @@ async function entitlementGaps(ctx: TargetContext, entitlement: EntitlementRef, 
     });
     return [{ ...finding, action: 'exception', exceptionId }];
   }
-  const { added, removed } = diff.decode();
+  const { added, removed } = decoded;
   c.entitlementGaps += added.length;
   // `removed` (held and expected, yet not wanted by the persons pass) only happens when a person
   // changed while the reconciliation ran: judged again in full, like the missing ones.

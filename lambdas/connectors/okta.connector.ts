@@ -263,14 +263,27 @@ export class OktaConnector implements Connector {
   async listEntitlementMembers(entitlement: EntitlementRef, cursor?: string): Promise<MemberPage> {
     const kind = this.supported(entitlement);
     return this.run(`list members of ${entitlement.type} "${entitlement.value}"`, async (): Promise<MemberPage> => {
-      const resolved = kind === 'group' ? await this.resolveGroup(entitlement.value) : await this.resolveApp(entitlement.value);
-      if ('missing' in resolved) return { members: [], unresolved: resolved.missing };
-      const after = cursor ? { after: cursor } : {};
-      const collection =
-        kind === 'group'
-          ? await this.client.groupApi.listGroupUsers({ groupId: resolved.id, limit: GROUP_MEMBERS_PAGE_SIZE, ...after })
-          : await this.client.applicationApi.listApplicationUsers({ appId: resolved.id, limit: APP_USERS_PAGE_SIZE, ...after });
-      const items = await collection.getNextPage();
+      const cache = kind === 'group' ? this.groupIds : this.appIds;
+      let items: unknown[] = [];
+      let collection: { nextUri?: string } = {};
+      for (let attempt = 0; ; attempt++) {
+        const resolved = kind === 'group' ? await this.resolveGroup(entitlement.value) : await this.resolveApp(entitlement.value);
+        if ('missing' in resolved) return { members: [], unresolved: resolved.missing };
+        const after = cursor ? { after: cursor } : {};
+        try {
+          const c =
+            kind === 'group'
+              ? await this.client.groupApi.listGroupUsers({ groupId: resolved.id, limit: GROUP_MEMBERS_PAGE_SIZE, ...after })
+              : await this.client.applicationApi.listApplicationUsers({ appId: resolved.id, limit: APP_USERS_PAGE_SIZE, ...after });
+          items = await c.getNextPage();
+          collection = c;
+          break;
+        } catch (e) {
+          // A cached id whose object was deleted since: forget it and resolve the name again (once).
+          if (httpStatus(e) !== 404 || attempt > 0) throw e;
+          cache.delete(entitlement.value);
+        }
+      }
       const members = items.map((item, i) => {
         if (kind === 'group') {
           const user = this.parse(OktaUser, item, `groupUsers[${i}]`);

@@ -538,6 +538,25 @@ describe('Okta entitlements at night (member pages and membership sketches)', ()
     expect(oktaGroups(margaret.links.okta!)).toContain('HRIS Admins');
   });
 
+  it('raises one exception with the count when a group the policy grants no longer exists on Okta', async () => {
+    await start();
+    await provision(GRACE);
+    await provision(MARGARET);
+    const eng = group('Engineering');
+    okta().groups.delete(eng); // deleted in the Okta console (the connector still has its id cached)
+    okta().memberships.delete(eng);
+
+    const { report } = await nightly();
+
+    const okt = report.findings.filter((f) => f.target === 'okta');
+    expect(okt).toHaveLength(1);
+    expect(okt[0]).toMatchObject({ kind: 'drift', action: 'exception', evidence: { missing: [{ type: 'group', value: 'Engineering' }] } });
+    expect(okt[0]!.summary).toContain('grants group "Engineering" to 1 person(s), but it cannot be found on okta');
+    const [exception] = (await stack.deps.ledger.listExceptions({ status: 'open' })).filter((e) => e.target === 'okta');
+    expect(exception).toMatchObject({ kind: 'drift', owner: 'iam@acme.example', exceptionId: okt[0]!.exceptionId });
+    expect(report.targets.find((t) => t.target === 'okta')).toMatchObject({ entitlementsCompared: true, counters: { entitlementGaps: 1 } }); // Margaret's, counted, not named
+  });
+
   it('reports an Okta whose members cannot be listed as entitlements not compared, tells its owner, and keeps the account findings', async () => {
     await start();
     await provision(GRACE);

@@ -238,6 +238,11 @@ describe('reads', () => {
     expect(await drain({ type: 'group', value: 'Empty' })).toEqual({ sizes: [0], members: new Map() });
     const missing = await connector.listEntitlementMembers({ type: 'group', value: 'Production Access' });
     expect(missing).toEqual({ members: [], unresolved: 'no OKTA_GROUP named "Production Access"' });
+    // A group deleted after its id was cached: the 404 makes the connector look the name up again.
+    const empty = okta.state.groupByName('Empty')!.id;
+    okta.state.groups.delete(empty);
+    okta.state.memberships.delete(empty);
+    expect(await connector.listEntitlementMembers({ type: 'group', value: 'Empty' })).toEqual({ members: [], unresolved: 'no OKTA_GROUP named "Empty"' });
   });
 
   it('returns the System Log entries that name the account, since a given time', async () => {
