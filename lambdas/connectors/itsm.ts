@@ -174,8 +174,12 @@ abstract class HttpTicketing implements Ticketing {
     return value;
   }
 
-  /** Basic `user:secret`, or a ready `Bearer …` value. */
-  protected async authorization(): Promise<string> {
+  /** JSON request headers with the credential: Basic `user:secret`, or a ready `Bearer …` value. */
+  protected async jsonHeaders(): Promise<Record<string, string>> {
+    return { authorization: await this.authorization(), accept: 'application/json', 'content-type': 'application/json' };
+  }
+
+  private async authorization(): Promise<string> {
     const value = await this.credential();
     if (/^Bearer\s+\S/.test(value)) return value;
     if (!value.includes(':')) throw new TicketingFailed(`${this.label}: the itsm secret must be "user:token" (or "Bearer <token>")`);
@@ -244,21 +248,17 @@ class JiraServiceManagement extends HttpTicketing {
     super(config, options);
   }
 
-  private headers(auth: string) {
-    return { authorization: auth, accept: 'application/json', 'content-type': 'application/json' };
-  }
-
   private ref(r: z.infer<typeof JiraRequest>, openedAt: string): TicketRef {
     return { system: 'jira', id: r.issueId, key: r.issueKey, url: r._links?.web ?? `${this.config.baseUrl}/browse/${r.issueKey}`, openedAt };
   }
 
   async open(e: ExceptionRecord, ctx: TicketContext, o: { now: Date; retry: boolean }): Promise<TicketRef> {
-    const auth = await this.authorization();
+    const headers = await this.jsonHeaders();
     if (o.retry) {
       const q = new URLSearchParams({ searchTerm: e.exceptionId, serviceDeskId: this.config.serviceDeskId, requestStatus: 'ALL_REQUESTS', limit: '5' });
       const found = this.parse(
         JiraRequestPage,
-        await this.send('look up an earlier request', `${this.config.baseUrl}/rest/servicedeskapi/request?${q}`, { method: 'GET', headers: this.headers(auth) }),
+        await this.send('look up an earlier request', `${this.config.baseUrl}/rest/servicedeskapi/request?${q}`, { method: 'GET', headers }),
         'look up an earlier request',
       );
       if (found.values[0]) return this.ref(found.values[0], o.now.toISOString());
@@ -270,21 +270,21 @@ class JiraServiceManagement extends HttpTicketing {
     };
     const reply = await this.send('create request', `${this.config.baseUrl}/rest/servicedeskapi/request`, {
       method: 'POST',
-      headers: this.headers(auth),
+      headers,
       body: JSON.stringify(body),
     });
     return this.ref(this.parse(JiraRequest, reply, 'create request'), o.now.toISOString());
   }
 
   async close(e: ExceptionRecord, ticket: TicketRef, o: { now: Date }): Promise<TicketRef> {
-    const auth = await this.authorization();
+    const headers = await this.jsonHeaders();
     const body = {
       body: `Resolved in jml by ${e.resolvedBy ?? 'an operator'}: ${e.resolution ?? 'resolved'} (${e.resolvedAt ?? o.now.toISOString()})`,
       public: false,
     };
     await this.send('comment the resolution', `${this.config.baseUrl}/rest/servicedeskapi/request/${encodeURIComponent(ticket.key ?? ticket.id)}/comment`, {
       method: 'POST',
-      headers: this.headers(auth),
+      headers,
       body: JSON.stringify(body),
     });
     return { ...ticket, closedAt: o.now.toISOString() };
@@ -309,22 +309,18 @@ class ServiceNow extends HttpTicketing {
     return `${this.config.instanceUrl}/api/now/table/${this.config.table}${suffix}`;
   }
 
-  private headers(auth: string) {
-    return { authorization: auth, accept: 'application/json', 'content-type': 'application/json' };
-  }
-
   private ref(r: z.infer<typeof ServiceNowRecord>, openedAt: string): TicketRef {
     const url = `${this.config.instanceUrl}/nav_to.do?uri=${encodeURIComponent(`${this.config.table}.do?sys_id=${r.sys_id}`)}`;
     return { system: 'servicenow', id: r.sys_id, ...(r.number ? { key: r.number } : {}), url, openedAt };
   }
 
   async open(e: ExceptionRecord, ctx: TicketContext, o: { now: Date; retry: boolean }): Promise<TicketRef> {
-    const auth = await this.authorization();
+    const headers = await this.jsonHeaders();
     if (o.retry) {
       const q = new URLSearchParams({ sysparm_query: `correlation_id=${e.exceptionId}`, sysparm_fields: 'sys_id,number', sysparm_limit: '1' });
       const found = this.parse(
         ServiceNowList,
-        await this.send('look up an earlier ticket', `${this.tableUrl()}?${q}`, { method: 'GET', headers: this.headers(auth) }),
+        await this.send('look up an earlier ticket', `${this.tableUrl()}?${q}`, { method: 'GET', headers }),
         'look up an earlier ticket',
       );
       if (found.result[0]) return this.ref(found.result[0], o.now.toISOString());
@@ -341,14 +337,14 @@ class ServiceNow extends HttpTicketing {
     };
     const reply = await this.send(`create ${this.config.table} record`, `${this.tableUrl()}?sysparm_fields=sys_id,number`, {
       method: 'POST',
-      headers: this.headers(auth),
+      headers,
       body: JSON.stringify(body),
     });
     return this.ref(this.parse(ServiceNowOne, reply, `create ${this.config.table} record`).result, o.now.toISOString());
   }
 
   async close(e: ExceptionRecord, ticket: TicketRef, o: { now: Date }): Promise<TicketRef> {
-    const auth = await this.authorization();
+    const headers = await this.jsonHeaders();
     const body = {
       state: '6',
       close_code: this.config.closeCode,
@@ -356,7 +352,7 @@ class ServiceNow extends HttpTicketing {
     };
     await this.send(`resolve ${ticket.key ?? ticket.id}`, `${this.tableUrl(`/${encodeURIComponent(ticket.id)}`)}?sysparm_fields=sys_id`, {
       method: 'PATCH',
-      headers: this.headers(auth),
+      headers,
       body: JSON.stringify(body),
     });
     return { ...ticket, closedAt: o.now.toISOString() };
