@@ -1,0 +1,124 @@
+/**
+ * Reliability soak: the full-size version of test/reliability/events.test.ts.
+ *
+ *   npx tsx bench/soak.ts [--people 2000] [--events 10000] [--faults 0.2] [--kill-at 0.5]
+ *
+ * A generated stream of hires, changes, leaves, returns and terminations (10% redelivered, 5%
+ * overtaken by a later event of the same person) is posted, signed, to `POST /hris/events` of the
+ * local runtime while every target injects transient faults (503, connection resets, timeouts,
+ * 429 with the reset header) on `--faults` of its requests. The runtime runs in its own process
+ * and is killed (SIGKILL) after `--kill-at` of the deliveries; a new runtime on the same data
+ * directory takes over, every fourth run that reaches its app steps crashes in a Task there, an
+ * approver answers every approval email. Then the nightly reconciliation runs and the audit of
+ * the reliability suite checks the promises.
+ *
+ * Reports: events/s (deliveries, accepted until every run closed), run-close latency p50/p99
+ * (run recorded → closed), lost runs, duplicate accounts, doubled membership adds, revocation
+ * completeness, open exceptions and the peak RSS of the taking-over runtime (this process).
+ * Takes long at full size (the local runtime's ledger is dynalite): not part of `npm run bench`.
+ */
+import '../local/quiet.ts';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startLocalServer } from '#local/server';
+import { startLocalStack, type LocalStack } from '#local/stack';
+import {
+  audit,
+  clearFaults,
+  deliver,
+  injectFaults,
+  loadPolicyFile,
+  nightlyReconcile,
+  resumeStartedReceivedRuns,
+  spawnRuntime,
+  startHttpApprovalBot,
+  startTargets,
+  targetConfig,
+  TERMINAL,
+  waitForRuns,
+} from '../test/reliability/fixtures/harness.ts';
+import { generateWorkload } from '../test/reliability/fixtures/workload.ts';
+
+const { values } = parseArgs({
+  options: { people: { type: 'string' }, events: { type: 'string' }, faults: { type: 'string' }, 'kill-at': { type: 'string' }, seed: { type: 'string' } },
+});
+const PEOPLE = Number(values.people ?? 2000);
+const EVENTS = Number(values.events ?? 10_000);
+const FAULTS = Number(values.faults ?? 0.2);
+const KILL_AT = Number(values['kill-at'] ?? 0.5);
+
+const dir = mkdtempSync(join(tmpdir(), 'jml-soak-'));
+const dataDir = join(dir, 'state');
+mkdirSync(dataDir);
+const secrets = { hrisWebhook: randomBytes(24).toString('base64url'), linkSigning: randomBytes(32).toString('base64url') };
+const { file: policyFile, policy } = loadPolicyFile(dir);
+const workload = generateWorkload({ people: PEOPLE, events: EVENTS, seed: Number(values.seed ?? 1) });
+const targets = await startTargets(policy);
+injectFaults(targets, FAULTS);
+
+const started = Date.now();
+let url: string | undefined;
+const bot = startHttpApprovalBot(() => url);
+let stack: LocalStack | undefined;
+try {
+  const cut = Math.floor(workload.deliveries.length * KILL_AT);
+  const first = await spawnRuntime({ dataDir, policyFile, secrets, targets: targetConfig(targets), seed: true });
+  url = first.url;
+  const deliveries = await deliver(first.url, secrets.hrisWebhook, workload.deliveries.slice(0, cut));
+  url = undefined;
+  await first.kill();
+
+  stack = await startLocalStack({ dataDir, policyFile, secrets, retryIntervalMs: 5, connectorOverrides: targets.newConnectors() });
+  const resumed = stack.resumed.length + (await resumeStartedReceivedRuns(stack)).length;
+  let reachedApps = 0;
+  const crashed = new Set<string>();
+  stack.workflows.beforeTask = ({ execution, state }) => {
+    if (state !== 'AppConverge' || crashed.has(execution)) return;
+    if (reachedApps++ % 4 !== 0) return;
+    crashed.add(execution);
+    throw new Error('handler process exited before it answered');
+  };
+  const server = await startLocalServer(stack);
+  stack.deps.publicBaseUrl = server.url;
+  url = server.url;
+  deliveries.push(...(await deliver(server.url, secrets.hrisWebhook, workload.deliveries.slice(cut))));
+  const runs = await waitForRuns(() => stack!, deliveries.filter((d) => d.runId).map((d) => d.runId!), 6 * 3600_000);
+  const closedAt = Date.now();
+  await bot.stop();
+  clearFaults(targets);
+  await nightlyReconcile(stack);
+  const report = await audit(stack, targets, workload, deliveries, stack.queue.deadLetters);
+  await server.close();
+
+  const latencies = runs
+    .filter((r) => TERMINAL.includes(r.status) && !['STALE', 'SUPERSEDED'].includes(r.status))
+    .map((r) => Date.parse(r.updatedAt) - Date.parse(r.createdAt))
+    .sort((a, b) => a - b);
+  const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0;
+  const seconds = (closedAt - started) / 1000;
+  const rows: Array<[string, string]> = [
+    ['people / distinct events / deliveries', `${PEOPLE} / ${workload.events.length} / ${workload.deliveries.length} (${workload.duplicates} redelivered, ${workload.outOfOrder} overtaken)`],
+    ['target faults', `${Math.round(FAULTS * 100)}% of requests; runtime killed after ${Math.round(KILL_AT * 100)}% of deliveries; ${crashed.size} Task crashes`],
+    ['throughput', `${(deliveries.length / seconds).toFixed(2)} events/s (${seconds.toFixed(0)} s until every run closed)`],
+    ['run-close latency', `p50 ${(pct(50) / 1000).toFixed(1)} s, p99 ${(pct(99) / 1000).toFixed(1)} s (${latencies.length} runs that ran)`],
+    ['lost', `${report.lost.length + report.notClosed.length} (${report.deadLetters} dead letters)`],
+    ['duplicates', `${report.duplicateAccounts.length} accounts, ${report.doubledGroupAdds.length} memberships added twice by one run, ${report.racingGroupAdds.length} by two racing runs of one person`],
+    ['revocation completeness', `${report.leaversDisabled}/${report.leavers} leavers disabled everywhere after the nightly reconciliation`],
+    ['exceptions', `${report.openExceptions} open; ${report.exceptionsWithoutTargetOrReason.length} without target or reason; ${report.failedRunsWithoutException.length} failed runs without one`],
+    ['runs', JSON.stringify(report.runStatuses)],
+    ['resumed after the kill', String(resumed)],
+    ['peak RSS (taking-over runtime + harness)', `${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`],
+  ];
+  console.log(`Reliability soak — npx tsx bench/soak.ts --people ${PEOPLE} --events ${EVENTS} --faults ${FAULTS} --kill-at ${KILL_AT}`);
+  for (const [k, v] of rows) console.log(`  ${k.padEnd(42)} ${v}`);
+  const broken = report.lost.length + report.notClosed.length + report.duplicateAccounts.length + report.doubledGroupAdds.length + (report.leavers - report.leaversDisabled);
+  process.exitCode = broken ? 1 : 0;
+} finally {
+  await bot.stop();
+  await stack?.close();
+  await targets.close();
+  rmSync(dir, { recursive: true, force: true });
+}
