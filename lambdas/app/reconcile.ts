@@ -1587,7 +1587,8 @@ async function entitlementGaps(ctx: TargetContext, entitlement: EntitlementRef, 
     if (ctx.target.mode === 'shadow') return [{ ...finding, action: 'reported', evidence: { ...finding.evidence, note: `${finding.evidence.note}; shadow-mode target: reported only` } }];
     const exceptionId = await raise(ctx, {
       kind: 'drift',
-      id: `exc-rec-gap-${safeId(name, 32)}-${fingerprint([entitlementKey(entitlement), id])}`,
+      // Same problem, same exception, night after night (as for every finding).
+      id: `exc-rec-gap-${safeId(name, 32)}-${fingerprint([entitlementKey(entitlement), held?.unresolved ? 'unresolved' : 'unnamed'])}`,
       reason: `${summary}; review the ${entitlement.type}'s members against reconciliation ${id}`,
       evidence: { ...finding.evidence, origin: ctx.origin },
     });

@@ -555,6 +555,10 @@ describe('Okta entitlements at night (member pages and membership sketches)', ()
     const [exception] = (await stack.deps.ledger.listExceptions({ status: 'open' })).filter((e) => e.target === 'okta');
     expect(exception).toMatchObject({ kind: 'drift', owner: 'iam@acme.example', exceptionId: okt[0]!.exceptionId });
     expect(report.targets.find((t) => t.target === 'okta')).toMatchObject({ entitlementsCompared: true, counters: { entitlementGaps: 1 } }); // Margaret's, counted, not named
+    // The next night: the same exception, no second mail.
+    const again = await nightly();
+    expect(again.report.findings.filter((f) => f.target === 'okta').map((f) => f.exceptionId)).toEqual([exception!.exceptionId]);
+    expect(mailsTo('iam@acme.example')).toHaveLength(1);
   });
 
   it('reports an Okta whose members cannot be listed as entitlements not compared, tells its owner, and keeps the account findings', async () => {
