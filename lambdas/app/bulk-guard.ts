@@ -14,7 +14,8 @@
  * admitted by one conditional addition to the current step's counter — "add one unless the
  * count would pass the room the earlier steps leave" — so two consumers can never both take the
  * last place. What admission reads (this run's own guard records, every step's counter in one
- * batch read, the limit) is read at once, in one round trip; then one conditional update and
+ * batch read, the cached count of active people the limit derives from) is read at once, in one
+ * round trip — the first run of a window never waits for a recount — then one conditional update and
  * one write: the run's slot, an approval record decided by the guard itself (`requestId:
  * 'bulk-guard'`, under the run), so the run's evidence shows the guard's decision next to the
  * others. A run admitted once stays admitted: a retried start finds its slot under its run id.
@@ -117,10 +118,10 @@ export async function admitRestrictingRun(deps: AppDeps, policy: Policy, run: Ru
   const now = deps.clock.now();
   const w = windowAt(policy, now.getTime());
   const steps = Array.from({ length: w.steps }, (_, i) => w.bucket - w.steps + 1 + i);
-  const [approvals, counts, limit] = await Promise.all([
+  const [approvals, counts, counted] = await Promise.all([
     deps.ledger.listApprovals(run.runId),
     deps.ledger.getCounters(steps.map((b) => counterKey(w.step, b))),
-    limitFor(deps, policy),
+    deps.ledger.getMeta<ActiveCount>(ACTIVE_PEOPLE_KEY),
   ]);
   const mine = approvals.filter((a) => a.requestId === GUARD_REQUEST_ID);
   const admitted = mine.find((a) => a.status === 'APPROVED');
@@ -131,20 +132,30 @@ export async function admitRestrictingRun(deps: AppDeps, policy: Policy, run: Ru
   if (mine.some((a) => a.status === 'PENDING')) return hold(deps, policy, run, restriction, 'held earlier');
 
   const past = counts.slice(0, -1).reduce((a, b) => a + b, 0);
-  // The first run of a window always passes (a limit below one would hold every leaver).
-  const room = Math.max(1, limit.limit) - past;
+  // The first run of a window always passes (a limit below one would hold every leaver), so it
+  // never waits for the active-people count when that is not cached: only a second run needs it.
+  let limit = counted && isFresh(deps, counted) ? limitOf(policy, counted.count) : undefined;
   const windowEnd = new Date((w.bucket + w.steps) * w.step * 60_000).toISOString();
   const ttl = Math.floor(Date.parse(windowEnd) / 1000) + 86_400;
   for (let attempt = 0; ; attempt++) {
-    const counted = await deps.ledger.addToCounter(counterKey(w.step, w.bucket), 1, { max: room, ttlEpochSeconds: ttl });
-    if (!counted.added) {
-      deps.metrics.put('BulkGuardHeld', 1, 'Count', { Workflow: run.lifecycle });
-      const total = past + counted.value + 1;
-      return hold(deps, policy, run, restriction, `${total} runs that take access away within ${w.minutes} minutes exceed the limit of ${limit.limit} (${limit.text})`);
+    const room = limit ? Math.max(1, limit.limit) - past : 1 - past;
+    if (room < 1 && !limit) {
+      limit = limitOf(policy, await activePeople(deps));
+      continue;
     }
-    const slot = counted.value;
+    const added = room < 1 ? { added: false, value: counts.at(-1)! } : await deps.ledger.addToCounter(counterKey(w.step, w.bucket), 1, { max: room, ttlEpochSeconds: ttl });
+    if (!added.added && !limit) {
+      limit = limitOf(policy, await activePeople(deps));
+      continue;
+    }
+    if (!added.added) {
+      deps.metrics.put('BulkGuardHeld', 1, 'Count', { Workflow: run.lifecycle });
+      const total = past + added.value + 1;
+      return hold(deps, policy, run, restriction, `${total} runs that take access away within ${w.minutes} minutes exceed the limit of ${limit!.limit} (${limit!.text})`);
+    }
+    const slot = added.value;
     const approvalId = slotApprovalId(w.step, w.bucket, slot);
-    const note = `within the bulk-change limit: run ${past + slot} of at most ${limit.limit} that take access away within ${w.minutes} minutes`;
+    const note = `within the bulk-change limit: run ${past + slot} of at most ${limit ? limit.limit : 'the limit'} that take access away within ${w.minutes} minutes`;
     try {
       await deps.ledger.putApproval({
         approvalId,
@@ -158,7 +169,7 @@ export async function admitRestrictingRun(deps: AppDeps, policy: Policy, run: Ru
         decidedAt: now.toISOString(),
         expiresAt: windowEnd,
         rationale: note,
-        request: { kind: 'bulkGuard', restriction, window: { minutes: w.minutes, step: w.step, bucket: w.bucket }, slot, limit: limit.limit, activePeople: limit.active },
+        request: { kind: 'bulkGuard', restriction, window: { minutes: w.minutes, step: w.step, bucket: w.bucket }, slot, ...(limit ? { limit: limit.limit, activePeople: limit.active } : {}) },
       });
     } catch (e) {
       // The slot is somebody else's (a counter that lost items): count again for the next one.
@@ -172,18 +183,24 @@ export async function admitRestrictingRun(deps: AppDeps, policy: Policy, run: Ru
 /** The counter of one window step: runs admitted in it. */
 const counterKey = (step: number, bucket: number) => `bulk-guard/admitted/${step}/${bucket}`;
 
-async function limitFor(deps: AppDeps, policy: Policy): Promise<Limit> {
+function limitOf(policy: Policy, active: number): Limit {
   const g = policy.document.bulkGuard;
-  const active = await activePeople(deps);
   const limit = Math.max(g.minCount, Math.min(g.maxCount, Math.floor((active * g.maxPercent) / 100)));
   return { limit, active, text: `the smaller of ${g.maxCount} and ${g.maxPercent}% of ${active} active people, and never fewer than ${g.minCount}` };
 }
 
+interface ActiveCount {
+  count: number;
+  countedAt: string;
+}
+
+const isFresh = (deps: AppDeps, c: ActiveCount) => deps.clock.now().getTime() - Date.parse(c.countedAt) < ACTIVE_PEOPLE_MAX_AGE_MS;
+
 /** People not terminated, from a ledger scan cached for an hour (the guard needs a size, not a census). */
 async function activePeople(deps: AppDeps): Promise<number> {
   const now = deps.clock.now().getTime();
-  const cached = await deps.ledger.getMeta<{ count: number; countedAt: string }>(ACTIVE_PEOPLE_KEY);
-  if (cached && now - Date.parse(cached.countedAt) < ACTIVE_PEOPLE_MAX_AGE_MS) return cached.count;
+  const cached = await deps.ledger.getMeta<ActiveCount>(ACTIVE_PEOPLE_KEY);
+  if (cached && isFresh(deps, cached)) return cached.count;
   let count = 0;
   let cursor: string | undefined;
   do {
