@@ -39,19 +39,23 @@ Runtime (the local runtime by default; JML_URL=http://… for another; --stack f
   evidence verify <runId | bundle-dir>     recompute hashes and the person's hash chain
   grant-exception --employee <id> --bundle <name> --reason "…" --days N
                                            re-apply a bundle for a bounded time (app owner approves by link)
+  reconcile [--now] [--timeout 1h]         start the nightly reconciliation as its schedule does (once per
+                                           UTC day); --now: wait for it and print its report (a stack:
+                                           invokes the scheduled-action function, follows the execution)
+  kpis [--since 7d]                        time to disable, revocation completeness, exceptions, drift
+                                           (a stack: CloudWatch over --since; locally: since start)
 
 Local runtime only
   approve <approvalId> | reject <approvalId> --rationale "…"
                                            decide through the emailed link in the outbox
   clock advance <N>m|h|d                   move the local clock; due schedules fire
-  reconcile [--now]                        run the nightly reconciliation (--now: wait for its report)
-  kpis                                     time to disable, revocation completeness, exceptions, drift
 
 Options
   --json        machine-readable output
   --policy F    policy file (default config/access-policy.yaml)
-  --stack S     a deployed stack (env JML_STACK): API URL from its CloudFormation outputs,
-                requests to the IAM-authorised read routes signed with SigV4 (docs/deploy.md)
+  --stack S     a deployed stack (env JML_STACK): API URL, functions and state machines from its
+                CloudFormation outputs; requests to the IAM-authorised routes signed with SigV4;
+                reconcile and kpis call Lambda, Step Functions and CloudWatch (docs/deploy.md)
   --region R    its region (env AWS_REGION, or the profile's)
   --profile P   AWS profile for credentials (env AWS_PROFILE; default: the standard chain)
 `;

@@ -183,7 +183,7 @@ async function read(res: Response): Promise<HttpResult> {
   return { status: res.status, text, json: json as any, headers: res.headers, bytes };
 }
 
-function causeOf(e: unknown): string {
+export function causeOf(e: unknown): string {
   const cause = (e as { cause?: { code?: string; message?: string } }).cause;
   return cause?.code ?? cause?.message ?? (e as Error).message;
 }
@@ -339,6 +339,6 @@ function forbidden(stack: StackInfo, method: string, path: string, res: HttpResu
   return new StackError(`${stack.name}: ${route} refused (HTTP 403) for ${who}: ${message} — ${hint}`);
 }
 
-function firstLine(s: string): string {
+export function firstLine(s: string): string {
   return s.split('\n')[0]!.slice(0, 300);
 }

@@ -1,8 +1,8 @@
 /**
  * CLI commands that talk to a running jml: the local runtime by default, another at `JML_URL`,
  * or a deployed stack with `--stack <name>` / `JML_STACK` (see remote.ts): send-event, runs,
- * run, exceptions, evidence verify — and, against the local runtime only, approve / reject,
- * clock, reconcile, kpis.
+ * run, exceptions, resolve, evidence verify, reconcile, kpis — and, against the local runtime
+ * only, approve / reject, clock.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,8 +13,11 @@ import { signCanonical } from '#core/signature';
 import { DEV_SECRETS } from '#local/stack';
 import { UsageError, readStructured } from './io.ts';
 import { endpoint, localBaseUrl, requireLocal, StackError, type Endpoint, type RequestInit } from './remote.ts';
+import { printKpis, summariseKpis } from './kpis.ts';
+import { KPI_WINDOW, kpisOnStack, parseWindow, printReconciliation, reconcileOnStack } from './stack-ops.ts';
 
 export { RuntimeUnavailable } from './remote.ts';
+export { printKpis, summariseKpis, type KpiSummary } from './kpis.ts';
 
 /** The local runtime's base URL (`JML_URL`, default http://127.0.0.1:8787). */
 export const baseUrl = localBaseUrl;
@@ -186,53 +189,24 @@ export async function clockCommand(args: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * `jml kpis [--since 7d]`: the four KPIs. The local runtime's come from its metric points (since
+ * it started); a stack's from CloudWatch over `--since` (default 7d), see stack-ops.ts.
+ */
 export async function kpisCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { json: { type: 'boolean' } } });
-  requireLocal('kpis', "a deployed stack's KPIs are CloudWatch metrics: open its dashboard (stack output DashboardName)");
+  const { values } = parseArgs({ args, options: { json: { type: 'boolean' }, since: { type: 'string' } } });
+  const where = await endpoint();
+  if (where.kind === 'stack') {
+    const since = values.since ?? '7d';
+    return kpisOnStack(where, { sinceMs: parseWindow(since, '--since', KPI_WINDOW), sinceLabel: since, json: !!values.json });
+  }
+  if (values.since) throw new UsageError("--since applies to a deployed stack's CloudWatch metrics; the local runtime's KPIs count everything since it started");
   const res = await http('GET', '/local/metrics');
   if (res.status !== 200) fail(res, 'kpis');
   const k = summariseKpis(res.json.points);
   if (values.json) console.log(JSON.stringify(k, null, 2));
   else printKpis(k);
   return 0;
-}
-
-export interface KpiSummary {
-  runsClosed: number;
-  byStatus: Record<string, number>;
-  timeToDisableSeconds: { count: number; median: number | null; max: number | null };
-  revocationCompletenessPercent: number | null;
-  exceptionsOpened: number;
-  exceptionRatePercent: number | null;
-  driftEntitlements: number;
-}
-
-export function summariseKpis(points: Array<{ name: string; value: number; dimensions: Record<string, string> }>): KpiSummary {
-  const of = (n: string) => points.filter((p) => p.name === n);
-  const closed = of('RunsClosed');
-  const byStatus: Record<string, number> = {};
-  for (const p of closed) byStatus[p.dimensions.Status ?? '?'] = (byStatus[p.dimensions.Status ?? '?'] ?? 0) + p.value;
-  const ttd = of('TimeToDisable').map((p) => p.value).sort((a, b) => a - b);
-  const rc = of('RevocationCompleteness').map((p) => p.value);
-  const runs = closed.reduce((n, p) => n + p.value, 0);
-  const withExceptions = byStatus.EXCEPTION_OPEN ?? 0;
-  return {
-    runsClosed: runs,
-    byStatus,
-    timeToDisableSeconds: { count: ttd.length, median: ttd.length ? ttd[Math.floor(ttd.length / 2)]! : null, max: ttd.length ? ttd[ttd.length - 1]! : null },
-    revocationCompletenessPercent: rc.length ? rc.reduce((a, b) => a + b, 0) / rc.length : null,
-    exceptionsOpened: of('ExceptionOpened').reduce((n, p) => n + p.value, 0),
-    exceptionRatePercent: runs ? (100 * withExceptions) / runs : null,
-    driftEntitlements: of('DriftEntitlements').reduce((n, p) => n + p.value, 0),
-  };
-}
-
-export function printKpis(k: KpiSummary): void {
-  console.log(`runs closed              ${k.runsClosed}  (${Object.entries(k.byStatus).map(([s, n]) => `${s} ${n}`).join(', ') || 'none'})`);
-  console.log(`time to disable          ${k.timeToDisableSeconds.count ? `median ${k.timeToDisableSeconds.median!.toFixed(2)} s, max ${k.timeToDisableSeconds.max!.toFixed(2)} s over ${k.timeToDisableSeconds.count} leaver(s)` : 'no leavers yet'}`);
-  console.log(`revocation completeness  ${k.revocationCompletenessPercent === null ? 'n/a' : `${k.revocationCompletenessPercent.toFixed(1)} %`}`);
-  console.log(`exception rate           ${k.exceptionRatePercent === null ? 'n/a' : `${k.exceptionRatePercent.toFixed(1)} % of runs`} (${k.exceptionsOpened} exception(s) opened)`);
-  console.log(`drift                    ${k.driftEntitlements} entitlement(s) found differing at reconcile`);
 }
 
 /**
@@ -335,22 +309,27 @@ function report(what: string, bundleProblems: string[], chainProblems: string[],
   return 1;
 }
 
-/** `jml reconcile [--now]`: starts the nightly reconciliation; `--now` waits for its report. */
+/**
+ * `jml reconcile [--now]`: starts the nightly reconciliation as the schedule does (once per UTC
+ * day); `--now` waits for it and prints its report. Against a stack, see stack-ops.ts.
+ */
 export async function reconcileCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { now: { type: 'boolean' }, json: { type: 'boolean' } } });
-  requireLocal(
-    'reconcile',
-    'a deployed stack reconciles nightly on its EventBridge Scheduler schedule; to run one now, start the reconcile state machine (stack output ReconcileStateMachineArn) in Step Functions',
-  );
+  const { values } = parseArgs({ args, options: { now: { type: 'boolean' }, json: { type: 'boolean' }, timeout: { type: 'string' } } });
+  const where = await endpoint();
+  if (where.kind === 'stack') {
+    const timeoutMs = values.timeout ? parseWindow(values.timeout, '--timeout', { minMs: 60_000, maxMs: 7 * 86_400_000 }) : 3_600_000;
+    return reconcileOnStack(where, { now: !!values.now, json: !!values.json, timeoutMs });
+  }
+  if (values.timeout) throw new UsageError('--timeout applies to a deployed stack; the local runtime answers within its own 10 minutes');
   if (values.now && !values.json) console.log('reconciling every target and every person… (this reads every account page by page)');
   const res = await http('POST', '/local/reconcile', { body: JSON.stringify({ wait: !!values.now }), headers: { 'content-type': 'application/json' } });
   if (res.status !== 200 && res.status !== 202) fail(res, 'reconcile');
+  const failed = res.status === 200 && (res.json.status === 'FAILED' || (res.json.execution && res.json.execution !== 'SUCCEEDED'));
   if (values.json) console.log(JSON.stringify(res.json, null, 2));
   else if (res.status === 202) console.log(`reconciliation ${res.json.reconciliationId} started; see \`jml exceptions\` when it ends`);
   else {
-    console.log(`reconciliation ${res.json.reconciliationId}: ${res.json.status}`);
-    for (const [k, v] of Object.entries(res.json.kpis ?? {})) console.log(`  ${k.padEnd(28)} ${v}`);
-    if (res.json.evidence) console.log(`  report: ${res.json.evidence.prefix}`);
+    if (res.json.execution && res.json.execution !== 'SUCCEEDED') console.log(`✘ execution ${res.json.reconciliationId} ${res.json.execution}`);
+    printReconciliation(res.json.reconciliationId, res.json.status, res.json.kpis ?? null, res.json.evidence?.prefix ?? null);
   }
-  return 0;
+  return failed ? 1 : 0;
 }
