@@ -21,6 +21,11 @@ export interface FunctionSpec {
    * (the approvals API), or start only (the nightly reconcile from the scheduled-action function).
    */
   workflows?: 'startStop' | 'taskResponse' | 'start';
+  /**
+   * With the `connectors` port: `describe` for a function that only reads what each target is
+   * (kind, capabilities) and never calls one — it gets no target URL and no credentials.
+   */
+  connectors?: 'describe';
   timeoutSeconds: number;
   memoryMb?: number;
 }
@@ -137,6 +142,7 @@ export const FUNCTIONS = {
   'reconcile-start': {
     description: 'Task: opens the nightly reconciliation and lists the targets to page through',
     ports: ['connectors'],
+    connectors: 'describe',
     ledger: 'readWrite',
     timeoutSeconds: 50,
   },
@@ -148,7 +154,7 @@ export const FUNCTIONS = {
     memoryMb: 1024,
   },
   'reconcile-persons-page': {
-    description: "Task: one page of the ledger's persons against the targets",
+    description: "Task: one page of the ledger's persons against the targets; the entitlement gap step (who should hold a group but does not)",
     ports: ['mailer', 'connectors', 'ticketing'],
     ledger: 'readWrite',
     timeoutSeconds: 580,
@@ -157,6 +163,7 @@ export const FUNCTIONS = {
   'reconcile-finish': {
     description: 'Task: reconciliation report as evidence, drift KPI (also the failure path)',
     ports: ['mailer', 'evidence', 'connectors', 'ticketing'],
+    connectors: 'describe',
     ledger: 'readWrite',
     timeoutSeconds: 580,
   },

@@ -159,6 +159,7 @@ export class JmlStack extends Stack {
             f.bindEvidence(this.data.evidenceBucket, this.data.key, this.data.evidenceLock);
             break;
           case 'connectors':
+            if ('connectors' in spec && spec.connectors === 'describe') break; // reads the policy only: no URL, no credentials
             f.bindIdp(config.idp, this.secrets.idp);
             f.bindScimApps(config.scimApps.map((a) => ({ ...a, secret: this.secrets.scim[a.name]! })));
             break;
