@@ -18,11 +18,20 @@ import { GetObjectCommand, ListObjectsV2Command, NoSuchKey, S3Client, S3ServiceE
 import { Hash, sdkStreamMixin } from '@smithy/core/serde';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { mockClient } from 'aws-sdk-client-mock';
+import { InvokeCommand, LambdaClient, LambdaServiceException } from '@aws-sdk/client-lambda';
+import { DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient, SFNServiceException, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { CloudWatchClient, CloudWatchServiceException, GetMetricDataCommand, type GetMetricDataCommandInput } from '@aws-sdk/client-cloudwatch';
+import type { AppDeps } from '#app/ports';
+import { EmfMetrics } from '#aws/metrics.emf';
+import { createScheduledActionHandler, scheduledActionEventSchema } from '#aws/scheduled-action';
+import { NIGHTLY_RECONCILE_SCHEDULE, scheduledActionInput } from '#aws/schedules';
+import { SfnWorkflows } from '#aws/workflows.sfn';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { buildEvidenceBundle, type EvidenceInput } from '#core/evidence';
 import { ChainedEvidenceStore, type ObjectBackend } from '#core/evidence-store';
 import { signCanonical } from '#core/signature';
 import { main } from '../../bin/cli.ts';
+import { polling } from '../../bin/commands/stack-ops.ts';
 
 const REGION = 'eu-west-1';
 const ACCOUNT = '111122223333';
@@ -486,5 +495,254 @@ describe('jml against a deployed stack', () => {
     expect(seen).toMatchObject([{ path: '/v1/runs?employeeId=E1001', status: 403, authorization: undefined }]);
     expect(errors()).toContain('runs: HTTP 403 — Missing Authentication Token');
     expect(cfn.commandCalls(DescribeStacksCommand)).toHaveLength(0);
+  });
+});
+
+// ---- reconcile: Lambda (the real scheduled-action handler) and Step Functions --------------------
+
+const lambda = mockClient(LambdaClient);
+const sfn = mockClient(SFNClient);
+const cloudwatch = mockClient(CloudWatchClient);
+const TODAY = '2026-11-25';
+const NIGHTLY = `nightly-${TODAY}`;
+
+/**
+ * Step Functions as the scheduled-action function and the CLI see it: executions by name
+ * (a second start of a name is `ExecutionAlreadyExists`), each walking through `script` — one
+ * entry per DescribeExecution — with the state it is in for GetExecutionHistory.
+ */
+function stepFunctions(script: Array<{ status: string; state?: string; error?: string; cause?: string }>) {
+  const executions = new Map<string, { input: unknown; startDate: Date; step: number }>();
+  sfn.on(StartExecutionCommand).callsFake((i: { stateMachineArn: string; name: string; input: string }) => {
+    expect(i.stateMachineArn).toBe(RECONCILE_MACHINE_ARN);
+    if (executions.has(i.name)) {
+      throw new SFNServiceException({ name: 'ExecutionAlreadyExists', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: `Execution Already Exists: '${i.name}'` });
+    }
+    executions.set(i.name, { input: JSON.parse(i.input), startDate: new Date(Date.now() - 90_000), step: 0 });
+    return { executionArn: `${RECONCILE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:${i.name}`, startDate: new Date() };
+  });
+  const find = (arn: string) => {
+    const name = arn.split(':').pop()!;
+    const e = executions.get(name);
+    if (!e || arn !== `arn:aws:states:${REGION}:${ACCOUNT}:execution:jml-prod-reconcile:${name}`) {
+      throw new SFNServiceException({ name: 'ExecutionDoesNotExist', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: `Execution Does Not Exist: '${arn}'` });
+    }
+    return e;
+  };
+  sfn.on(DescribeExecutionCommand).callsFake(({ executionArn }: { executionArn: string }) => {
+    const e = find(executionArn);
+    const now = script[Math.min(e.step, script.length - 1)]!;
+    e.step += 1;
+    return { executionArn, name: executionArn.split(':').pop(), status: now.status, startDate: e.startDate, ...(now.error ? { error: now.error, cause: now.cause } : {}) };
+  });
+  sfn.on(GetExecutionHistoryCommand).callsFake(({ executionArn }: { executionArn: string }) => {
+    const e = find(executionArn);
+    const state = script[Math.max(0, Math.min(e.step - 1, script.length - 1))]!.state;
+    return { events: state ? [{ id: 9, type: 'TaskStateEntered', timestamp: new Date(), stateEnteredEventDetails: { name: state } }, { id: 8, type: 'TaskStateExited', timestamp: new Date() }] : [] };
+  });
+  return executions;
+}
+
+/** Lambda runs the real scheduled-action handler, whose workflow engine is Step Functions (mocked above). */
+function scheduledActionFunction(machines: Partial<Record<'reconcile', string>> = { reconcile: RECONCILE_MACHINE_ARN }) {
+  const deps = {
+    clock: { now: () => new Date(`${TODAY}T02:07:00Z`) },
+    workflows: new SfnWorkflows({ client: async () => new SFNClient({ region: REGION }), stateMachines: machines }),
+  } as unknown as AppDeps;
+  const handler = createScheduledActionHandler(async () => deps);
+  lambda.on(InvokeCommand).callsFake(async (i: { FunctionName: string; Payload: Uint8Array }) => {
+    if (i.FunctionName !== SCHEDULED_ACTION_ARN) {
+      throw new LambdaServiceException({ name: 'ResourceNotFoundException', $fault: 'client', $metadata: { httpStatusCode: 404 }, message: `Function not found: ${i.FunctionName}` });
+    }
+    try {
+      const out = await handler(JSON.parse(Buffer.from(i.Payload).toString('utf8')));
+      return { StatusCode: 200, ExecutedVersion: '$LATEST', Payload: Buffer.from(JSON.stringify(out)) };
+    } catch (e) {
+      return { StatusCode: 200, ExecutedVersion: '$LATEST', FunctionError: 'Unhandled', Payload: Buffer.from(JSON.stringify({ errorType: (e as Error).name, errorMessage: (e as Error).message, trace: [] })) };
+    }
+  });
+}
+
+const invokedWith = () => lambda.commandCalls(InvokeCommand).map((c) => ({ ...c.args[0].input, Payload: JSON.parse(Buffer.from(c.args[0].input.Payload as Uint8Array).toString('utf8')) }));
+
+type ServiceException = new (o: { name: string; $fault: 'client'; $metadata: { httpStatusCode: number }; message: string }) => Error;
+const accessDenied = (Service: ServiceException, action: string, resource: string) =>
+  new Service({
+    name: 'AccessDeniedException',
+    $fault: 'client',
+    $metadata: { httpStatusCode: 403 },
+    message: `User: arn:aws:sts::${ACCOUNT}:assumed-role/jml-operator/ops is not authorized to perform: ${action} on resource: ${resource} because no identity-based policy allows the ${action} action`,
+  });
+
+describe('jml reconcile against a deployed stack', () => {
+  beforeEach(() => {
+    lambda.reset();
+    sfn.reset();
+    polling.intervalMs = 1;
+  });
+
+  it('invokes the scheduled-action function with the nightly schedule’s own input; the function starts that day’s execution, once', async () => {
+    stackIs('Jml');
+    const executions = stepFunctions([{ status: 'RUNNING' }]);
+    scheduledActionFunction();
+    const before = Date.now();
+    expect(await main(['reconcile', '--stack', 'Jml'])).toBe(0);
+    expect(text()).toBe(`reconciliation ${NIGHTLY} started; see \`jml exceptions\` when it ends (or wait for it: \`jml reconcile --now\`)`);
+
+    const [call] = invokedWith();
+    expect(call).toMatchObject({ FunctionName: SCHEDULED_ACTION_ARN, InvocationType: 'RequestResponse' });
+    // What lib/scheduler.ts puts in the nightly schedule, with the firing time filled in.
+    const nightly = JSON.parse(scheduledActionInput(NIGHTLY_RECONCILE_SCHEDULE, { kind: 'reconcile', payload: { scope: 'nightly' } }));
+    expect(call!.Payload).toEqual({ ...nightly, at: expect.any(String) });
+    expect(Date.parse(call!.Payload.at)).toBeGreaterThanOrEqual(before - 1000);
+    expect(scheduledActionEventSchema.parse(call!.Payload)).toMatchObject({ kind: 'reconcile', schedule: 'jml-nightly-reconcile' });
+    expect([...executions.keys()]).toEqual([NIGHTLY]);
+    expect(executions.get(NIGHTLY)!.input).toMatchObject({ scope: 'nightly', trigger: 'jml-nightly-reconcile' });
+    expect(sfn.commandCalls(DescribeExecutionCommand)).toHaveLength(0); // without --now nothing is followed
+    expect(seen).toEqual([]);
+
+    // Again the same day: the function answers with that day's reconciliation, no second execution.
+    out = [];
+    expect(await main(['reconcile', '--stack', 'Jml'])).toBe(0);
+    expect(text()).toBe(`reconciliation ${NIGHTLY} was already started today (once per UTC day, like the nightly schedule); \`jml reconcile --now\` waits for it`);
+    expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(2);
+    expect(executions.size).toBe(1);
+    noSecretsIn(text() + errors());
+  });
+
+  it('--now follows the execution with a progress line on stderr, then prints the reconciliation’s report from its run record', async () => {
+    stackIs('Jml');
+    stepFunctions([
+      { status: 'RUNNING', state: 'StartReconciliation' },
+      { status: 'RUNNING', state: 'ReconcilePage' },
+      { status: 'RUNNING', state: 'ReconcilePage' },
+      { status: 'RUNNING', state: 'ReconcilePersons' },
+      { status: 'SUCCEEDED' },
+    ]);
+    scheduledActionFunction();
+    const prefix = `evidence/2026/11/${NIGHTLY}/`;
+    otherRuns.set(NIGHTLY, {
+      runId: NIGHTLY,
+      employeeId: 'jml-reconciliation',
+      lifecycle: 'reconcile',
+      status: 'EXCEPTION_OPEN',
+      evidence: { prefix, manifestSha256: 'b'.repeat(64) },
+      kpis: { accountsEnumerated: 412, findings: 3, driftRatePercent: 0.75, orphanAccounts: 1, leaversStillEnabled: 0, revocationCompletenessPercent: 100 },
+    });
+    expect(await main(['reconcile', '--now', '--stack', 'Jml'])).toBe(0);
+    expect(out).toEqual([
+      `reconciling every target and every person… (execution ${NIGHTLY} of Jml)`,
+      `reconciliation ${NIGHTLY}: EXCEPTION_OPEN`,
+      '  accountsEnumerated           412',
+      '  findings                     3',
+      '  driftRatePercent             0.75',
+      '  orphanAccounts               1',
+      '  leaversStillEnabled          0',
+      '  revocationCompletenessPercent 100',
+      `  report: s3://${BUCKET}/${prefix}`,
+    ]);
+    // One progress line per change of state (not per poll), with the time since the execution started.
+    expect(err).toEqual([
+      expect.stringMatching(new RegExp(`^  ${NIGHTLY}: RUNNING — StartReconciliation, 1m3\\ds elapsed$`)),
+      expect.stringMatching(new RegExp(`^  ${NIGHTLY}: RUNNING — ReconcilePage, 1m3\\ds elapsed$`)),
+      expect.stringMatching(new RegExp(`^  ${NIGHTLY}: RUNNING — ReconcilePersons, 1m3\\ds elapsed$`)),
+    ]);
+    const described = sfn.commandCalls(DescribeExecutionCommand).map((c) => c.args[0].input.executionArn);
+    expect(described).toHaveLength(5);
+    expect(new Set(described)).toEqual(new Set([`arn:aws:states:${REGION}:${ACCOUNT}:execution:jml-prod-reconcile:${NIGHTLY}`]));
+    // The report comes through the signed read API.
+    expect(seen).toMatchObject([{ method: 'GET', path: `/v1/runs/${NIGHTLY}`, status: 200, securityToken: operator.sessionToken }]);
+
+    // --json: the local command's shape.
+    out = [];
+    err = [];
+    expect(await main(['reconcile', '--now', '--json', '--stack', 'Jml'])).toBe(0);
+    expect(JSON.parse(text())).toEqual({
+      reconciliationId: NIGHTLY,
+      status: 'EXCEPTION_OPEN',
+      execution: 'SUCCEEDED',
+      evidence: { prefix, manifestSha256: 'b'.repeat(64) },
+      kpis: expect.objectContaining({ findings: 3 }),
+    });
+  });
+
+  it('an execution that failed: its error and cause, the report of what was done before, exit 1', async () => {
+    stackIs('Jml');
+    stepFunctions([
+      { status: 'RUNNING', state: 'ReconcilePage' },
+      { status: 'FAILED', error: 'States.TaskFailed', cause: JSON.stringify({ errorType: 'TargetUnavailable', errorMessage: 'okta: HTTP 503 after 5 attempts\nat …', trace: [] }) },
+    ]);
+    scheduledActionFunction();
+    otherRuns.set(NIGHTLY, { runId: NIGHTLY, status: 'FAILED', evidence: { prefix: `evidence/2026/11/${NIGHTLY}/` }, kpis: { findings: 0 } });
+    expect(await main(['reconcile', '--now', '--stack', 'Jml'])).toBe(1);
+    expect(out).toContain(`✘ execution ${NIGHTLY} FAILED: States.TaskFailed — TargetUnavailable: okta: HTTP 503 after 5 attempts`);
+    expect(out).toContain(`reconciliation ${NIGHTLY}: FAILED`);
+    expect(out).toContain(`  report: s3://${BUCKET}/evidence/2026/11/${NIGHTLY}/`);
+
+    // The execution died before the reconciliation wrote its record: said so, still exit 1.
+    out = [];
+    sfn.reset();
+    stepFunctions([{ status: 'TIMED_OUT' }]);
+    otherRuns.clear();
+    expect(await main(['reconcile', '--now', '--stack', 'Jml'])).toBe(1);
+    expect(out).toContain(`✘ execution ${NIGHTLY} TIMED_OUT`);
+    expect(out).toContain(`reconciliation ${NIGHTLY}: no report (GET /runs/${NIGHTLY}: HTTP 404 — run ${NIGHTLY} not found)`);
+  });
+
+  it('an output missing, IAM refusing the invoke or the describe, the function failing: each says what is wrong', async () => {
+    stackIs('Jml', outputs({ ScheduledActionFunctionArn: undefined }));
+    scheduledActionFunction();
+    expect(await main(['reconcile', '--stack', 'Jml'])).toBe(2);
+    expect(errors()).toContain(`stack Jml (${REGION}, UPDATE_COMPLETE) has no ScheduledActionFunctionArn output — the stack predates \`jml reconcile --stack\`: deploy this version (cdk deploy) to add it`);
+
+    err = [];
+    cfn.reset();
+    stackIs('Jml', outputs({ ReconcileStateMachineArn: undefined }));
+    expect(await main(['reconcile', '--now', '--stack', 'Jml'])).toBe(2);
+    expect(errors()).toContain('has no ReconcileStateMachineArn output — no reconcile workflow is deployed (statemachines/reconcile.asl.json)');
+    expect(lambda.commandCalls(InvokeCommand)).toHaveLength(0);
+
+    err = [];
+    cfn.reset();
+    stackIs('Jml');
+    lambda.reset();
+    lambda.on(InvokeCommand).rejects(accessDenied(LambdaServiceException, 'lambda:InvokeFunction', SCHEDULED_ACTION_ARN));
+    expect(await main(['reconcile', '--stack', 'Jml'])).toBe(2);
+    expect(errors()).toContain(
+      `Jml: lambda:InvokeFunction on ${SCHEDULED_ACTION_ARN} refused for arn:aws:sts::${ACCOUNT}:assumed-role/jml-operator/ops (access key …${operator.accessKeyId.slice(-4)}):`,
+    );
+    expect(errors()).toContain(`— grant lambda:InvokeFunction on the scheduled-action function (output ScheduledActionFunctionArn: ${SCHEDULED_ACTION_ARN})`);
+
+    // The function itself fails (here: deployed without the reconcile state machine in its environment).
+    err = [];
+    lambda.reset();
+    stepFunctions([{ status: 'RUNNING' }]);
+    scheduledActionFunction({});
+    expect(await main(['reconcile', '--stack', 'Jml'])).toBe(2);
+    expect(errors()).toContain('Jml: the scheduled-action function did not start the reconciliation: WorkflowNotDeployed: workflow reconcile: no state machine is deployed for it (its logs: /aws/lambda/jml-prod-scheduled-action)');
+
+    // Started, but the operator may not follow it.
+    err = [];
+    lambda.reset();
+    sfn.reset();
+    stepFunctions([{ status: 'RUNNING' }]);
+    scheduledActionFunction();
+    const execution = `arn:aws:states:${REGION}:${ACCOUNT}:execution:jml-prod-reconcile:${NIGHTLY}`;
+    sfn.on(DescribeExecutionCommand).rejects(accessDenied(SFNServiceException, 'states:DescribeExecution', execution));
+    expect(await main(['reconcile', '--now', '--stack', 'Jml'])).toBe(2);
+    expect(errors()).toContain(`Jml: states:DescribeExecution on ${execution} refused for arn:aws:sts::${ACCOUNT}:assumed-role/jml-operator/ops`);
+    expect(errors()).toContain('— grant states:DescribeExecution on the reconcile executions');
+    noSecretsIn(text() + errors());
+  });
+
+  it('gives up waiting after --timeout, saying the execution goes on and how to follow it', async () => {
+    stackIs('Jml');
+    stepFunctions([{ status: 'RUNNING', state: 'ReconcilePage' }]);
+    scheduledActionFunction();
+    let now = Date.now();
+    vi.spyOn(Date, 'now').mockImplementation(() => (now += 20_000)); // each look at the clock: 20 s later
+    expect(await main(['reconcile', '--now', '--timeout', '2m', '--stack', 'Jml'])).toBe(2);
+    expect(errors()).toContain(`reconciliation ${NIGHTLY} is still RUNNING after 2m00s; it goes on in Step Functions — follow it with \`jml run ${NIGHTLY} --stack Jml\``);
+    expect(sfn.commandCalls(DescribeExecutionCommand).length).toBeLessThan(10);
   });
 });
