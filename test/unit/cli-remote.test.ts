@@ -746,3 +746,247 @@ describe('jml reconcile against a deployed stack', () => {
     expect(sfn.commandCalls(DescribeExecutionCommand).length).toBeLessThan(10);
   });
 });
+
+// ---- kpis: CloudWatch fed with what the functions' EMF lines say ----------------------------------
+
+interface CwPoint {
+  namespace: string;
+  name: string;
+  dims: Record<string, string>;
+  value: number;
+  at: Date;
+}
+type Emit = [name: string, value: number, unit: 'Count' | 'Seconds' | 'Percent', dims: Record<string, string>, ageMs: number];
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+/** A week of a small organisation, as the use cases put it (lambdas/app/runs.ts, exceptions.ts, reconcile.ts). */
+const WEEK: Emit[] = [
+  ['RunsClosed', 1, 'Count', { Workflow: 'leaver', Status: 'EXCEPTION_OPEN' }, HOUR],
+  ['RunsClosed', 1, 'Count', { Workflow: 'joiner', Status: 'COMPLETED' }, HOUR],
+  ['RunsClosed', 1, 'Count', { Workflow: 'joiner', Status: 'COMPLETED' }, HOUR],
+  ['RunsClosed', 1, 'Count', { Workflow: 'joiner', Status: 'COMPLETED' }, HOUR],
+  ['RunsClosed', 1, 'Count', { Workflow: 'leaver', Status: 'COMPLETED' }, HOUR],
+  ['RunsClosed', 1, 'Count', { Workflow: 'leaver', Status: 'COMPLETED' }, HOUR],
+  ['RunsClosed', 1, 'Count', { Workflow: 'mover', Status: 'FAILED' }, 2 * DAY],
+  ['TimeToDisable', 42.5, 'Seconds', { Workflow: 'leaver' }, HOUR],
+  ['TimeToDisable', 300.75, 'Seconds', { Workflow: 'leaver' }, 2 * DAY],
+  ['TimeToDisable', 61.2, 'Seconds', { Workflow: 'leaver' }, HOUR],
+  ['RevocationCompleteness', 100, 'Percent', { Workflow: 'leaver' }, HOUR],
+  ['RevocationCompleteness', 50, 'Percent', { Workflow: 'leaver' }, HOUR],
+  ['RevocationCompleteness', 100, 'Percent', { Workflow: 'leaver' }, HOUR],
+  ['RevocationCompleteness', 90, 'Percent', { Workflow: 'reconcile' }, HOUR],
+  ['RevocationCompleteness', 0, 'Percent', { Target: 'okta', Workflow: 'reconcile' }, HOUR], // the nightly's per-target breakdown
+  ['ExceptionOpened', 1, 'Count', { Target: 'okta', Kind: 'step_failed' }, HOUR],
+  ['ExceptionOpened', 1, 'Count', { Target: 'slack', Kind: 'orphan' }, 2 * DAY],
+  ['ExceptionOpened', 1, 'Count', { Target: 'slack', Kind: 'orphan' }, 2 * DAY],
+  ['ExceptionsOpened', 1, 'Count', { Workflow: 'leaver' }, HOUR],
+  ['DriftEntitlements', 0, 'Count', { Workflow: 'joiner' }, HOUR],
+  ['DriftEntitlements', 0, 'Count', { Workflow: 'joiner' }, HOUR],
+  ['DriftEntitlements', 0, 'Count', { Workflow: 'joiner' }, HOUR],
+  ['DriftEntitlements', 2, 'Count', { Workflow: 'leaver' }, HOUR],
+  ['DriftEntitlements', 0, 'Count', { Workflow: 'leaver' }, HOUR],
+  ['DriftEntitlements', 1, 'Count', { Workflow: 'mover' }, 2 * DAY],
+  ['DriftRate', 5, 'Percent', {}, HOUR],
+  ['DriftRate', 5, 'Percent', { Target: 'okta' }, HOUR],
+  ['OrphanAccounts', 2, 'Count', {}, HOUR],
+];
+/** Older than a week: outside the default window. */
+const EARLIER: Emit[] = [
+  ['RunsClosed', 1, 'Count', { Workflow: 'joiner', Status: 'FAILED' }, 8 * DAY],
+  ['TimeToDisable', 9999, 'Seconds', { Workflow: 'leaver' }, 8 * DAY],
+  ['ExceptionOpened', 1, 'Count', { Target: 'okta', Kind: 'drift' }, 8 * DAY],
+];
+const WEEK_KPIS = [
+  'runs closed              7  (COMPLETED 5, EXCEPTION_OPEN 1, FAILED 1)',
+  'time to disable          median 61.20 s, max 300.75 s over 3 leaver(s)',
+  'revocation completeness  85.0 %',
+  'exception rate           14.3 % of runs (3 exception(s) opened)',
+  'drift                    3 entitlement(s) found differing at reconcile',
+];
+
+/** What CloudWatch Logs makes of the EMF lines the functions' metrics adapter writes for `points`. */
+function emitted(points: Emit[]): CwPoint[] {
+  const lines: string[] = [];
+  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    lines.push(...String(chunk).split('\n').filter(Boolean));
+    return true;
+  });
+  try {
+    const metrics = new EmfMetrics();
+    for (const [name, value, unit, dims] of points) metrics.put(name, value, unit, dims);
+  } finally {
+    write.mockRestore();
+  }
+  expect(lines).toHaveLength(points.length);
+  return lines.map((line, i) => {
+    const doc = JSON.parse(line) as Record<string, unknown> & { _aws: { Timestamp: number; CloudWatchMetrics: Array<{ Namespace: string; Dimensions: string[][]; Metrics: Array<{ Name: string }> }> } };
+    const [directive] = doc._aws.CloudWatchMetrics;
+    return {
+      namespace: directive!.Namespace,
+      name: directive!.Metrics[0]!.Name,
+      dims: Object.fromEntries(directive!.Dimensions[0]!.map((d) => [d, String(doc[d])])),
+      value: doc[directive!.Metrics[0]!.Name] as number,
+      at: new Date(doc._aws.Timestamp - points[i]![4]),
+    };
+  });
+}
+
+const sameDims = (a: Record<string, string>, b: Record<string, string>) => Object.keys(a).length === Object.keys(b).length && Object.entries(a).every(([k, v]) => b[k] === v);
+
+function statistic(values: number[], stat: string): number | undefined {
+  if (!values.length) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const p = /^p(\d+(?:\.\d+)?)$/.exec(stat);
+  if (p) return sorted[Math.max(0, Math.ceil((Number(p[1]) / 100) * sorted.length) - 1)]; // nearest rank
+  switch (stat) {
+    case 'Sum':
+      return values.reduce((a, b) => a + b, 0);
+    case 'SampleCount':
+      return values.length;
+    case 'Maximum':
+      return sorted.at(-1);
+    case 'Minimum':
+      return sorted[0];
+    case 'Average':
+      return values.reduce((a, b) => a + b, 0) / values.length;
+  }
+  throw new CloudWatchServiceException({ name: 'InvalidParameterValue', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: `The parameter Stat ${stat} is not valid.` });
+}
+
+/** GetMetricData over the points: exact dimension sets for a metric, SUM(SEARCH(…)) as the dashboard writes it. */
+function cloudWatchWith(store: CwPoint[]) {
+  cloudwatch.on(GetMetricDataCommand).callsFake((i: GetMetricDataCommandInput) => {
+    const from = i.StartTime as Date;
+    const to = i.EndTime as Date;
+    const window = store.filter((p) => p.at >= from && p.at < to);
+    return {
+      Messages: [],
+      MetricDataResults: i.MetricDataQueries!.map((q) => {
+        let value: number | undefined;
+        if (q.MetricStat) {
+          const m = q.MetricStat.Metric!;
+          const dims = Object.fromEntries(m.Dimensions!.map((d) => [d.Name!, d.Value!]));
+          value = statistic(window.filter((p) => p.namespace === m.Namespace && p.name === m.MetricName && sameDims(p.dims, dims)).map((p) => p.value), q.MetricStat.Stat!);
+        } else {
+          const s = /^SUM\(SEARCH\('\{([^}]+)\} MetricName="([^"]+)"', '(\w+)', (\d+)\)\)$/.exec(q.Expression ?? '');
+          if (!s) throw new CloudWatchServiceException({ name: 'InvalidParameterValue', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: `Unsupported expression ${q.Expression}` });
+          const [namespace, ...names] = s[1]!.split(',');
+          const series = new Map<string, number[]>();
+          for (const p of window.filter((x) => x.namespace === namespace && x.name === s[2] && Object.keys(x.dims).sort().join() === [...names].sort().join())) {
+            const key = JSON.stringify(Object.entries(p.dims).sort());
+            series.set(key, [...(series.get(key) ?? []), p.value]);
+          }
+          const per = [...series.values()].map((v) => statistic(v, s[3]!)!);
+          value = per.length ? per.reduce((a, b) => a + b, 0) : undefined;
+        }
+        return { Id: q.Id, Label: q.Label, StatusCode: 'Complete', Timestamps: value === undefined ? [] : [from], Values: value === undefined ? [] : [value] };
+      }),
+    };
+  });
+}
+
+/** The local runtime's `GET /local/metrics`, for comparing the two commands. */
+async function localRuntimeWith(points: Emit[]) {
+  const srv = createServer((req, res) => {
+    res.writeHead(req.url === '/local/metrics' ? 200 : 404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ points: points.map(([name, value, unit, dimensions, age]) => ({ name, value, unit, dimensions, at: new Date(Date.now() - age).toISOString() })) }));
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(srv.address() as { port: number }).port}`, close: () => new Promise((r) => srv.close(r)) };
+}
+
+describe('jml kpis against a deployed stack', () => {
+  beforeEach(() => cloudwatch.reset());
+
+  it('reads the four KPIs from CloudWatch over the last 7 days and prints them as the local command prints the same points', async () => {
+    stackIs('Jml');
+    cloudWatchWith(emitted([...WEEK, ...EARLIER]));
+    const before = Date.now();
+    expect(await main(['kpis', '--stack', 'Jml'])).toBe(0);
+    const [header, ...lines] = out;
+    expect(lines).toEqual(WEEK_KPIS);
+    expect(header).toMatch(new RegExp(`^KPIs of stack Jml \\(${REGION}\\), CloudWatch namespace jml, last 7d: \\S+Z → \\S+Z$`));
+
+    // The local runtime, given this week's points, says the same.
+    const local = await localRuntimeWith(WEEK);
+    try {
+      vi.stubEnv('JML_URL', local.url);
+      out = [];
+      expect(await main(['kpis'])).toBe(0);
+      expect(out).toEqual(WEEK_KPIS);
+    } finally {
+      await local.close();
+    }
+
+    // What was asked: one period over the window, the jml namespace, the service dimension the EMF adapter adds.
+    const calls = cloudwatch.commandCalls(GetMetricDataCommand);
+    expect(calls).toHaveLength(1);
+    const input = calls[0]!.args[0].input;
+    const [start, end] = [(input.StartTime as Date).getTime(), (input.EndTime as Date).getTime()];
+    expect(end - start).toBe(7 * DAY);
+    expect(end % 300_000).toBe(0);
+    expect(end).toBeGreaterThanOrEqual(before);
+    expect(end - before).toBeLessThanOrEqual(300_000);
+    const stats = input.MetricDataQueries!.filter((q) => q.MetricStat);
+    expect(stats.length).toBeGreaterThan(40);
+    for (const q of stats) {
+      expect(q.MetricStat!.Period).toBe(7 * 24 * 3600);
+      expect(q.MetricStat!.Metric!.Namespace).toBe('jml');
+      expect(q.MetricStat!.Metric!.Dimensions).toContainEqual({ Name: 'service', Value: 'jml' });
+    }
+    expect(input.MetricDataQueries!.filter((q) => q.Expression).map((q) => q.Expression)).toEqual([`SUM(SEARCH('{jml,Kind,Target,service} MetricName="ExceptionOpened"', 'Sum', 604800))`]);
+    expect(input.MetricDataQueries!.every((q) => !('role' in q))).toBe(true);
+    noSecretsIn(text() + errors());
+  });
+
+  it('--since narrows the window (and the period), --json adds it to the summary', async () => {
+    stackIs('Jml');
+    cloudWatchWith(emitted([...WEEK, ...EARLIER]));
+    expect(await main(['kpis', '--since', '24h', '--stack', 'Jml'])).toBe(0);
+    expect(out.slice(1)).toEqual([
+      'runs closed              6  (COMPLETED 5, EXCEPTION_OPEN 1)',
+      'time to disable          median 42.50 s, max 61.20 s over 2 leaver(s)',
+      'revocation completeness  85.0 %',
+      'exception rate           16.7 % of runs (1 exception(s) opened)',
+      'drift                    2 entitlement(s) found differing at reconcile',
+    ]);
+    expect(cloudwatch.commandCalls(GetMetricDataCommand)[0]!.args[0].input.MetricDataQueries![0]!.MetricStat!.Period).toBe(86_400);
+
+    out = [];
+    expect(await main(['kpis', '--since', '30d', '--json', '--stack', 'Jml'])).toBe(0);
+    const k = JSON.parse(text());
+    expect(k).toMatchObject({ runsClosed: 8, byStatus: { COMPLETED: 5, EXCEPTION_OPEN: 1, FAILED: 2 }, exceptionsOpened: 4, driftEntitlements: 3, timeToDisableSeconds: { count: 4, max: 9999 } });
+    expect(Date.parse(k.window.until) - Date.parse(k.window.since)).toBe(30 * DAY);
+  });
+
+  it('a stack with no runs yet, a refused GetMetricData, a window that is not one', async () => {
+    stackIs('Jml');
+    cloudWatchWith([]);
+    expect(await main(['kpis', '--stack', 'Jml'])).toBe(0);
+    expect(out.slice(1)).toEqual([
+      'runs closed              0  (none)',
+      'time to disable          no leavers yet',
+      'revocation completeness  n/a',
+      'exception rate           n/a (0 exception(s) opened)',
+      'drift                    0 entitlement(s) found differing at reconcile',
+    ]);
+
+    cloudwatch.reset();
+    cloudwatch.on(GetMetricDataCommand).rejects(accessDenied(CloudWatchServiceException, 'cloudwatch:GetMetricData', '*'));
+    expect(await main(['kpis', '--stack', 'Jml'])).toBe(2);
+    expect(errors()).toContain(`Jml: cloudwatch:GetMetricData on namespace jml refused for arn:aws:sts::${ACCOUNT}:assumed-role/jml-operator/ops (access key …${operator.accessKeyId.slice(-4)})`);
+    expect(errors()).toContain('— grant cloudwatch:GetMetricData on "*" (GetMetricData has no resource-level permissions)');
+
+    err = [];
+    expect(await main(['kpis', '--since', 'a week', '--stack', 'Jml'])).toBe(2);
+    expect(errors()).toContain('--since takes a duration like 30m, 12h or 7d (got "a week")');
+    err = [];
+    expect(await main(['kpis', '--since', '500d', '--stack', 'Jml'])).toBe(2);
+    expect(errors()).toContain('--since 500d is out of range: from 5m00s to 455d');
+    err = [];
+    expect(await main(['kpis', '--since', '7d'])).toBe(2);
+    expect(errors()).toContain("--since applies to a deployed stack's CloudWatch metrics");
+    noSecretsIn(text() + errors());
+  });
+});
