@@ -136,7 +136,18 @@ const responses = await Promise.all(
   }),
 );
 const acceptedMs = performance.now() - started;
+// Progress every 30 s (a slow machine can take much longer than the floor): runs still running,
+// Okta calls so far against the floor for those calls.
+const progress = setInterval(() => {
+  const callsSoFar = okta.requestLog.length - logStart;
+  const elapsed = performance.now() - started;
+  console.error(
+    `  … ${(elapsed / 1000).toFixed(0)} s: ${stack.workflows.running().length} runs running, ${callsSoFar} Okta calls (floor for them ${((callsSoFar / limitPerMinute) * windowMs / 1000).toFixed(0)} s)`,
+  );
+}, 30_000);
+progress.unref();
 await stack.settle(60 * 60_000);
+clearInterval(progress);
 const totalMs = performance.now() - started;
 
 // Outcomes
