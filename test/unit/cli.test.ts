@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -12,7 +13,10 @@ beforeEach(() => {
   vi.spyOn(console, 'log').mockImplementation((...a) => void out.push(a.join(' ')));
   vi.spyOn(console, 'error').mockImplementation((...a) => void err.push(a.join(' ')));
 });
-afterEach(() => vi.restoreAllMocks());
+afterEach(() => {
+  vi.restoreAllMocks();
+  vi.unstubAllEnvs();
+});
 
 const tmp = mkdtempSync(join(tmpdir(), 'jml-cli-'));
 const file = (name: string, content: string) => {
@@ -75,5 +79,46 @@ describe('jml CLI', () => {
     expect(err.join('\n')).toContain('cannot read worker nope.json: no such file');
     expect(await main(['frobnicate'])).toBe(2);
     expect(err.join('\n')).toContain('unknown command "frobnicate"');
+  });
+
+  it('reconcile --now against the local runtime prints the report, and exits 1 when the reconciliation failed', async () => {
+    let answer: Record<string, unknown> = {};
+    const bodies: string[] = [];
+    const srv = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        bodies.push(`${req.method} ${req.url} ${body}`);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(answer));
+      });
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    vi.stubEnv('JML_URL', `http://127.0.0.1:${(srv.address() as { port: number }).port}`);
+    vi.stubEnv('JML_STACK', undefined);
+    try {
+      answer = { reconciliationId: 'nightly-2026-11-25', status: 'EXCEPTION_OPEN', execution: 'SUCCEEDED', evidence: { prefix: 'evidence/2026/11/nightly-2026-11-25/' }, kpis: { findings: 2, orphanAccounts: 1 } };
+      expect(await main(['reconcile', '--now'])).toBe(0);
+      expect(out).toEqual([
+        'reconciling every target and every person… (this reads every account page by page)',
+        'reconciliation nightly-2026-11-25: EXCEPTION_OPEN',
+        '  findings                     2',
+        '  orphanAccounts               1',
+        '  report: evidence/2026/11/nightly-2026-11-25/',
+      ]);
+      expect(bodies).toEqual(['POST /local/reconcile {"wait":true}']);
+
+      out = [];
+      answer = { ...answer, status: 'FAILED', execution: 'FAILED' };
+      expect(await main(['reconcile', '--now'])).toBe(1);
+      expect(out).toContain('✘ execution nightly-2026-11-25 FAILED');
+      expect(out).toContain('reconciliation nightly-2026-11-25: FAILED');
+
+      expect(await main(['reconcile', '--now', '--timeout', '2h'])).toBe(2);
+      expect(err.join('\n')).toContain('--timeout applies to a deployed stack');
+      expect(bodies).toHaveLength(2);
+    } finally {
+      await new Promise((r) => srv.close(r));
+    }
   });
 });
