@@ -9,7 +9,7 @@
  * visible keyboard focus ring.
  */
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { html, safeUrl, trustedHtml, type SafeHtml } from '#core/html';
 import type { ApprovalRecord } from '#core/ledger';
 

@@ -21,7 +21,7 @@
  * or superseded, and the approver is told the request is no longer open.
  */
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import {
   APPROVAL_ID,
   MAX_LINK_TOKEN_LENGTH,

@@ -15,7 +15,7 @@
  * (a termination or a rehire clears them).
  */
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { desiredState, type ExceptionGrant } from '#core/desired-state';
 import { JmlError, ValidationError } from '#core/errors';
 import type { ApprovalRecord, PersonRecord } from '#core/ledger';

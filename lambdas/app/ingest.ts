@@ -12,7 +12,7 @@
  * consumer's `startRun` is a no-op for a run that already started. `requeueUnqueued` sweeps up
  * a run whose sender never retried.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { mapBambooHrWebhook, type BambooToCanonicalOptions, type IgnoredEntry } from '#core/bamboohr';
 import { JmlError, ValidationError } from '#core/errors';
 import { canonicalJson, sha256Hex } from '#core/hash';

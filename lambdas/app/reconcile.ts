@@ -45,7 +45,7 @@
  * second exception or sends a second email for the same problem.
  */
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { entitlementKey, type ActualAccount, type DesiredTarget, type EntitlementRef } from '#core/access';
 import type { Connector } from '#connectors/connector';
 import type { EntraChanges } from '#connectors/entra.connector';

@@ -20,7 +20,7 @@
  * Errors keep their names: a throttled or unavailable target that the use case does not absorb
  * is thrown, so the platform retries the invocation and finally dead-letters it.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { DesiredTarget } from '#core/access';
 import { converge } from '#connectors/converge';
 import type { ExecutionStepEvidence, IdpEvidenceEntry, ReconciliationTarget } from '#core/evidence';

@@ -2,7 +2,7 @@
  * The shapes of the Microsoft Graph v1.0 responses the Entra connector reads, checked at the
  * edge. Only the fields the connector uses are required; Graph may add others at any time.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 export const graphErrorBody = z.object({
   error: z.object({

@@ -14,7 +14,7 @@
  * Nothing here logs, and no error message carries a token or the client secret.
  */
 import type { AuthenticationProvider, Context, Middleware, MiddlewareOptions } from '@microsoft/microsoft-graph-client';
-import { z } from 'zod';
+import * as z from 'zod';
 import { TargetRejected, TargetThrottled, TargetUnavailable } from '#core/errors';
 import type { RateGovernor } from './governor.ts';
 

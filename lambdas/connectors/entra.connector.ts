@@ -22,7 +22,7 @@ import {
   ResponseType,
   TelemetryHandler,
 } from '@microsoft/microsoft-graph-client';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ActualAccount, EntitlementRef } from '#core/access';
 import {
   AccountNotFound,

@@ -19,7 +19,7 @@
  * run: no HR payload, no evidence body, no secret. Errors name the system and the HTTP status,
  * never the credentials.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { JmlError } from '#core/errors';
 import { EXCEPTION_KINDS, type ExceptionRecord, type TicketRef } from '#core/ledger';
 import { signCanonical } from '#core/signature';

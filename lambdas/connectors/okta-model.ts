@@ -5,7 +5,7 @@
  * Only the fields the connector reads are checked, so Okta can add fields freely; a missing or
  * mistyped field fails with a message that names it (`users[0].status: …`).
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { PresentStatus } from '#core/access';
 
 export const OKTA_USER_STATUSES = [

@@ -18,7 +18,7 @@
  * Group names and app labels resolve to ids once per instance (and from every membership read).
  */
 import okta from '@okta/okta-sdk-nodejs';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ActualAccount, EntitlementRef } from '#core/access';
 import {
   AccountNotFound,

@@ -6,7 +6,7 @@
  * Response schemas are loose objects: apps add their own attributes and extensions, and the
  * connector only insists on what it reads.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 export const SCIM_USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User';
 export const SCIM_GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group';

@@ -18,7 +18,7 @@
  * wanted (`changed: false`), so converge and retries are idempotent. PATCH / PUT answers are not
  * read (apps answer 200 with the resource or 204 No Content, both fine); reads are validated.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ActualAccount, EntitlementRef } from '#core/access';
 import { AccountNotFound, PolicyViolation, TargetConflict, ValidationError } from '#core/errors';
 import type { TargetCapabilities, TargetOp } from '#core/target-plan';

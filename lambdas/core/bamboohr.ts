@@ -22,7 +22,7 @@
  * that name, or pass a `fieldMap`). Event-Based webhooks (`employee.*`) carry no field values and
  * are refused with a message saying so.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { ValidationError } from './errors.ts';
 import { canonicalJson, sha256Hex } from './hash.ts';
 import {

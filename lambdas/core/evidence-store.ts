@@ -28,7 +28,7 @@
  * deterministic). A run whose committed bundle differs from the one offered is refused
  * (`EvidenceBundleExists`): evidence is written once.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { JmlError } from './errors.ts';
 import {
   EMPLOYEE_ID_PATTERN,

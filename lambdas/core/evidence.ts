@@ -21,7 +21,7 @@
  * Pure: no SDK, no I/O, no clock. Same input → byte-identical bundle (stable key order, 2-space
  * indent, trailing newline), so a retried close step writes the same bytes.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { AuditEntry, ChangeRecord } from './change.ts';
 import type { DesiredState } from './desired-state.ts';
 import { REDACTED, redactSecrets } from './evidence-redact.ts';

@@ -4,7 +4,7 @@
  *
  * HRIS is the source of truth; the person key is `employeeId`. Email is an attribute, never a key.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { ValidationError } from './errors.ts';
 import {
   DATE_TIME_WITH_ZONE,

@@ -7,7 +7,7 @@
  * every run records exactly which policy computed its desired state.
  */
 import { parseDocument } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ENTITLEMENT_TYPES, TARGET_KINDS, TARGET_MODES, type EntitlementType, type TargetKind } from './access.ts';
 import { EMPLOYMENT_TYPES } from './hr-event.ts';
 import { canonicalJson, sha256Hex } from './hash.ts';

@@ -17,7 +17,7 @@
  * grant next to the operator it names in `requestedBy`.
  */
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { z } from 'zod';
+import * as z from 'zod';
 import { getExceptionGrant, GrantNotFound, GrantRefused, requestExceptionGrant, type ExceptionGrantRecord } from '#app/exception-grants';
 import { resolveException } from '#app/exceptions';
 import type { AppDeps } from '#app/ports';

@@ -13,7 +13,7 @@ import { SqsFifoPartialProcessorAsync, processPartialResponse } from '@aws-lambd
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { z } from 'zod';
+import * as z from 'zod';
 import { handleDrift } from '#app/drift';
 import type { AppDeps, QueueMessage } from '#app/ports';
 import { startRun } from '#app/start-run';
