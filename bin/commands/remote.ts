@@ -12,6 +12,9 @@
  * /exception-grants, GET /exception-grants/{grantId}, POST /exceptions/{exceptionId}/resolve) is signed with SigV4 for `execute-api`.
  * Precedence: `--stack`, then `JML_STACK`, then `JML_URL`, then the local default.
  *
+ * `reconcile` and `kpis` go past the API, with the same credentials and region: Lambda, Step
+ * Functions and CloudWatch (stack-ops.ts).
+ *
  * Errors name the problem: stack not found (with region), output missing, no credentials, a 403
  * from IAM (which identity, which route), the API unreachable. Secrets never appear in them.
  */

@@ -203,7 +203,7 @@ async function followExecution(stack: StackInfo, arn: string, runId: string, tim
       try {
         d = await sfn.send(new DescribeExecutionCommand({ executionArn: arn }));
       } catch (e) {
-        throw awsFailure(stack, e, 'states:DescribeExecution', arn, `the reconcile executions (arn:aws:states:${stack.region}:<account>:execution:<ReconcileStateMachineArn name>:*)`);
+        throw awsFailure(stack, e, 'states:DescribeExecution', arn, `the reconcile executions (${arn.replace(/:[^:]+$/, ':*')})`);
       }
       const status = d.status ?? 'UNKNOWN';
       if (ENDED.has(status)) {

@@ -731,7 +731,7 @@ describe('jml reconcile against a deployed stack', () => {
     sfn.on(DescribeExecutionCommand).rejects(accessDenied(SFNServiceException, 'states:DescribeExecution', execution));
     expect(await main(['reconcile', '--now', '--stack', 'Jml'])).toBe(2);
     expect(errors()).toContain(`Jml: states:DescribeExecution on ${execution} refused for arn:aws:sts::${ACCOUNT}:assumed-role/jml-operator/ops`);
-    expect(errors()).toContain('— grant states:DescribeExecution on the reconcile executions');
+    expect(errors()).toContain(`— grant states:DescribeExecution on the reconcile executions (arn:aws:states:${REGION}:${ACCOUNT}:execution:jml-prod-reconcile:*)`);
     noSecretsIn(text() + errors());
   });
 
