@@ -125,4 +125,17 @@ describe('what the bundles carry', () => {
     // node-fetch's whatwg-url is replaced by Node's URL (lib/bundling.ts): no tr46 tables.
     expect(Object.keys(converge.meta.inputs).filter((p) => /node_modules\/(whatwg-url|tr46)\//.test(p))).toEqual([]);
   }, 60_000);
+
+  it('tree-shakes zod: the read API carries only the parts of it the code uses', async () => {
+    // `import * as z from 'zod'` lets esbuild drop what is unused; `import { z }` pulls in all of
+    // zod (~350 KiB) into every bundle.
+    const read = await bundle(entryFile('read-api'), 'read-api');
+    const output = Object.values(read.meta.outputs).find((o) => o.entryPoint)!;
+    const zodBytes = Object.entries(output.inputs)
+      .filter(([p]) => /node_modules\/zod\//.test(p))
+      .reduce((n, [, i]) => n + i.bytesInOutput, 0);
+    expect(zodBytes).toBeGreaterThan(0);
+    expect(zodBytes / 1024).toBeLessThan(150); // ~105 KiB today; all of zod is ~460 KiB
+  }, 60_000);
 });
+
