@@ -69,7 +69,8 @@ async function processRecord(app: AppDeps, record: SQSRecord): Promise<void> {
       logger.info('drift handled', { outcome: r.outcome, exceptionId: r.exceptionId });
       return;
     }
-    const r = await startRun(app, { runId: message.runId, scheduled: message.kind === 'scheduled-run' });
+    // The message names the person: their record and runs are read alongside the run's.
+    const r = await startRun(app, { runId: message.runId, employeeId: message.employeeId, scheduled: message.kind === 'scheduled-run' });
     if (r.outcome === 'missing') throw new RunMissing(`run ${message.runId}: ${r.reason}`);
     logger.info('run start handled', { outcome: r.outcome, ...('reason' in r ? { reason: r.reason } : {}) });
   } finally {
