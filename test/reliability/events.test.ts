@@ -112,7 +112,7 @@ beforeAll(async () => {
   report = await audit(stack!, targets, workload, deliveries, stack!.queue.deadLetters);
   console.info(
     `reliability: ${workload.deliveries.length} deliveries (${workload.events.length} distinct, ${workload.duplicates} redelivered, ${workload.outOfOrder} overtaken) for ${PEOPLE} people in ${((Date.now() - started) / 1000).toFixed(1)} s; ` +
-      `killed with ${JSON.stringify(killedWith)} open, ${resumed.length} resumed (+${restartedByHand.length} started leavers resumed by the test); ${crashed.size} Task crashes; runs ${JSON.stringify(report.runStatuses)}; open exceptions ${report.openExceptions}; dead letters ${stack!.queue.deadLetters.map((d) => d.error).join('; ') || 'none'}`,
+      `killed with ${JSON.stringify(killedWith)} open, ${resumed.length} resumed (+${restartedByHand.length} started while RECEIVED, resumed by the test); ${crashed.size} Task crashes; runs ${JSON.stringify(report.runStatuses)}; open exceptions ${report.openExceptions}; dead letters ${stack!.queue.deadLetters.map((d) => d.error).join('; ') || 'none'}`,
   );
 }, 400_000);
 
