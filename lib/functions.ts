@@ -78,10 +78,12 @@ export const FUNCTIONS = {
     memoryMb: 1024,
   },
   'request-approval': {
-    description: 'Task (waitForTaskToken): records the approval, mails the approver, schedules the reminder',
-    ports: ['secrets', 'mailer', 'scheduler'],
+    description: 'Task (waitForTaskToken): records the approval, mails the approver, schedules the reminder; answers at once for an approval already decided',
+    ports: ['secrets', 'workflows', 'mailer', 'scheduler'],
     secrets: ['linkSigning'],
     ledger: 'readWrite',
+    // A resumed run asks again for an approval already decided: the decision goes to the new task token.
+    workflows: 'taskResponse',
     timeoutSeconds: 50,
   },
   'approval-expired': {

@@ -184,15 +184,24 @@ export class JmlFunction extends NodejsFunction {
     this.needsPort('workflows');
     const stack = Stack.of(this);
     for (const [workflow, { machine, name }] of Object.entries(machines) as Array<[WorkflowName, { machine: sfn.StateMachine; name: string }]>) {
-      this.addEnvironment(ENV.stateMachineArn[workflow], machine.stateMachineArn);
       switch (this.spec.workflows) {
         case 'taskResponse':
-          machine.grantTaskResponse(this);
+          // Answering a task token needs no ARN in the environment, and the grant names the
+          // machine by its name: a function the machine itself invokes (request-approval) must
+          // not depend on the machine (a cycle).
+          this.addToRolePolicy(
+            new iam.PolicyStatement({
+              actions: ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'],
+              resources: [stack.formatArn({ service: 'states', resource: 'stateMachine', resourceName: name, arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
+            }),
+          );
           break;
         case 'start':
+          this.addEnvironment(ENV.stateMachineArn[workflow], machine.stateMachineArn);
           machine.grantStartExecution(this);
           break;
         case 'startStop':
+          this.addEnvironment(ENV.stateMachineArn[workflow], machine.stateMachineArn);
           machine.grantStartExecution(this);
           // Executions are named by run id at run time: this machine's executions, stop only.
           this.addToRolePolicy(

@@ -120,6 +120,7 @@ export class JmlStack extends Stack {
     const machinesFor: Partial<Record<FunctionName, ReturnType<typeof pick>>> = {
       'start-run': pick((w) => w !== 'reconcile'),
       'approvals-api': pick((w) => waitsForApproval(w)),
+      'request-approval': pick((w) => waitsForApproval(w)),
       'scheduled-action': pick((w) => w === 'reconcile'),
     };
 

@@ -295,7 +295,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       }
     }
     for (const run of await ledger.listRunsByStatus('RECEIVED')) {
-      await queue.send({ kind: 'hr-event', runId: run.runId, employeeId: run.employeeId }, { groupId: run.employeeId, deduplicationId: run.idempotencyKey });
+      if (run.executionName && run.lifecycle !== 'reconcile') {
+        // Its workflow had started (a leaver disables at the IdP before Plan moves the run on):
+        // start it again under the same name, like the runs further along.
+        await workflows.start(WORKFLOW_OF[run.lifecycle], run.runId, { runId: run.runId, employeeId: run.employeeId, lifecycle: run.lifecycle });
+      } else {
+        await queue.send({ kind: 'hr-event', runId: run.runId, employeeId: run.employeeId }, { groupId: run.employeeId, deduplicationId: run.idempotencyKey });
+      }
       resumed.push(run.runId);
     }
   }

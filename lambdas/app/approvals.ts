@@ -345,7 +345,17 @@ export async function requestApproval(
 
   const approvalId = approvalIdFor(run.runId, request.id, approver.email, escalation);
   const existing = await deps.ledger.getApproval(approvalId);
-  if (existing && existing.status !== 'PENDING') return { approvalId }; // decided in the meantime: nothing to ask
+  if (existing && existing.status !== 'PENDING') {
+    // Decided already (a run resumed after a restart, a retried task): nobody is asked again, and
+    // the waiting task gets the recorded decision at once instead of waiting for a click that
+    // will never come.
+    if (existing.status === 'APPROVED') {
+      await deps.callbacks.succeed(input.taskToken, { requestId: existing.requestId, approvalId, decision: 'approved' });
+    } else if (existing.status === 'REJECTED') {
+      await deps.callbacks.fail(input.taskToken, 'ApprovalRejected', JSON.stringify({ requestId: existing.requestId, approvalId }));
+    }
+    return { approvalId };
+  }
   const record: ApprovalRecord = existing
     ? { ...existing, taskToken: input.taskToken }
     : {

@@ -15,7 +15,7 @@ import { planTarget, type TargetOp } from '#core/target-plan';
 import type { ChangeRecord } from '#core/change';
 import { html } from '#core/html';
 import { toZonedIso, zonedTimeToEpoch } from '#core/time';
-import { ConditionFailed, TERMINAL_RUN_STATUSES, type ApprovalRecord, type ExceptionRecord, type Ledger, type PersonRecord, type RunRecord, type RunStatus, type StepRecord } from '#core/ledger';
+import { ConditionFailed, RUN_STATUSES, TERMINAL_RUN_STATUSES, type ApprovalRecord, type ExceptionRecord, type Ledger, type PersonRecord, type RunRecord, type RunStatus, type StepRecord } from '#core/ledger';
 import type { Lifecycle } from '#core/hr-event';
 import type { AppDeps, WorkflowName } from './ports.ts';
 import { accountProfile } from './profile.ts';
@@ -71,6 +71,9 @@ function resolveTarget(target: string, policy: Policy): string {
 }
 
 /** Moves a run forward unless another task already moved it (a no-op then, not an error). */
+/** Statuses of a run that is still going (planning may write over these, never over a terminal one). */
+const OPEN_RUN_STATUSES: readonly RunStatus[] = RUN_STATUSES.filter((st) => !TERMINAL_RUN_STATUSES.has(st));
+
 async function advanceStatus(ledger: Ledger, runId: string, to: RunStatus, from: readonly RunStatus[]): Promise<void> {
   try {
     await ledger.updateRun(runId, { status: to }, from);
@@ -127,12 +130,20 @@ export async function planRun(deps: AppDeps, input: { runId: string }): Promise<
   const at = nowIso(deps);
   const desired = desiredFor(person, policy, deps);
   if (!desired.inScope) {
-    await deps.ledger.updateRun(run.runId, {
-      status: 'OUT_OF_SCOPE',
-      statusReason: 'worker is outside the policy scope; recorded and left alone',
-      desired,
-      timeline: timeline(run, 'Plan', at, 'out of scope'),
-    });
+    await deps.ledger
+      .updateRun(
+        run.runId,
+        {
+          status: 'OUT_OF_SCOPE',
+          statusReason: 'worker is outside the policy scope; recorded and left alone',
+          desired,
+          timeline: timeline(run, 'Plan', at, 'out of scope'),
+        },
+        OPEN_RUN_STATUSES,
+      )
+      .catch((e: unknown) => {
+        if (!(e instanceof ConditionFailed)) throw e;
+      });
     return { ...base, skip: true, approvals: [], hasApprovals: false };
   }
   const actual = await readActual(deps, person, policy);
@@ -141,13 +152,24 @@ export async function planRun(deps: AppDeps, input: { runId: string }): Promise<
     approvedBundles: preApproved(person, at),
   });
   const approvals = plan.approvals.map((a) => a.id);
-  await deps.ledger.updateRun(run.runId, {
-    status: approvals.length ? 'AWAITING_APPROVAL' : 'PLANNED',
-    plan,
-    desired,
-    mappingVersion: policy.mappingVersion,
-    timeline: timeline(run, 'Plan', at, `${plan.stepCount} step(s), ${approvals.length} approval request(s)`),
-  });
+  try {
+    // Only while the run is still open: a termination that superseded it while this step read
+    // the targets keeps it SUPERSEDED (an unconditional write would reopen it).
+    await deps.ledger.updateRun(
+      run.runId,
+      {
+        status: approvals.length ? 'AWAITING_APPROVAL' : 'PLANNED',
+        plan,
+        desired,
+        mappingVersion: policy.mappingVersion,
+        timeline: timeline(run, 'Plan', at, `${plan.stepCount} step(s), ${approvals.length} approval request(s)`),
+      },
+      OPEN_RUN_STATUSES,
+    );
+  } catch (e) {
+    if (!(e instanceof ConditionFailed)) throw e;
+    return { ...base, skip: true, approvals: [], hasApprovals: false };
+  }
   return { ...base, skip: false, approvals, hasApprovals: approvals.length > 0 };
 }
 

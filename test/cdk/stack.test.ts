@@ -179,16 +179,19 @@ describe('IAM scoping', () => {
     }
   });
 
-  it('lets only the approvals API answer task tokens, on the state machines that wait for approvals', () => {
+  it('lets only the approvals API and the approval request answer task tokens, on the state machines that wait for approvals', () => {
     const answering = FUNCTION_NAMES.filter((n) => roleStatements(n).some((st) => actions(st).includes('states:SendTaskSuccess')));
-    expect(answering).toEqual(['approvals-api']);
-    const st = roleStatements('approvals-api').find((x) => actions(x).includes('states:SendTaskSuccess'))!;
+    expect(answering).toEqual(['approvals-api', 'request-approval']);
     const waiting = Object.entries(stack.workflows.placeholders)
       .filter(([, p]) => p.includes('RequestApprovalFunctionArn'))
-      .map(([w]) => ({ Ref: id(stack.workflows.machines[w as 'joiner']! as never) }));
-    expect(resourceList(st)).toEqual(expect.arrayContaining(waiting));
-    expect(resourceList(st)).toHaveLength(waiting.length);
-    expect(actions(st).sort()).toEqual(['states:SendTaskFailure', 'states:SendTaskHeartbeat', 'states:SendTaskSuccess']);
+      .map(([w]) => `:stateMachine:Jml-${w}"`);
+    for (const name of answering) {
+      const st = roleStatements(name).find((x) => actions(x).includes('states:SendTaskSuccess'))!;
+      const arns = resourceList(st).map((r) => JSON.stringify(r));
+      expect(arns, name).toHaveLength(waiting.length);
+      for (const w of waiting) expect(arns.some((a) => a.includes(w)), `${name} ${w}`).toBe(true);
+      expect(actions(st).sort()).toEqual(['states:SendTaskFailure', 'states:SendTaskHeartbeat', 'states:SendTaskSuccess']);
+    }
   });
 
   it('gives each function exactly the secrets its spec names', () => {

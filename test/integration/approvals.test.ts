@@ -120,6 +120,28 @@ describe('requesting an approval', () => {
     expect((await record(r.approvalId)).taskToken).toBe(again);
   });
 
+  it('a request for an approval already decided (a resumed run) asks nobody and answers the new task with the decision', async () => {
+    const approved = await requested();
+    const page = await openPage(approved.link);
+    expect((await post(approved.approvalId, { t: page.fields!.t, csrf: page.fields!.csrf, decision: 'approve', rationale: '' })).statusCode).toBe(200);
+    const mails = h.outbox.sent.length;
+    const resumed = taskToken();
+    await requestApproval(h.deps, { runId: approved.run.runId, requestId: 'baseline', taskToken: resumed });
+    expect(h.outbox.sent.length).toBe(mails);
+    expect(callbacksFor(resumed)).toEqual([
+      { kind: 'succeed', taskToken: resumed, output: { requestId: 'baseline', approvalId: approved.approvalId, decision: 'approved' }, answer: 'ok' },
+    ]);
+
+    const rejected = await requested();
+    const page2 = await openPage(rejected.link);
+    expect((await post(rejected.approvalId, { t: page2.fields!.t, csrf: page2.fields!.csrf, decision: 'reject', rationale: 'Wrong team' })).statusCode).toBe(200);
+    const again = taskToken();
+    await requestApproval(h.deps, { runId: rejected.run.runId, requestId: 'baseline', taskToken: again });
+    expect(callbacksFor(again)).toEqual([
+      { kind: 'fail', taskToken: again, error: 'ApprovalRejected', cause: JSON.stringify({ requestId: 'baseline', approvalId: rejected.approvalId }), answer: 'ok' },
+    ]);
+  });
+
   it('uses the timeout the workflow waits with', async () => {
     const seeded = await seedJoinerRun(h);
     const { approvalId } = await requestApproval(h.deps, { runId: seeded.run.runId, requestId: 'baseline', taskToken: taskToken(), timeoutSeconds: 3600 });

@@ -191,6 +191,36 @@ describe('ordering and duplicates', () => {
     await closed(leaver.runId);
     expect(oktaUser('E1009')).toBeUndefined(); // never provisioned
   });
+
+  it('a run superseded while its Plan step reads the targets stays SUPERSEDED', async () => {
+    const w = ada({ employeeId: 'E1010', email: 'e1010@acme.example' });
+    const registry = stack.deps.connectors;
+    let runId = '';
+    // The termination lands while Plan is reading Okta (what the start-run consumer writes then).
+    stack.deps.connectors = {
+      get(target) {
+        const c = registry.get(target);
+        if (target !== 'okta') return c;
+        return Object.assign(Object.create(c) as typeof c, {
+          findAccounts: async (q: Parameters<typeof c.findAccounts>[0]) => {
+            if (q.employeeId === 'E1010' && runId) {
+              await stack.deps.ledger.updateRun(runId, { status: 'SUPERSEDED', supersededBy: 'run-termination' });
+              await stack.deps.workflows.stop(runId, 'superseded by run-termination');
+              runId = '';
+            }
+            return c.findAccounts(q);
+          },
+        });
+      },
+    };
+    const accepted = await send(stack, hrEvent('hire', w));
+    runId = accepted.runId;
+    const run = await closed(accepted.runId);
+    stack.deps.connectors = registry;
+    expect(run).toMatchObject({ status: 'SUPERSEDED', supersededBy: 'run-termination' });
+    expect(run.plan).toBeUndefined();
+    expect(await stack.deps.ledger.listApprovals(accepted.runId)).toEqual([]);
+  });
 });
 
 const MANAGER_CHANGE = (department: string) =>
