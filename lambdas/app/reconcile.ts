@@ -1106,16 +1106,7 @@ async function oneMembersPage(deps: AppDeps, policy: Policy, target: PolicyTarge
   const counters = zeroTargetCounters();
   counters.memberPages = 1;
   counters.memberships = page.members.length;
-  const ctx: TargetContext = {
-    deps,
-    policy,
-    target,
-    connector,
-    runId: p.reconciliationId,
-    origin: `reconciliation ${p.reconciliationId}`,
-    budget: { left: Math.max(0, policy.document.bulkGuard.maxCount - p.counters.actions) },
-    raiseFixedIncidents: true,
-  };
+  const ctx = nightlyContext(deps, policy, target, connector, p);
   const budgetBefore = ctx.budget.left;
   const key = entitlementKey(entitlement);
   const name = target.name;
@@ -1187,11 +1178,9 @@ async function mergeSketch(deps: AppDeps, key: string, page: number, add: Member
   await deps.ledger.putMeta<StoredSketch>(key, { throughPage: page, sketch: sketch.toJSON(), ...(unresolvedNow ? { unresolved: unresolvedNow } : {}) }, epochSeconds(deps, SEEN_TTL_SECONDS));
 }
 
-async function onePage(deps: AppDeps, policy: Policy, target: PolicyTarget, connector: Connector, p: TargetProgress): Promise<TargetProgress> {
-  const page = await readPage(connector, p);
-  const counters = zeroTargetCounters();
-  counters.pages = 1;
-  const ctx: TargetContext = {
+/** How a nightly page judges accounts: this night's id, what is left of the action budget. */
+function nightlyContext(deps: AppDeps, policy: Policy, target: PolicyTarget, connector: Connector, p: TargetProgress): TargetContext {
+  return {
     deps,
     policy,
     target,
@@ -1201,6 +1190,13 @@ async function onePage(deps: AppDeps, policy: Policy, target: PolicyTarget, conn
     budget: { left: Math.max(0, policy.document.bulkGuard.maxCount - p.counters.actions) },
     raiseFixedIncidents: true,
   };
+}
+
+async function onePage(deps: AppDeps, policy: Policy, target: PolicyTarget, connector: Connector, p: TargetProgress): Promise<TargetProgress> {
+  const page = await readPage(connector, p);
+  const counters = zeroTargetCounters();
+  counters.pages = 1;
+  const ctx = nightlyContext(deps, policy, target, connector, p);
   const budgetBefore = ctx.budget.left;
   const entitlementsRead = page.round === 'incremental' ? false : pagesCarryEntitlements(connector, p.source);
   const findings = await classifyAccounts(ctx, page.accounts, {
