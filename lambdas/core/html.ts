@@ -68,10 +68,28 @@ function render(value: unknown): string {
   }
 }
 
+/**
+ * Bidirectional embedding, override and isolate controls (U+202A–U+202E, U+2066–U+2069). In a
+ * name they would turn the text that follows around ("…approve" shown as "evorppa…"): an approver
+ * could be shown a misleading request.
+ */
+const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/;
+const BIDI_CONTROLS_ALL = /[\u202A-\u202E\u2066-\u2069]/g;
+
+/**
+ * A value in text is isolated in `<bdi>` when it carries bidi controls, so they cannot reach the
+ * text around it; in an attribute (no markup possible) the controls are dropped.
+ */
+function renderIn(out: string, value: unknown): string {
+  if (typeof value !== 'string' || !BIDI_CONTROLS.test(value)) return render(value);
+  const inTag = out.lastIndexOf('<') > out.lastIndexOf('>');
+  return inTag ? escapeHtml(value.replace(BIDI_CONTROLS_ALL, '')) : `<bdi>${escapeHtml(value)}</bdi>`;
+}
+
 /** The tagged template: `html\`<p>${name}</p>\`` escapes `name`. */
 export function html(strings: TemplateStringsArray, ...values: unknown[]): SafeHtml {
   let out = strings[0] ?? '';
-  for (let i = 0; i < values.length; i++) out += render(values[i]) + (strings[i + 1] ?? '');
+  for (let i = 0; i < values.length; i++) out += renderIn(out, values[i]) + (strings[i + 1] ?? '');
   return new SafeHtml(out);
 }
 

@@ -72,11 +72,9 @@ describe('HR data in pages and emails', () => {
     expect(found).toEqual([]);
   });
 
-  // Known defect: names are escaped but not bidi-isolated, so a U+202E (right-to-left override)
-  // in an HR name reverses the text that follows it on approval pages, summaries and emails — an
-  // approver can be shown a misleading request. Fix: render person names inside <bdi> (or refuse
-  // U+202A–U+202E and U+2066–U+2069 at ingest). Remove `.fails` with the fix.
-  it.fails('keeps a right-to-left override in a name from reordering the text around it', () => {
+  // A U+202E (right-to-left override) in an HR name would reverse the text that follows it on
+  // approval pages, summaries and emails; the html template isolates such values in <bdi>.
+  it('keeps a right-to-left override in a name from reordering the text around it', () => {
     // An unisolated U+202E turns everything after it around ("…approve" reads as "evorppa…").
     const leaking = pages.filter((p) => p.html.includes('\u202E') && !/<bdi[^>]*>[^<]*\u202E/.test(p.html)).map((p) => p.where);
     expect(leaking).toEqual([]);

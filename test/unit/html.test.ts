@@ -24,6 +24,13 @@ describe('html tagged template', () => {
     );
   });
 
+  it('isolates a name carrying bidi controls in text, and drops the controls in an attribute', () => {
+    const name = 'Eve \u202Eevorppa\u202C <b>';
+    expect(String(html`<p>Approve access for ${name} now</p>`)).toBe('<p>Approve access for <bdi>Eve \u202Eevorppa\u202C &lt;b&gt;</bdi> now</p>');
+    expect(String(html`<input title="${name}" value="x">`)).toBe('<input title="Eve evorppa &lt;b&gt;" value="x">');
+    expect(String(html`<p>${'Zoë Ångström'}</p>`)).toBe('<p>Zoë Ångström</p>'); // ordinary names untouched
+  });
+
   it('keeps nested templates and trusted markup as markup, and joins arrays', () => {
     const rows = ['a<b', 'c'].map((v) => html`<li>${v}</li>`);
     expect(html`<ul>${rows}</ul>`.value).toBe('<ul><li>a&lt;b</li><li>c</li></ul>');
