@@ -92,7 +92,9 @@ export class RateGovernor {
     this.stats.throttled += 1;
     this.blockedUntil = Math.max(this.blockedUntil, untilEpochMs);
     this.remaining = 0;
-    this.resetAt = Math.max(this.resetAt, untilEpochMs);
+    // The 429's own reset is the current word on the window: an end seen earlier (a longer window
+    // before the target changed its limits) must not keep the connector waiting past it.
+    this.resetAt = untilEpochMs;
     this.optimistic = false;
   }
 

@@ -119,6 +119,22 @@ describe('RateGovernor', () => {
     expect(governor.stats.throttled).toBe(1);
   });
 
+  it('after a 429 it waits until the reset that 429 named, not the end of a longer window seen before', async () => {
+    const governor = new RateGovernor({ maxConcurrent: 1, now: () => Date.now() });
+    const start = Date.now();
+    governor.observe({ limit: 600, remaining: 5, resetAt: start + 60_000 });
+    const until = start + 1_000;
+    governor.throttled(until);
+    let sentAt = 0;
+    const one = governor.run(async () => {
+      sentAt = Date.now();
+    });
+    await vi.runAllTimersAsync();
+    await one;
+    expect(sentAt).toBeGreaterThanOrEqual(until);
+    expect(sentAt - start).toBeLessThan(5_000);
+  });
+
   it('without observed headers it does not wait (a target that sends none is not paced)', async () => {
     const governor = new RateGovernor({ maxConcurrent: 2, now: () => Date.now() });
     const start = Date.now();
