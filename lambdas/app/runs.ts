@@ -8,7 +8,7 @@ import { converge } from '#connectors/converge';
 import { EvidenceBundleExists } from '#core/evidence-store';
 import { buildEvidenceBundle, type EvidenceApproval, type ReconciliationEvidence, type ReconciliationTarget } from '#core/evidence';
 import { desiredState, type DesiredState } from '#core/desired-state';
-import { AccountNotFound, JmlError } from '#core/errors';
+import { AccountNotFound, JmlError, RETRYABLE_ERRORS } from '#core/errors';
 import { durationMs, type Policy } from '#core/policy';
 import { applyDecisions, plan as computePlan, type ActualState, type Plan } from '#core/plan';
 import { planTarget, type TargetOp } from '#core/target-plan';
@@ -101,16 +101,30 @@ function preApproved(person: PersonRecord, now: string): string[] {
 }
 
 /** Reads every managed target's accounts for the person (by correlation key and stored links). */
-async function readActual(deps: AppDeps, person: PersonRecord, policy: Policy, targets = policy.managedTargets.map((t) => t.name)) {
+async function readActual(
+  deps: AppDeps,
+  person: PersonRecord,
+  policy: Policy,
+  targets = policy.managedTargets.map((t) => t.name),
+  /** Returns true to go on without that target (planned as holding nothing). */
+  tolerate: (target: string, err: unknown) => boolean = () => false,
+) {
   const actual: ActualState = {};
   await Promise.all(
     targets.map(async (name) => {
       const link = person.links[name];
-      actual[name] = await deps.connectors.get(name).findAccounts({ employeeId: person.employeeId, linkIds: link ? [link] : [] });
+      try {
+        actual[name] = await deps.connectors.get(name).findAccounts({ employeeId: person.employeeId, linkIds: link ? [link] : [] });
+      } catch (err) {
+        if (!tolerate(name, err)) throw err;
+        actual[name] = [];
+      }
     }),
   );
   return actual;
 }
+
+const isRetryable = (err: unknown) => (RETRYABLE_ERRORS as readonly string[]).includes((err as Error)?.name ?? '');
 
 // ---------------------------------------------------------------------------------------------
 // Plan
@@ -146,7 +160,16 @@ export async function planRun(deps: AppDeps, input: { runId: string }): Promise<
       });
     return { ...base, skip: true, approvals: [], hasApprovals: false };
   }
-  const actual = await readActual(deps, person, policy);
+  // A leaver's app that cannot be read now does not stop the run: its own execute step reads it
+  // again (with retries) and, still down, opens the exception for that app's owner — so one app's
+  // outage never keeps the leaver's other apps enabled. The IdP must be readable to plan, and a
+  // joiner or mover (whose approvals depend on what is held) waits for every target.
+  const unread: string[] = [];
+  const actual = await readActual(deps, person, policy, policy.managedTargets.map((t) => t.name), (target, err) => {
+    if (run.lifecycle !== 'leaver' || target === policy.idp.name || !isRetryable(err)) return false;
+    unread.push(`${target} (${(err as Error).name})`);
+    return true;
+  });
   const plan = computePlan(desired, actual, policy, {
     lifecycle: run.lifecycle as Lifecycle,
     approvedBundles: preApproved(person, at),
@@ -162,7 +185,12 @@ export async function planRun(deps: AppDeps, input: { runId: string }): Promise<
         plan,
         desired,
         mappingVersion: policy.mappingVersion,
-        timeline: timeline(run, 'Plan', at, `${plan.stepCount} step(s), ${approvals.length} approval request(s)`),
+        timeline: timeline(
+      run,
+      'Plan',
+      at,
+      `${plan.stepCount} step(s), ${approvals.length} approval request(s)${unread.length ? `; not readable now, its step reads it again: ${unread.join(', ')}` : ''}`,
+    ),
       },
       OPEN_RUN_STATUSES,
     );
