@@ -19,7 +19,7 @@
  * reconciliation tries again); it does not block the person's queue. The marker, written last,
  * makes a later redelivery a no-op.
  */
-import { JmlError, RETRYABLE_ERRORS } from '#core/errors';
+import { JmlError, isRetryable } from '#core/errors';
 import type { PersonRecord } from '#core/ledger';
 import type { AppDeps, QueueMessage } from './ports.ts';
 import { openException } from './exceptions.ts';
@@ -99,7 +99,7 @@ async function reconcileSignalled(deps: AppDeps, m: DriftMessage, employeeId: st
     if (r.findings.some((f) => f.action === 'failed')) deps.metrics.put('DriftReconcileFailed', 1, 'Count', { Target: m.target });
     return { runId: r.runId, outcome: r.outcome, findings: r.findings.map((f) => ({ target: f.target, kind: f.kind, action: f.action })) };
   } catch (e) {
-    if (!(e instanceof JmlError) || (RETRYABLE_ERRORS as readonly string[]).includes(e.name)) throw e;
+    if (!(e instanceof JmlError) || isRetryable(e)) throw e;
     deps.metrics.put('DriftReconcileFailed', 1, 'Count', { Target: m.target });
     return { runId: reconcileRunIdFor(requestId), outcome: 'failed', findings: [], error: { name: e.name, message: e.message } };
   }

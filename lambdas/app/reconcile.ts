@@ -52,7 +52,7 @@ import type { EntraChanges } from '#connectors/entra.connector';
 import { converge } from '#connectors/converge';
 import type { ChangeRecord } from '#core/change';
 import { desiredState, type DesiredState } from '#core/desired-state';
-import { JmlError, RETRYABLE_ERRORS, TargetConflict, ValidationError } from '#core/errors';
+import { JmlError, TargetConflict, ValidationError, isRetryable } from '#core/errors';
 import {
   buildEvidenceBundle,
   byteLength,
@@ -196,45 +196,30 @@ function addCounters(a: TargetCounters, b: Partial<TargetCounters>): TargetCount
   return out;
 }
 
+/** The counter each finding kind and each action adds to (a failed classification counts only as failed). */
+const KIND_COUNTER: Record<FindingKind, keyof TargetCounters | undefined> = {
+  drift: 'drift',
+  missing_account: 'missingAccounts',
+  leaver_enabled: 'leaversEnabled',
+  orphan: 'orphans',
+  conflict: 'conflicts',
+  failed: undefined,
+};
+const ACTION_COUNTER: Record<FindingAction, keyof TargetCounters> = {
+  converged: 'fixed',
+  disabled: 'fixed',
+  exception: 'exceptions',
+  deferred: 'deferred',
+  reported: 'reported',
+  failed: 'failed',
+};
+
 function countFinding(c: TargetCounters, f: Finding): void {
-  switch (f.kind) {
-    case 'drift':
-      c.drift += 1;
-      break;
-    case 'missing_account':
-      c.missingAccounts += 1;
-      break;
-    case 'leaver_enabled':
-      c.leaversEnabled += 1;
-      break;
-    case 'orphan':
-      c.orphans += 1;
-      break;
-    case 'conflict':
-      c.conflicts += 1;
-      break;
-    case 'failed':
-      break;
-  }
-  switch (f.action) {
-    case 'converged':
-    case 'disabled':
-      c.fixed += 1;
-      break;
-    case 'exception':
-      c.exceptions += 1;
-      break;
-    case 'deferred':
-      c.deferred += 1;
-      break;
-    case 'reported':
-      c.reported += 1;
-      break;
-    case 'failed':
-      c.failed += 1;
-      c.exceptions += f.exceptionId ? 1 : 0;
-      break;
-  }
+  const kind = KIND_COUNTER[f.kind];
+  if (kind) c[kind] += 1;
+  c[ACTION_COUNTER[f.action]] += 1;
+  // A failed action that still opened an exception counts as one too.
+  if (f.action === 'failed' && f.exceptionId) c.exceptions += 1;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -243,9 +228,6 @@ function countFinding(c: TargetCounters, f: Finding): void {
 const nowIso = (deps: AppDeps) => deps.clock.now().toISOString();
 const epochSeconds = (deps: AppDeps, plus: number) => Math.floor(deps.clock.now().getTime() / 1000) + plus;
 
-function isRetryable(e: unknown): boolean {
-  return e instanceof Error && (RETRYABLE_ERRORS as readonly string[]).includes(e.name);
-}
 
 function errorOf(e: unknown): { name: string; message: string } {
   const err = e as Error;

@@ -8,7 +8,7 @@ import { converge } from '#connectors/converge';
 import { EvidenceBundleExists } from '#core/evidence-store';
 import { buildEvidenceBundle, type EvidenceApproval, type ReconciliationEvidence, type ReconciliationTarget } from '#core/evidence';
 import { desiredState, type DesiredState } from '#core/desired-state';
-import { AccountNotFound, JmlError, RETRYABLE_ERRORS } from '#core/errors';
+import { AccountNotFound, JmlError, isRetryable } from '#core/errors';
 import { durationMs, type Policy } from '#core/policy';
 import { applyDecisions, plan as computePlan, type ActualState, type Plan } from '#core/plan';
 import { planTarget, type TargetOp } from '#core/target-plan';
@@ -124,7 +124,6 @@ async function readActual(
   return actual;
 }
 
-const isRetryable = (err: unknown) => (RETRYABLE_ERRORS as readonly string[]).includes((err as Error)?.name ?? '');
 
 // ---------------------------------------------------------------------------------------------
 // Plan

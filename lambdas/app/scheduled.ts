@@ -24,7 +24,7 @@ import * as z from 'zod';
 import type { DesiredTarget } from '#core/access';
 import { converge } from '#connectors/converge';
 import type { ExecutionStepEvidence, IdpEvidenceEntry, ReconciliationTarget } from '#core/evidence';
-import { RETRYABLE_ERRORS } from '#core/errors';
+import { isRetryable } from '#core/errors';
 import { TERMINAL_RUN_STATUSES, type ExceptionRecord } from '#core/ledger';
 import { parseOrThrow } from '#core/validation';
 import { remindApproval } from './approvals.ts';
@@ -191,7 +191,7 @@ export async function retentionDelete(deps: AppDeps, input: RetentionInput, fire
   } catch (e) {
     const err = e as Error;
     const failure = `${err.name}: ${err.message}`;
-    if ((RETRYABLE_ERRORS as readonly string[]).includes(err.name) && attempt < RETENTION_RETRIES) {
+    if (isRetryable(err) && attempt < RETENTION_RETRIES) {
       const at = new Date(now.getTime() + retryDelayMs(attempt));
       await deps.scheduler.upsertOnce(retentionRetryScheduleName(employeeId, target), at, {
         kind: 'retention-delete',

@@ -60,3 +60,8 @@ export class ValidationError extends JmlError {
 }
 
 export const RETRYABLE_ERRORS = ['TargetThrottled', 'TargetUnavailable'] as const;
+
+/** A target error worth trying again later (the workflows' Retry matches the same names). */
+export function isRetryable(e: unknown): boolean {
+  return e instanceof Error && (RETRYABLE_ERRORS as readonly string[]).includes(e.name);
+}
