@@ -12,12 +12,11 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signCanonical } from '#core/signature';
 import { loadPolicyText } from '#core/policy';
 import { startGraphStandIn, type GraphStandIn } from '#local/standins/graph';
 import { startScimStandIn, type ScimStandIn } from '#local/standins/scim';
 import { REPO_ROOT } from '#local/stack';
-import { spawnRuntime, startHttpApprovalBot, type RuntimeProcess } from './fixtures/harness.ts';
+import { postSigned, spawnRuntime, startHttpApprovalBot, type RuntimeProcess } from './fixtures/harness.ts';
 
 const secret = () => randomBytes(24).toString('base64url');
 const secrets = { hrisWebhook: secret(), bambooHr: secret(), oktaHook: secret(), linkSigning: secret() };
@@ -56,11 +55,7 @@ let files: Array<{ path: string; bytes: Buffer }> = [];
 async function post(url: string, event: unknown) {
   const body = JSON.stringify(event);
   bodies.push(body);
-  const res = await fetch(`${url}/hris/events`, {
-    method: 'POST',
-    body,
-    headers: { 'content-type': 'application/json', ...signCanonical(secrets.hrisWebhook, body, Math.floor(Date.now() / 1000)) },
-  });
+  const res = await postSigned(url, secrets.hrisWebhook, body);
   expect(res.status).toBe(202);
   return ((await res.json()) as { runId: string }).runId;
 }

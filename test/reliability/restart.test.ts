@@ -10,7 +10,6 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { signCanonical } from '#core/signature';
 import { startLocalServer, type LocalServer } from '#local/server';
 import { startLocalStack, type LocalStack } from '#local/stack';
 import type { Worker } from '#core/hr-event';
@@ -23,6 +22,7 @@ import {
   waitForRuns,
   type ExternalTargets,
   type RuntimeProcess,
+  postSigned,
 } from './fixtures/harness.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'jml-restart-'));
@@ -59,11 +59,7 @@ const newDataDir = () => {
 
 async function post(url: string, event: unknown): Promise<string> {
   const body = JSON.stringify(event);
-  const res = await fetch(`${url}/hris/events`, {
-    method: 'POST',
-    body,
-    headers: { 'content-type': 'application/json', ...signCanonical(secrets.hrisWebhook, body, Math.floor(Date.now() / 1000)) },
-  });
+  const res = await postSigned(url, secrets.hrisWebhook, body);
   expect(res.status).toBe(202);
   return ((await res.json()) as { runId: string }).runId;
 }
