@@ -2,27 +2,19 @@
  * An exception raises a ServiceNow incident; the operator resolves the exception over the API and
  * the incident is resolved — on the local runtime over HTTP, with the ITSM stand-in.
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { openException } from '#app/exceptions';
 import { main } from '../../bin/cli.ts';
-import { startLocalServer, type LocalServer } from '#local/server';
-import { startLocalStack, type LocalStack } from '#local/stack';
+import type { LocalServer } from '#local/server';
+import type { LocalStack } from '#local/stack';
 import { worker } from '../helpers/policy.ts';
-import { approvalMail, decideByEmail, hrEvent, seedPeople, send, waitForStatus } from '../helpers/stack.ts';
+import { approvalMail, decideByEmail, hrEvent, send, serveLocalStack, waitForStatus } from '../helpers/stack.ts';
 
 let stack: LocalStack;
 let server: LocalServer;
 
-beforeAll(async () => {
-  stack = await startLocalStack({ retryIntervalMs: 5, itsm: 'servicenow' });
-  server = await startLocalServer(stack);
-  stack.deps.publicBaseUrl = server.url;
-  await seedPeople(stack);
-});
-afterAll(async () => {
-  await server?.close();
-  await stack?.close();
-});
+const served = serveLocalStack({ retryIntervalMs: 5, itsm: 'servicenow' });
+beforeAll(() => void ({ stack, server } = served));
 
 const get = async (path: string) => (await fetch(`${server.url}${path}`)).json() as Promise<any>;
 const post = (path: string, body: unknown) =>

@@ -7,7 +7,9 @@ import type { Worker } from '#core/hr-event';
 import type { PersonRecord } from '#core/ledger';
 import { createApprovalsApiHandler } from '#handlers/approvals-api';
 import { toApiGatewayEvent } from '#local/api-gateway';
-import type { LocalStack } from '#local/stack';
+import { afterAll, beforeAll } from 'vitest';
+import { startLocalServer, type LocalServer } from '#local/server';
+import { startLocalStack, type LocalStack, type LocalStackOptions } from '#local/stack';
 import { worker as baseWorker } from './policy.ts';
 
 export const MANAGERS: Worker[] = [
@@ -15,6 +17,25 @@ export const MANAGERS: Worker[] = [
   baseWorker({ employeeId: 'E0001', givenName: 'Grace', familyName: 'Hopper', email: 'grace@acme.example', department: 'People', jobCode: 'CEO', managerId: undefined }),
   baseWorker({ employeeId: 'E0200', givenName: 'Katherine', familyName: 'Johnson', email: 'katherine@acme.example', department: 'Finance', jobCode: 'FIN-MGR', managerId: 'E0001' }),
 ];
+
+/**
+ * A local stack served over HTTP on a free port for a test file (approval links point at it),
+ * the managers seeded; closed after the file. Read `stack` / `server` inside tests and hooks.
+ */
+export function serveLocalStack(options: LocalStackOptions = {}): { stack: LocalStack; server: LocalServer } {
+  const served = {} as { stack: LocalStack; server: LocalServer };
+  beforeAll(async () => {
+    served.stack = await startLocalStack(options);
+    served.server = await startLocalServer(served.stack);
+    served.stack.deps.publicBaseUrl = served.server.url;
+    await seedPeople(served.stack);
+  });
+  afterAll(async () => {
+    await served.server?.close();
+    await served.stack?.close();
+  });
+  return served;
+}
 
 /** People already in the HR ledger before the scenario starts (managers resolve from here). */
 export async function seedPeople(stack: LocalStack, workers: Worker[] = MANAGERS): Promise<void> {

@@ -7,11 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { signCanonical } from '#core/signature';
-import { startLocalServer, type LocalServer } from '#local/server';
-import { startLocalStack, type LocalStack } from '#local/stack';
-import { decideByEmail, approvalMail, seedPeople, waitForStatus } from '../helpers/stack.ts';
+import type { LocalServer } from '#local/server';
+import type { LocalStack } from '#local/stack';
+import { decideByEmail, approvalMail, serveLocalStack, waitForStatus } from '../helpers/stack.ts';
 
 const secrets = {
   hrisWebhook: randomBytes(24).toString('base64url'),
@@ -23,16 +23,8 @@ const secrets = {
 let stack: LocalStack;
 let server: LocalServer;
 
-beforeAll(async () => {
-  stack = await startLocalStack({ idp: 'entra', retryIntervalMs: 5, secrets });
-  server = await startLocalServer(stack);
-  stack.deps.publicBaseUrl = server.url;
-  await seedPeople(stack);
-});
-afterAll(async () => {
-  await server?.close();
-  await stack?.close();
-});
+const served = serveLocalStack({ idp: 'entra', retryIntervalMs: 5, secrets });
+beforeAll(() => void ({ stack, server } = served));
 
 function filesUnder(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
