@@ -135,6 +135,10 @@ export function ticketDescription(e: ExceptionRecord, ctx: TicketContext): strin
     .join('\n');
 }
 
+function resolutionText(e: ExceptionRecord): string {
+  return `Resolved in jml by ${e.resolvedBy ?? 'an operator'}: ${e.resolution ?? 'resolved'}`;
+}
+
 export function createTicketing(config: ItsmConfig | undefined, options: ItsmOptions): Ticketing {
   if (!config) return NO_TICKETING;
   const parsed = ItsmConfigSchema.parse(config);
@@ -175,7 +179,7 @@ abstract class HttpTicketing implements Ticketing {
   }
 
   /** JSON request headers with the credential: Basic `user:secret`, or a ready `Bearer …` value. */
-  protected async jsonHeaders(): Promise<Record<string, string>> {
+  private async jsonHeaders(): Promise<Record<string, string>> {
     return { authorization: await this.authorization(), accept: 'application/json', 'content-type': 'application/json' };
   }
 
@@ -208,6 +212,12 @@ abstract class HttpTicketing implements Ticketing {
       }
     }
     return { status: res.status, body, text };
+  }
+
+  /** One JSON call with the credential; the answer checked against `schema` (`z.unknown()`: not read). */
+  protected async jsonCall<S extends z.ZodType>(what: string, url: string, method: string, schema: S, body?: unknown): Promise<z.infer<S>> {
+    const reply = await this.send(what, url, { method, headers: await this.jsonHeaders(), ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    return this.parse(schema, reply, what);
   }
 
   protected parse<S extends z.ZodType>(schema: S, reply: Reply, what: string): z.infer<S> {
@@ -253,40 +263,23 @@ class JiraServiceManagement extends HttpTicketing {
   }
 
   async open(e: ExceptionRecord, ctx: TicketContext, o: { now: Date; retry: boolean }): Promise<TicketRef> {
-    const headers = await this.jsonHeaders();
+    const requests = `${this.config.baseUrl}/rest/servicedeskapi/request`;
     if (o.retry) {
       const q = new URLSearchParams({ searchTerm: e.exceptionId, serviceDeskId: this.config.serviceDeskId, requestStatus: 'ALL_REQUESTS', limit: '5' });
-      const found = this.parse(
-        JiraRequestPage,
-        await this.send('look up an earlier request', `${this.config.baseUrl}/rest/servicedeskapi/request?${q}`, { method: 'GET', headers }),
-        'look up an earlier request',
-      );
+      const found = await this.jsonCall('look up an earlier request', `${requests}?${q}`, 'GET', JiraRequestPage);
       if (found.values[0]) return this.ref(found.values[0], o.now.toISOString());
     }
-    const body = {
+    const created = await this.jsonCall('create request', requests, 'POST', JiraRequest, {
       serviceDeskId: this.config.serviceDeskId,
       requestTypeId: this.config.requestTypeId,
       requestFieldValues: { summary: ticketSummary(e), description: ticketDescription(e, ctx) },
-    };
-    const reply = await this.send('create request', `${this.config.baseUrl}/rest/servicedeskapi/request`, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify(body),
     });
-    return this.ref(this.parse(JiraRequest, reply, 'create request'), o.now.toISOString());
+    return this.ref(created, o.now.toISOString());
   }
 
   async close(e: ExceptionRecord, ticket: TicketRef, o: { now: Date }): Promise<TicketRef> {
-    const headers = await this.jsonHeaders();
-    const body = {
-      body: `Resolved in jml by ${e.resolvedBy ?? 'an operator'}: ${e.resolution ?? 'resolved'} (${e.resolvedAt ?? o.now.toISOString()})`,
-      public: false,
-    };
-    await this.send('comment the resolution', `${this.config.baseUrl}/rest/servicedeskapi/request/${encodeURIComponent(ticket.key ?? ticket.id)}/comment`, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify(body),
-    });
+    const url = `${this.config.baseUrl}/rest/servicedeskapi/request/${encodeURIComponent(ticket.key ?? ticket.id)}/comment`;
+    await this.jsonCall('comment the resolution', url, 'POST', z.unknown(), { body: `${resolutionText(e)} (${e.resolvedAt ?? o.now.toISOString()})`, public: false });
     return { ...ticket, closedAt: o.now.toISOString() };
   }
 }
@@ -315,45 +308,28 @@ class ServiceNow extends HttpTicketing {
   }
 
   async open(e: ExceptionRecord, ctx: TicketContext, o: { now: Date; retry: boolean }): Promise<TicketRef> {
-    const headers = await this.jsonHeaders();
     if (o.retry) {
       const q = new URLSearchParams({ sysparm_query: `correlation_id=${e.exceptionId}`, sysparm_fields: 'sys_id,number', sysparm_limit: '1' });
-      const found = this.parse(
-        ServiceNowList,
-        await this.send('look up an earlier ticket', `${this.tableUrl()}?${q}`, { method: 'GET', headers }),
-        'look up an earlier ticket',
-      );
+      const found = await this.jsonCall('look up an earlier ticket', `${this.tableUrl()}?${q}`, 'GET', ServiceNowList);
       if (found.result[0]) return this.ref(found.result[0], o.now.toISOString());
     }
-    const urgency = URGENT.has(e.kind) ? '1' : '2';
-    const body = {
+    const created = await this.jsonCall(`create ${this.config.table} record`, `${this.tableUrl()}?sysparm_fields=sys_id,number`, 'POST', ServiceNowOne, {
       short_description: ticketSummary(e),
       description: ticketDescription(e, ctx),
       correlation_id: e.exceptionId,
       correlation_display: 'jml',
-      urgency,
+      urgency: URGENT.has(e.kind) ? '1' : '2',
       impact: '2',
       ...(this.config.assignmentGroup ? { assignment_group: this.config.assignmentGroup } : {}),
-    };
-    const reply = await this.send(`create ${this.config.table} record`, `${this.tableUrl()}?sysparm_fields=sys_id,number`, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify(body),
     });
-    return this.ref(this.parse(ServiceNowOne, reply, `create ${this.config.table} record`).result, o.now.toISOString());
+    return this.ref(created.result, o.now.toISOString());
   }
 
   async close(e: ExceptionRecord, ticket: TicketRef, o: { now: Date }): Promise<TicketRef> {
-    const headers = await this.jsonHeaders();
-    const body = {
+    await this.jsonCall(`resolve ${ticket.key ?? ticket.id}`, `${this.tableUrl(`/${encodeURIComponent(ticket.id)}`)}?sysparm_fields=sys_id`, 'PATCH', z.unknown(), {
       state: '6',
       close_code: this.config.closeCode,
-      close_notes: `Resolved in jml by ${e.resolvedBy ?? 'an operator'}: ${e.resolution ?? 'resolved'}`,
-    };
-    await this.send(`resolve ${ticket.key ?? ticket.id}`, `${this.tableUrl(`/${encodeURIComponent(ticket.id)}`)}?sysparm_fields=sys_id`, {
-      method: 'PATCH',
-      headers,
-      body: JSON.stringify(body),
+      close_notes: resolutionText(e),
     });
     return { ...ticket, closedAt: o.now.toISOString() };
   }
