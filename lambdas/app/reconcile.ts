@@ -1088,7 +1088,7 @@ async function oneMembersPage(deps: AppDeps, policy: Policy, target: PolicyTarge
   const counters = zeroTargetCounters();
   counters.memberPages = 1;
   counters.memberships = page.members.length;
-  const ctx = nightlyContext(deps, policy, target, connector, p);
+  const ctx = { ...nightlyContext(deps, policy, target, p.reconciliationId, p.counters.actions), connector };
   const budgetBefore = ctx.budget.left;
   const key = entitlementKey(entitlement);
   const name = target.name;
@@ -1160,16 +1160,19 @@ async function mergeSketch(deps: AppDeps, key: string, page: number, add: Member
   await deps.ledger.putMeta<StoredSketch>(key, { throughPage: page, sketch: sketch.toJSON(), ...(unresolvedNow ? { unresolved: unresolvedNow } : {}) }, epochSeconds(deps, SEEN_TTL_SECONDS));
 }
 
-/** How a nightly page judges accounts: this night's id, what is left of the action budget. */
-function nightlyContext(deps: AppDeps, policy: Policy, target: PolicyTarget, connector: Connector, p: TargetProgress): TargetContext {
+/**
+ * How a nightly step judges accounts on one target: this night's id, and what is left of the
+ * target's automatic-action budget after the actions the night already took there.
+ */
+function nightlyContext(deps: AppDeps, policy: Policy, target: PolicyTarget, reconciliationId: string, actionsSoFar: number): TargetContext {
   return {
     deps,
     policy,
     target,
-    connector,
-    runId: p.reconciliationId,
-    origin: `reconciliation ${p.reconciliationId}`,
-    budget: { left: Math.max(0, policy.document.bulkGuard.maxCount - p.counters.actions) },
+    connector: deps.connectors.get(target.name),
+    runId: reconciliationId,
+    origin: `reconciliation ${reconciliationId}`,
+    budget: { left: Math.max(0, policy.document.bulkGuard.maxCount - actionsSoFar) },
     raiseFixedIncidents: true,
   };
 }
@@ -1178,7 +1181,7 @@ async function onePage(deps: AppDeps, policy: Policy, target: PolicyTarget, conn
   const page = await readPage(connector, p);
   const counters = zeroTargetCounters();
   counters.pages = 1;
-  const ctx = nightlyContext(deps, policy, target, connector, p);
+  const ctx = { ...nightlyContext(deps, policy, target, p.reconciliationId, p.counters.actions), connector };
   const budgetBefore = ctx.budget.left;
   const entitlementsRead = page.round === 'incremental' ? false : pagesCarryEntitlements(connector, p.source);
   const findings = await classifyAccounts(ctx, page.accounts, {
@@ -1391,16 +1394,7 @@ async function onePersonsPage(
   for (const name of checkable) {
     const target = policy.targetsByName.get(name)!;
     byTarget[name] ??= zeroTargetCounters();
-    contexts.set(name, {
-      deps,
-      policy,
-      target,
-      connector: deps.connectors.get(name),
-      runId: id,
-      origin: `reconciliation ${id}`,
-      budget: { left: Math.max(0, policy.document.bulkGuard.maxCount - (actionsSoFar.get(name) ?? 0) - byTarget[name].actions) },
-      raiseFixedIncidents: true,
-    });
+    contexts.set(name, nightlyContext(deps, policy, target, id, (actionsSoFar.get(name) ?? 0) + byTarget[name].actions));
   }
   let outOfScope = 0;
   const findings: Finding[] = [];
@@ -1510,16 +1504,7 @@ export async function reconcileGaps(deps: AppDeps, raw: unknown): Promise<GapsPr
     const target = policy.targetsByName.get(name)!;
     const c = (byTarget[name] ??= zeroTargetCounters());
     const before = (input.accounts.find((a) => a.target === name)?.counters?.actions ?? 0) + (input.persons?.byTarget?.[name]?.actions ?? 0);
-    const ctx: TargetContext = {
-      deps,
-      policy,
-      target,
-      connector: deps.connectors.get(name),
-      runId: id,
-      origin: `reconciliation ${id}`,
-      budget: { left: Math.max(0, policy.document.bulkGuard.maxCount - before - c.actions) },
-      raiseFixedIncidents: true,
-    };
+    const ctx = nightlyContext(deps, policy, target, id, before + c.actions);
     const budgetBefore = ctx.budget.left;
     const found = await entitlementGaps(ctx, entitlement, c);
     c.actions += budgetBefore - ctx.budget.left;
