@@ -562,11 +562,12 @@ export async function reconcileRun(deps: AppDeps, input: { runId: string }): Pro
 
 export async function scheduleRetention(deps: AppDeps, input: { runId: string }): Promise<{ scheduled: string[] }> {
   const { run, person, policy } = await loadContext(deps, input.runId);
-  const base = Date.parse(run.effectiveAt);
+  // One base for every target: the termination moment, or now when the leaver ran late.
+  const base = Math.max(Date.parse(run.effectiveAt), deps.clock.now().getTime());
   const scheduled: string[] = [];
   for (const t of policy.managedTargets) {
     if (t.mode === 'shadow') continue;
-    const at = new Date(Math.max(base, deps.clock.now().getTime()) + durationMs(`P${t.retentionDays}D`));
+    const at = new Date(base + durationMs(`P${t.retentionDays}D`));
     const name = retentionScheduleName(person.employeeId, t.name);
     await deps.scheduler.upsertOnce(name, at, {
       kind: 'retention-delete',
