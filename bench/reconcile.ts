@@ -239,6 +239,18 @@ class MemoryLedger implements Ledger {
     this.ops.reads += 1;
     return keys.map((k) => this.counters.get(k) ?? 0);
   }
+  private readonly leases = new Map<string, { holder: string; untilMs: number }>();
+  async acquireLease(key: string, holder: string, untilMs: number, nowMs: number) {
+    this.ops.writes += 1;
+    const l = this.leases.get(key);
+    if (l && l.holder !== holder && l.untilMs >= nowMs) return { acquired: false as const, ...l };
+    this.leases.set(key, { holder, untilMs });
+    return { acquired: true as const };
+  }
+  async releaseLease(key: string, holder: string) {
+    this.ops.writes += 1;
+    if (this.leases.get(key)?.holder === holder) this.leases.delete(key);
+  }
 }
 
 class MemoryBackend implements ObjectBackend {

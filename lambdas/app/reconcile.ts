@@ -79,6 +79,7 @@ import { openException, retryTickets, type NewException } from './exceptions.ts'
 import type { AppDeps } from './ports.ts';
 import { bumpTime, updatePerson } from './people.ts';
 import { accountProfile } from './profile.ts';
+import { withTargetLease } from './target-lease.ts';
 
 /** The evidence chain (and run-ledger "employee") that holds the nightly reports, one after another. */
 export const RECONCILIATION_CHAIN_ID = 'jml-reconciliation';
@@ -548,11 +549,14 @@ async function fix(
   options: { onlyOps?: readonly TargetOp[]; forceRevoke?: boolean; linkId?: string },
 ): Promise<{ ok: true; changes: ChangeRecord[]; accountId?: string; before: ActualAccount | null } | { ok: false; error: { name: string; message: string } }> {
   try {
-    const result = await converge(ctx.connector, await profileOf(ctx.deps, person), desired, {
-      linkIds: [options.linkId ?? person.links[ctx.target.name]].filter((x): x is string => !!x),
-      ...(options.forceRevoke ? { forceRevoke: true } : {}),
-      ...(options.onlyOps ? { onlyOps: options.onlyOps } : {}),
-    });
+    const profile = await profileOf(ctx.deps, person);
+    const result = await withTargetLease(ctx.deps, { employeeId: person.employeeId, target: ctx.target.name, holder: `reconciliation ${ctx.runId}` }, () =>
+      converge(ctx.connector, profile, desired, {
+        linkIds: [options.linkId ?? person.links[ctx.target.name]].filter((x): x is string => !!x),
+        ...(options.forceRevoke ? { forceRevoke: true } : {}),
+        ...(options.onlyOps ? { onlyOps: options.onlyOps } : {}),
+      }),
+    );
     if (result.accountId && person.links[ctx.target.name] !== result.accountId) await link(ctx, person.employeeId, result.accountId);
     return { ok: true, changes: result.changes, before: result.before, ...(result.accountId ? { accountId: result.accountId } : {}) };
   } catch (e) {

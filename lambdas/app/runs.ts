@@ -23,6 +23,7 @@ import { updatePerson } from './people.ts';
 import { openException } from './exceptions.ts';
 import { activeExceptionGrants } from './exception-grants.ts';
 import { scheduleBundleExpiries } from './time-bound.ts';
+import { withTargetLease } from './target-lease.ts';
 
 /** Which state machine runs which lifecycle. */
 export const WORKFLOW_OF: Record<Lifecycle, WorkflowName> = {
@@ -270,11 +271,13 @@ export async function convergeTarget(
   const leaverIdp = run.lifecycle === 'leaver' && input.target === policy.idp.name;
   const stepId = `${phase === 'restrict' ? '0' : policy.managedTargets.findIndex((t) => t.name === input.target) + 1}-${input.target}-${phase}`;
   try {
-    const result = await converge(connector, profile, target, {
-      linkIds: person.links[input.target] ? [person.links[input.target]!] : [],
-      forceRevoke: leaverIdp,
-      ...(phase === 'restrict' ? { onlyOps: RESTRICT_OPS } : {}),
-    });
+    const write = () =>
+      converge(connector, profile, target, {
+        linkIds: person.links[input.target] ? [person.links[input.target]!] : [],
+        forceRevoke: leaverIdp,
+        ...(phase === 'restrict' ? { onlyOps: RESTRICT_OPS } : {}),
+      });
+    const result = phase === 'restrict' ? await write() : await withTargetLease(deps, { employeeId: person.employeeId, target: input.target, holder: `run ${run.runId}` }, write);
     const tap = await issueDayOneCredential(deps, ctx, input.target, result);
     if (tap) result.changes.push(tap);
     const finished = nowIso(deps);

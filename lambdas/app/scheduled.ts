@@ -38,6 +38,7 @@ import { expireExceptionGrant, type GrantExpiryOutcome } from './exception-grant
 import { expireBundle, retentionRetryScheduleName, type ExpiryOutcome } from './time-bound.ts';
 import { recordSystemEvidence } from './system-evidence.ts';
 import { reconcilePerson, type ReconcilePersonResult } from './reconcile.ts';
+import { withTargetLease } from './target-lease.ts';
 
 export interface FiredSchedule {
   /** The schedule's name (deterministic: it identifies what fired). */
@@ -184,7 +185,8 @@ export async function retentionDelete(deps: AppDeps, input: RetentionInput, fire
   let accountId: string | undefined;
   let wasEnabled = false;
   try {
-    const result = await converge(connector, await accountProfile(deps.ledger, person), desired, { linkIds });
+    const profile = await accountProfile(deps.ledger, person);
+    const result = await withTargetLease(deps, { employeeId, target, holder: `retention delete ${fired.name}` }, () => converge(connector, profile, desired, { linkIds }));
     accountId = result.before?.id;
     wasEnabled = result.before?.status === 'enabled';
     step = { stepId: `1-${target}-retention-delete`, target, phase: 'retention-delete', startedAt, finishedAt: deps.clock.now().toISOString(), outcome: 'ok', changes: result.changes, writes: result.writes };

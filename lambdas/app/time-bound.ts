@@ -25,6 +25,7 @@ import { updatePerson } from './people.ts';
 import { openException } from './exceptions.ts';
 import { activeExceptionGrants } from './exception-grants.ts';
 import { recordSystemEvidence } from './system-evidence.ts';
+import { withTargetLease } from './target-lease.ts';
 
 const SCHEDULE_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
@@ -91,7 +92,7 @@ export async function convergeBundleTargets(deps: AppDeps, employeeId: string, b
     const stepId = `${i + 1}-${t}-${phase}`;
     try {
       const link = person.links[t];
-      const result = await converge(deps.connectors.get(t), profile, d, { linkIds: link ? [link] : [] });
+      const result = await withTargetLease(deps, { employeeId, target: t, holder: `${phase} of ${bundle}` }, () => converge(deps.connectors.get(t), profile, d, { linkIds: link ? [link] : [] }));
       if (result.accountId && result.accountId !== link) links[t] = result.accountId;
       steps.push({ stepId, target: t, phase, startedAt, finishedAt: deps.clock.now().toISOString(), outcome: d.mode === 'shadow' ? 'shadow' : 'ok', changes: result.changes, writes: result.writes });
     } catch (e) {

@@ -24,6 +24,7 @@ import {
   type RunStatus,
   type StepRecord,
   type TicketRef,
+  type LeaseResult,
 } from '#core/ledger';
 import {
   ENTITY_ATTRIBUTE,
@@ -697,6 +698,44 @@ export class DynamoLedger implements Ledger {
     return counterKeys.map((k) => values.get(keys.meta(counterKey(k)).pk) ?? 0);
   }
 
+  // ---------------------------------------------------------------- leases
+
+  /** Meta items `META#lease:<key>` with `holder` and `until` (epoch ms); the TTL sweeps them a day after. */
+  async acquireLease(key: string, holder: string, untilMs: number, nowMs: number): Promise<LeaseResult> {
+    const e = new Expr();
+    const [h, until] = [e.name('holder'), e.name('until')];
+    const item: Item = {
+      ...keys.meta(leaseKey(key)),
+      [ENTITY_ATTRIBUTE]: 'lease',
+      holder,
+      until: untilMs,
+      [TTL_ATTRIBUTE]: Math.floor(untilMs / 1000) + 86_400,
+    };
+    const taken = await this.putItem(item, `attribute_not_exists(${h}) OR ${h} = ${e.value(holder)} OR ${until} < ${e.value(nowMs)}`, e);
+    if (taken) return { acquired: true };
+    // The lease's own `until` decides, not the TTL (which only sweeps old leases away).
+    const current = await this.getItem(keys.meta(leaseKey(key)), true);
+    // Released between the two calls: try once more rather than report a holder that is gone.
+    if (!current) {
+      const again = new Expr();
+      return (await this.putItem(item, `attribute_not_exists(${again.name('holder')})`, again)) ? { acquired: true } : { acquired: false, holder: 'another run', untilMs };
+    }
+    return { acquired: false, holder: String(current.holder), untilMs: Number(current.until) };
+  }
+
+  async releaseLease(key: string, holder: string): Promise<void> {
+    const e = new Expr();
+    const [{ DeleteCommand }, client] = await Promise.all([sdk(), this.client()]);
+    try {
+      await client.send(
+        new DeleteCommand({ TableName: this.tableName, Key: keys.meta(leaseKey(key)), ConditionExpression: `${e.name('holder')} = ${e.value(holder)}`, ...e.maps() }),
+      );
+    } catch (err) {
+      // Ran out and taken by someone else, or gone: not ours to remove.
+      if (!isConditionalCheckFailed(err)) throw err;
+    }
+  }
+
   private async counter(key: string): Promise<number> {
     const item = await this.getItem(keys.meta(counterKey(key)));
     return typeof item?.count === 'number' ? item.count : 0;
@@ -704,11 +743,11 @@ export class DynamoLedger implements Ledger {
 
   // ---------------------------------------------------------------- plumbing
 
-  /** Strongly consistent read; an expired item reads as absent. */
-  private async getItem(key: ItemKey): Promise<Item | null> {
+  /** Strongly consistent read; an expired item reads as absent (unless `withExpired`). */
+  private async getItem(key: ItemKey, withExpired = false): Promise<Item | null> {
     const [{ GetCommand }, client] = await Promise.all([sdk(), this.client()]);
     const out = await client.send(new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }));
-    return out.Item && this.live(out.Item) ? out.Item : null;
+    return out.Item && (withExpired || this.live(out.Item)) ? out.Item : null;
   }
 
   /** Conditional put. False when the condition failed. */
@@ -802,6 +841,7 @@ export class DynamoLedger implements Ledger {
 }
 
 const counterKey = (key: string) => `counter:${key}`;
+const leaseKey = (key: string) => `lease:${key}`;
 
 function parseJsonField(text: string, where: string, field: string): unknown {
   try {

@@ -35,6 +35,16 @@ export class TargetConflict extends JmlError {
   }
 }
 
+/**
+ * Another run is changing this person's account on this target right now. Retryable: once it is
+ * done, a fresh read shows its changes and nothing is written twice.
+ */
+export class TargetBusy extends JmlError {
+  constructor(readonly target: string, readonly holder: string, employeeId: string) {
+    super(`${target}: ${holder} is changing ${employeeId}'s account; retry when it is done`);
+  }
+}
+
 /** The target refused the request (4xx other than 404/409/429). Not retryable. */
 export class TargetRejected extends JmlError {
   constructor(readonly target: string, readonly status: number, message: string) {
@@ -59,7 +69,7 @@ export class ValidationError extends JmlError {
   }
 }
 
-export const RETRYABLE_ERRORS = ['TargetThrottled', 'TargetUnavailable'] as const;
+export const RETRYABLE_ERRORS = ['TargetThrottled', 'TargetUnavailable', 'TargetBusy'] as const;
 
 /** A target error worth trying again later (the workflows' Retry matches the same names). */
 export function isRetryable(e: unknown): boolean {

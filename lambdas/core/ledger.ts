@@ -231,4 +231,15 @@ export interface Ledger {
   addToCounter(key: string, by: number, options?: { max?: number; ttlEpochSeconds?: number }): Promise<{ added: boolean; value: number }>;
   /** Several counters in one round trip, in the order asked; 0 for one never added to (or expired). */
   getCounters(keys: readonly string[]): Promise<number[]>;
+
+  /**
+   * Takes the lease `key` for `holder` until `untilMs`: one conditional write that succeeds when
+   * no one holds it, when `holder` already does (a retry of the same step), or when the last
+   * lease ran out before `nowMs` (its holder died). Refused: who holds it and until when.
+   */
+  acquireLease(key: string, holder: string, untilMs: number, nowMs: number): Promise<LeaseResult>;
+  /** Gives the lease up if `holder` still holds it; a no-op otherwise. */
+  releaseLease(key: string, holder: string): Promise<void>;
 }
+
+export type LeaseResult = { acquired: true } | { acquired: false; holder: string; untilMs: number };

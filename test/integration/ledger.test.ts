@@ -590,6 +590,35 @@ describe('counters', () => {
   });
 });
 
+describe('leases', () => {
+  it('one holder at a time: a retry of the holder keeps it, a lapsed lease is taken over, and only the holder releases it', async () => {
+    const { ledger } = await freshLedger();
+    const now = Date.parse('2026-03-01T10:00:00Z');
+    expect(await ledger.acquireLease('target:okta:E1', 'run A', now + 60_000, now)).toEqual({ acquired: true });
+    expect(await ledger.acquireLease('target:okta:E1', 'run B', now + 60_000, now + 1000)).toEqual({ acquired: false, holder: 'run A', untilMs: now + 60_000 });
+    expect(await ledger.acquireLease('target:okta:E1', 'run A', now + 90_000, now + 2000)).toEqual({ acquired: true });
+    expect(await ledger.acquireLease('target:slack:E1', 'run B', now + 60_000, now)).toEqual({ acquired: true }); // another target: its own lease
+
+    await ledger.releaseLease('target:okta:E1', 'run B'); // not B's: nothing happens
+    expect(await ledger.acquireLease('target:okta:E1', 'run B', now + 60_000, now + 3000)).toMatchObject({ acquired: false, holder: 'run A' });
+    // A holder that died: its lease runs out and the next writer takes it.
+    expect(await ledger.acquireLease('target:okta:E1', 'run B', now + 200_000, now + 90_001)).toEqual({ acquired: true });
+    await ledger.releaseLease('target:okta:E1', 'run A'); // the late holder cannot free B's lease
+    expect(await ledger.acquireLease('target:okta:E1', 'run C', now + 200_000, now + 100_000)).toMatchObject({ acquired: false, holder: 'run B' });
+    await ledger.releaseLease('target:okta:E1', 'run B');
+    expect(await ledger.acquireLease('target:okta:E1', 'run C', now + 200_000, now + 100_000)).toEqual({ acquired: true });
+  });
+
+  it('concurrent writers: exactly one gets the lease', async () => {
+    const { ledger } = await freshLedger();
+    const now = Date.now();
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => ledger.acquireLease('target:okta:E2', `run ${i}`, now + 60_000, now)));
+    expect(results.filter((r) => r.acquired)).toHaveLength(1);
+    const winner = results.findIndex((r) => r.acquired);
+    expect(new Set(results.filter((r) => !r.acquired).map((r) => (r as { holder: string }).holder))).toEqual(new Set([`run ${winner}`]));
+  });
+});
+
 describe('local dynalite', () => {
   it('ensureTable is idempotent and safe to call concurrently', async () => {
     const tableName = `ledger-${randomUUID()}`;

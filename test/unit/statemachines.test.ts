@@ -52,6 +52,8 @@ describe.each(files)('%s', (file) => {
       if (s.Resource === '${ConvergeFunctionArn}') {
         const retries = (s.Retry ?? []).flatMap((r: { ErrorEquals: string[] }) => r.ErrorEquals);
         expect(retries, name).toEqual(expect.arrayContaining(['TargetThrottled', 'TargetUnavailable']));
+        // Every phase that may add access waits for another run of the person on the target.
+        if (s.Parameters?.phase !== 'restrict') expect(retries, name).toContain('TargetBusy');
         expect(s.Retry.every((r: { JitterStrategy?: string }) => r.JitterStrategy === 'FULL'), name).toBe(true);
         expect(s.Catch?.some((c: { ErrorEquals: string[] }) => c.ErrorEquals.includes('States.ALL')), `${name} must catch`).toBe(true);
       }
