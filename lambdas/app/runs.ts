@@ -275,7 +275,7 @@ export async function convergeTarget(
       converge(connector, profile, target, {
         linkIds: person.links[input.target] ? [person.links[input.target]!] : [],
         forceRevoke: leaverIdp,
-        ...(phase === 'restrict' ? { onlyOps: RESTRICT_OPS } : {}),
+        ...(phase === 'restrict' ? { onlyOps: RESTRICT_OPS, statusOnly: true } : {}),
       });
     const result = phase === 'restrict' ? await write() : await withTargetLease(deps, { employeeId: person.employeeId, target: input.target, holder: `run ${run.runId}` }, write);
     const tap = await issueDayOneCredential(deps, ctx, input.target, result);

@@ -58,6 +58,17 @@ export interface TemporaryAccessPass {
   change: ChangeRecord;
 }
 
+export interface AccountQuery {
+  employeeId: string;
+  linkIds?: string[];
+  /**
+   * `false`: the caller only needs the account and its status (a leaver's disable), so a target
+   * that reads memberships with calls of their own (Okta: groups, app links) skips them and
+   * reports `entitlements: []`. Default: read them.
+   */
+  entitlements?: boolean;
+}
+
 export interface Connector {
   /** Target name as in the policy (`okta`, `entra`, `slack`, …). */
   readonly name: string;
@@ -69,7 +80,7 @@ export interface Connector {
    * Entra employeeId, SCIM externalId) and by stored link ids. Several results mean a conflict;
    * the caller decides, the adapter never picks one.
    */
-  findAccounts(query: { employeeId: string; linkIds?: string[] }): Promise<ActualAccount[]>;
+  findAccounts(query: AccountQuery): Promise<ActualAccount[]>;
   getAccount(accountId: string): Promise<ActualAccount>;
   createAccount(profile: AccountProfile, options: { enabled: boolean }): Promise<{ account: ActualAccount; change: ChangeRecord }>;
   setStatus(accountId: string, status: 'enabled' | 'suspended' | 'disabled'): Promise<ChangeRecord>;

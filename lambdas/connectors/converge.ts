@@ -30,6 +30,12 @@ export interface ConvergeOptions extends TargetPlanOptions {
    * step uses it to disable and revoke at the IdP before anything else, approvals included.
    */
   onlyOps?: readonly TargetOp[];
+  /**
+   * With `onlyOps` that only change the account's status (disable, suspend, revoke sessions):
+   * do not read what the account holds — those ops never depend on it. `before.entitlements` is
+   * then empty. A leaver's disable saves two Okta calls (groups, app links) on its critical path.
+   */
+  statusOnly?: boolean;
 }
 
 export async function converge(
@@ -38,7 +44,10 @@ export async function converge(
   desired: DesiredTarget,
   options: ConvergeOptions = {},
 ): Promise<ConvergeResult> {
-  const accounts = await connector.findAccounts({ employeeId: profile.employeeId, linkIds: options.linkIds });
+  if (options.statusOnly && !options.onlyOps?.every((op) => op !== 'addEntitlement' && op !== 'removeEntitlement' && op !== 'create' && op !== 'delete')) {
+    throw new Error('internal: statusOnly converge must be limited to status operations (onlyOps)');
+  }
+  const accounts = await connector.findAccounts({ employeeId: profile.employeeId, linkIds: options.linkIds, ...(options.statusOnly ? { entitlements: false } : {}) });
   if (accounts.length > 1) {
     throw new TargetConflict(
       connector.name,

@@ -31,7 +31,7 @@ import {
   ValidationError,
 } from '#core/errors';
 import type { TargetOp } from '#core/target-plan';
-import type { AccountPage, AccountProfile, AuditEntry, ChangeRecord, Connector, MemberPage } from './connector.ts';
+import type { AccountPage, AccountProfile, AccountQuery, AuditEntry, ChangeRecord, Connector, MemberPage } from './connector.ts';
 import { RateGovernor } from './governor.ts';
 import {
   captureRequests,
@@ -208,7 +208,7 @@ export class OktaConnector implements Connector {
 
   // ---- reads ------------------------------------------------------------------------------------
 
-  async findAccounts(query: { employeeId: string; linkIds?: string[] }): Promise<ActualAccount[]> {
+  async findAccounts(query: AccountQuery): Promise<ActualAccount[]> {
     if (!query.employeeId) throw new ValidationError(['employeeId: required']);
     return this.run(`find accounts of employee ${query.employeeId}`, async () => {
       const users = new Map<string, OktaUser>();
@@ -221,6 +221,12 @@ export class OktaConnector implements Connector {
         if (users.has(id)) continue;
         const user = await this.fetchUser(id);
         if (user) users.set(user.id, user);
+      }
+      if (query.entitlements === false) {
+        return [...users.values()].map((u) => {
+          this.remember(u.id, { status: u.status });
+          return this.toActual(u, []);
+        });
       }
       return Promise.all([...users.values()].map((u) => this.withEntitlements(u)));
     }).then((r) => r.result);

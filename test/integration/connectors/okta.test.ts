@@ -546,6 +546,28 @@ describe('converge', () => {
     ]);
   });
 
+  it("a leaver's first step reads only the user: deactivate and end sessions need neither its groups nor its apps", async () => {
+    const { ada } = seedAda({ groups: ['Engineering'], apps: ['Slack'] });
+    const connector = connect();
+    const mark = okta.requestLog.length;
+
+    const result = await converge(connector, profile(), desired({ account: 'disabled', entitlements: [] }), {
+      forceRevoke: true,
+      onlyOps: ['disable', 'suspend', 'revokeSessions'],
+      statusOnly: true,
+    });
+
+    expect(result.planned.map((p) => p.op)).toEqual(['disable', 'revokeSessions']);
+    expect(since(mark).map(line)).toEqual([
+      expect.stringMatching(/^GET \/api\/v1\/users 200$/),
+      `POST /api/v1/users/${ada}/lifecycle/deactivate 200`,
+      `DELETE /api/v1/users/${ada}/sessions 204`,
+    ]);
+    expect(okta.state.users.get(ada)!.status).toBe('DEPROVISIONED');
+    // A status-only read must never drive a membership change.
+    await expect(converge(connector, profile(), desired({ account: 'disabled', entitlements: [] }), { statusOnly: true })).rejects.toThrow(/statusOnly/);
+  });
+
   it('refuses to act when two users carry one employeeNumber', async () => {
     const ids = okta.seed({
       users: [
