@@ -56,10 +56,15 @@ interface RunContext {
   policy: Policy;
 }
 
-async function loadContext(deps: AppDeps, runId: string): Promise<RunContext> {
-  const run = await deps.ledger.getRun(runId);
+/**
+ * The run, its person and the policy. With `employeeId` (a leaver's first task gets it in its
+ * input) the run and the person are read at once: one ledger round trip fewer before the disable.
+ */
+async function loadContext(deps: AppDeps, runId: string, employeeId?: string): Promise<RunContext> {
+  const [run, early] = await Promise.all([deps.ledger.getRun(runId), employeeId ? deps.ledger.getPerson(employeeId) : null]);
   if (!run) throw new RunNotFound(`run ${runId} does not exist`);
-  const person = await deps.ledger.getPerson(run.employeeId);
+  if (employeeId && run.employeeId !== employeeId) throw new RunNotFound(`run ${runId} is ${run.employeeId}'s, not ${employeeId}'s`);
+  const person = early ?? (await deps.ledger.getPerson(run.employeeId));
   if (!person) throw new RunNotFound(`run ${runId}: person ${run.employeeId} is not in the ledger`);
   return { run, person, policy: await deps.policy() };
 }
@@ -246,9 +251,9 @@ const RESTRICT_OPS: readonly TargetOp[] = ['disable', 'suspend', 'revokeSessions
 
 export async function convergeTarget(
   deps: AppDeps,
-  input: { runId: string; target: string; phase?: ConvergePhase },
+  input: { runId: string; target: string; phase?: ConvergePhase; employeeId?: string },
 ): Promise<ConvergeTaskOutput> {
-  const ctx = await loadContext(deps, input.runId);
+  const ctx = await loadContext(deps, input.runId, input.employeeId);
   const { run, person, policy } = ctx;
   const phase = input.phase ?? 'full';
   const started = nowIso(deps);
