@@ -1,7 +1,15 @@
 /**
- * The Okta SDK's HTTP seam, configured for Lambda.
+ * The Okta SDK's HTTP layer, configured for Lambda.
  *
- * `@okta/okta-sdk-nodejs` sends every call through a `RequestExecutor`. This one:
+ * The connector uses `@okta/okta-sdk-nodejs` v8 for its hand-written HTTP layer only — `Http`
+ * (SSWS authentication, the SDK's mapping of error answers to `OktaApiError` / `HttpError`, the
+ * `RequestExecutor` seam) and `Collection` (Okta's `Link: <…>; rel="next"` paging) — loaded by
+ * deep path. Its generated API classes are not used: `Client` builds all of them, and they import
+ * every model, 4 MiB of code in each Lambda bundle for the 21 requests the connector sends.
+ * `OktaHttp` sends those requests exactly as the generated methods do (method, path, query
+ * parameters in the same order and encoding, headers, JSON body).
+ *
+ * Every call goes through a `RequestExecutor`. This one:
  *  - sends each attempt through the connector's `RateGovernor` (concurrency cap + pacing from
  *    Okta's `X-Rate-Limit-*` headers, observed on every response, so we slow down before a 429);
  *  - gives every attempt its own timeout (the SDK default has none, and a Lambda must not hang);
@@ -18,7 +26,11 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import okta from '@okta/okta-sdk-nodejs';
+import { platform, release } from 'node:os';
+import sdkPackage from '@okta/okta-sdk-nodejs/package.json' with { type: 'json' };
+import { Collection } from '@okta/okta-sdk-nodejs/src/collection.js';
+import { Http } from '@okta/okta-sdk-nodejs/src/http.js';
+import RequestExecutor, { type ExecutorRequest, type FetchResponse } from '@okta/okta-sdk-nodejs/src/request-executor.js';
 import type { RateGovernor } from './governor.ts';
 
 /** What one connector operation sent: the request ids Okta returned and whether anything was retried. */
@@ -73,15 +85,6 @@ export interface ExecutorOptions {
   random?: () => number;
 }
 
-/** Minimal view of node-fetch's Response that the executor reads. */
-interface FetchResponse {
-  status: number;
-  headers: { get(name: string): string | null };
-  text(): Promise<string>;
-}
-
-type SdkRequest = Record<string, unknown> & { url?: string; headers?: Record<string, unknown> };
-
 const RETRYABLE_NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND', 'EHOSTUNREACH']);
 
 /** node-fetch reports timeouts as `type: 'request-timeout'` and socket errors as `type: 'system'`. */
@@ -92,7 +95,7 @@ export function isRetryableNetworkError(e: unknown): boolean {
   return err.type === 'request-timeout' || (err.type === 'system' && RETRYABLE_NETWORK_CODES.has(err.code ?? ''));
 }
 
-export class GovernedRequestExecutor extends okta.RequestExecutor {
+export class GovernedRequestExecutor extends RequestExecutor {
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly random: () => number;
@@ -122,13 +125,13 @@ export class GovernedRequestExecutor extends okta.RequestExecutor {
     return resetEpochSeconds * 1000 + (this.clockOffsetMs ?? 0);
   }
 
-  override async fetch(request: SdkRequest): Promise<never> {
+  override async fetch(request: ExecutorRequest): Promise<FetchResponse> {
     const capture = captureStore.getStore();
     const url = String(request.url);
     const agent = url.startsWith('https:') ? this.httpsAgent : this.httpAgent;
     let retryFor: string | undefined;
     for (let attempt = 0; ; attempt += 1) {
-      const headers: Record<string, unknown> = { ...(request.headers ?? {}) };
+      const headers: Record<string, string> = { ...request.headers };
       if (attempt > 0) {
         if (retryFor) headers['X-Okta-Retry-For'] = retryFor;
         headers['X-Okta-Retry-Count'] = String(attempt);
@@ -144,11 +147,11 @@ export class GovernedRequestExecutor extends okta.RequestExecutor {
       try {
         // Rate headers are read inside the governor slot: the governor counts this call as
         // still running while it learns the target's remaining budget.
-        response = (await this.options.governor.run(async () => {
-          const r = (await super.fetch(attemptRequest as never)) as unknown as FetchResponse;
+        response = await this.options.governor.run(async () => {
+          const r = await super.fetch(attemptRequest);
           this.observe(r);
           return r;
-        })) as unknown as FetchResponse;
+        });
       } catch (e) {
         if (attempt < this.options.maxRetries && isRetryableNetworkError(e)) {
           this.stats.retriedNetwork += 1;
@@ -166,11 +169,11 @@ export class GovernedRequestExecutor extends okta.RequestExecutor {
 
       if (response.status === 429) {
         const resetAt = this.resetHeaderMs(response);
-        if (resetAt === undefined) return response as never; // Okta always sends it; without it we cannot know when to retry.
+        if (resetAt === undefined) return response; // Okta always sends it; without it we cannot know when to retry.
         // Nothing goes out before the reset (plus a little, as Okta counts by its own clock).
         const until = resetAt + 100;
         this.options.governor.throttled(until);
-        if (attempt >= this.options.maxRetries || until - this.now() > this.options.maxRetryWaitMs) return response as never;
+        if (attempt >= this.options.maxRetries || until - this.now() > this.options.maxRetryWaitMs) return response;
         this.stats.retried429 += 1;
         await response.text().catch(() => undefined);
         continue;
@@ -181,7 +184,7 @@ export class GovernedRequestExecutor extends okta.RequestExecutor {
         await this.sleep(this.backoff(attempt));
         continue;
       }
-      return response as never;
+      return response;
     }
   }
 
@@ -220,4 +223,69 @@ export class GovernedRequestExecutor extends okta.RequestExecutor {
       ...(resetAt !== undefined ? { resetAt } : {}),
     });
   }
+}
+
+/** Query parameters in the order the generated SDK method sets them (undefined ones are left out). */
+export type OktaQuery = Record<string, string | number | boolean | undefined>;
+
+/**
+ * A path with each interpolated value encoded as one segment, as the generated methods encode
+ * path parameters (`apiPath\`/api/v1/users/${login}\`` → `/api/v1/users/ada%40example.com`).
+ */
+export function apiPath(strings: TemplateStringsArray, ...values: string[]): string {
+  return strings.reduce((out, s, i) => out + s + (i < values.length ? encodeURIComponent(values[i]!) : ''), '');
+}
+
+/** The `User-Agent` suffix the SDK's `Client` sends (its `DEFAULT_USER_AGENT`). */
+export const SDK_USER_AGENT = `${sdkPackage.name}/${sdkPackage.version} node/${process.versions.node} ${platform()}/${release()}`;
+
+/** What every generated method sends as `Accept`. */
+const ACCEPT = 'application/json, */*;q=0.8';
+
+/**
+ * The SDK's `Http`, configured as its `Client` configures it for an API token: no response cache
+ * (`cacheMiddleware: null`; a warm Lambda would serve stale users), `Authorization: SSWS <token>`,
+ * `User-Agent: <ours> <the SDK's>`, requests through the given executor. Three request shapes:
+ * a JSON answer (`json`), an answer that is not needed (`send`) and a paged list (`list`).
+ */
+export class OktaHttp {
+  private readonly http: Http;
+  private readonly baseUrl: string;
+
+  constructor(options: { orgUrl: string; token: string; executor: RequestExecutor; userAgent: string }) {
+    this.baseUrl = options.orgUrl.replace(/\/$/, '');
+    this.http = new Http({ requestExecutor: options.executor, cacheMiddleware: null });
+    this.http.defaultHeaders.Authorization = `SSWS ${options.token}`;
+    this.http.defaultHeaders['User-Agent'] = `${options.userAgent} ${SDK_USER_AGENT}`;
+  }
+
+  /** The request's URL; the query encoded like the generated methods do (`encodeURIComponent`, `&`). */
+  url(path: string, query: OktaQuery = {}): string {
+    const pairs = Object.entries(query)
+      .filter((entry): entry is [string, string | number | boolean] => entry[1] !== undefined)
+      .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`);
+    return `${this.baseUrl}${path}${pairs.length ? `?${pairs.join('&')}` : ''}`;
+  }
+
+  /** A request whose JSON answer the caller reads (a non-2xx answer rejects with the SDK's error). */
+  async json(method: 'GET' | 'POST', path: string, query?: OktaQuery, body?: unknown): Promise<unknown> {
+    const res = await this.http.http(this.url(path, query), request(method, body));
+    return res.json();
+  }
+
+  /** A write whose answer is not needed: read to the end, so the connection returns to the pool. */
+  async send(method: 'POST' | 'PUT' | 'DELETE', path: string, query?: OktaQuery, body?: unknown): Promise<void> {
+    const res = await this.http.http(this.url(path, query), request(method, body));
+    await res.text();
+  }
+
+  /** A list Okta pages with `Link` headers; `getNextPage()` reads one page and follows `rel="next"`. */
+  list(path: string, query?: OktaQuery): Collection {
+    return new Collection(this.http, this.url(path, query), {}, request('GET'));
+  }
+}
+
+function request(method: string, body?: unknown): { method: string; headers: Record<string, string>; body?: string } {
+  if (body === undefined) return { method, headers: { Accept: ACCEPT } };
+  return { method, headers: { Accept: ACCEPT, 'Content-Type': 'application/json' }, body: JSON.stringify(body) };
 }

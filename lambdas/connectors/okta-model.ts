@@ -50,7 +50,7 @@ export const OktaApp = z.object({
 
 export const OktaLogEvent = z.object({
   uuid: z.string().min(1),
-  published: z.union([z.date(), z.string().min(1)]),
+  published: z.iso.datetime({ offset: true }),
   eventType: z.string().min(1),
   displayMessage: z.string().nullish(),
   outcome: z.object({ result: z.string().nullish(), reason: z.string().nullish() }).nullish(),

@@ -1,7 +1,10 @@
 /**
- * The Okta adapter of the Connector port, built on `@okta/okta-sdk-nodejs` v8.
+ * The Okta adapter of the Connector port, built on the HTTP layer of `@okta/okta-sdk-nodejs` v8
+ * (`Http`, `Collection`, `RequestExecutor`; see `okta-executor.ts` for why not its generated API
+ * classes). Each Okta call is the request the SDK's generated method sends, through one of three
+ * helpers (`read`, `all` / `page`, `okta.send`); answers are checked with zod (`okta-model.ts`).
  *
- * Set up for Lambda: one client per connector instance (create it once per cold start), no
+ * Set up for Lambda: one HTTP client per connector instance (create it once per cold start), no
  * in-memory response cache (a warm Lambda would serve stale users across invocations), every
  * call through one `RateGovernor` via `GovernedRequestExecutor` (pacing from Okta's rate-limit
  * headers, per-attempt timeouts, bounded retries, request ids for the change records).
@@ -17,7 +20,6 @@
  * transition that no longer applies, after which the connector re-reads and decides again.
  * Group names and app labels resolve to ids once per instance (and from every membership read).
  */
-import okta from '@okta/okta-sdk-nodejs';
 import * as z from 'zod';
 import type { ActualAccount, EntitlementRef } from '#core/access';
 import {
@@ -34,10 +36,13 @@ import type { TargetOp } from '#core/target-plan';
 import type { AccountPage, AccountProfile, AccountQuery, AuditEntry, ChangeRecord, Connector, MemberPage } from './connector.ts';
 import { RateGovernor } from './governor.ts';
 import {
+  apiPath,
   captureRequests,
   currentCapture,
   GovernedRequestExecutor,
   newCapture,
+  OktaHttp,
+  type OktaQuery,
   type RequestCapture,
 } from './okta-executor.ts';
 import {
@@ -96,6 +101,8 @@ const APP_USERS_PAGE_SIZE = 500;
 
 /** An app assignment as `GET /apps/{id}/users` lists it: the user's id is the assignment's id. */
 const OktaAppUser = z.object({ id: z.string().min(1), scope: z.enum(['USER', 'GROUP']).optional() });
+/** A page of any Okta list: a JSON array (its items are checked by the caller). */
+const PAGE = z.array(z.unknown());
 
 /** A value inside a double-quoted Okta filter / search literal. */
 function literal(value: string): string {
@@ -159,7 +166,7 @@ export class OktaConnector implements Connector {
   readonly name: string;
   readonly governor: RateGovernor;
   private readonly executor: GovernedRequestExecutor;
-  private readonly client: okta.Client;
+  private readonly okta: OktaHttp;
   private readonly snapshotTtlMs: number;
   private readonly snapshots = new Map<string, Snapshot>();
   private readonly groupIds = new Map<string, { id: string; at: number }>();
@@ -186,14 +193,7 @@ export class OktaConnector implements Connector {
       backoffBaseMs: cfg.backoffBaseMs,
       maxSockets: cfg.maxConcurrent,
     });
-    this.client = new okta.Client({
-      orgUrl: cfg.orgUrl,
-      token: cfg.token,
-      requestExecutor: this.executor,
-      // `null` (not undefined) turns off the SDK's default in-memory cache middleware.
-      cacheMiddleware: null,
-      userAgent: 'jml-okta-connector',
-    } as ConstructorParameters<typeof okta.Client>[0]);
+    this.okta = new OktaHttp({ orgUrl: cfg.orgUrl, token: cfg.token, executor: this.executor, userAgent: 'jml-okta-connector' });
   }
 
   /** Attempts sent and retries by cause, for benchmarks and structured logs. */
@@ -213,7 +213,7 @@ export class OktaConnector implements Connector {
     return this.run(`find accounts of employee ${query.employeeId}`, async () => {
       const users = new Map<string, OktaUser>();
       const search = `profile.employeeNumber eq "${literal(query.employeeId)}"`;
-      for (const item of await this.all(this.client.userApi.listUsers({ search, limit: PAGE_SIZE }))) {
+      for (const item of await this.all('/api/v1/users', { search, limit: PAGE_SIZE }, 'users')) {
         const user = this.parse(OktaUser, item, 'User');
         users.set(user.id, user);
       }
@@ -244,18 +244,12 @@ export class OktaConnector implements Connector {
    */
   async listAccounts(cursor?: string): Promise<AccountPage> {
     return this.run('list users', async () => {
-      const collection = await this.client.userApi.listUsers({
-        filter: ALL_STATUSES_FILTER,
-        limit: PAGE_SIZE,
-        ...(cursor ? { after: cursor } : {}),
-      });
-      const items = await collection.getNextPage();
+      const { items, nextCursor } = await this.page('/api/v1/users', { filter: ALL_STATUSES_FILTER, after: cursor, limit: PAGE_SIZE }, 'users');
       const accounts = items.map((item, i) => {
         const user = this.parse(OktaUser, item, `users[${i}]`);
         return this.toActual(user, []);
       });
-      const next = collection.nextUri ? new URL(collection.nextUri).searchParams.get('after') : null;
-      return { accounts, ...(next ? { nextCursor: next } : {}) };
+      return { accounts, ...(nextCursor ? { nextCursor } : {}) };
     }).then((r) => r.result);
   }
 
@@ -270,19 +264,15 @@ export class OktaConnector implements Connector {
     const kind = this.supported(entitlement);
     return this.run(`list members of ${entitlement.type} "${entitlement.value}"`, async (): Promise<MemberPage> => {
       const cache = kind === 'group' ? this.groupIds : this.appIds;
-      let items: unknown[] = [];
-      let collection: { nextUri?: string } = {};
+      let page: { items: unknown[]; nextCursor?: string };
       for (let attempt = 0; ; attempt++) {
         const resolved = kind === 'group' ? await this.resolveGroup(entitlement.value) : await this.resolveApp(entitlement.value);
         if ('missing' in resolved) return { members: [], unresolved: resolved.missing };
-        const after = cursor ? { after: cursor } : {};
         try {
-          const c =
+          page =
             kind === 'group'
-              ? await this.client.groupApi.listGroupUsers({ groupId: resolved.id, limit: GROUP_MEMBERS_PAGE_SIZE, ...after })
-              : await this.client.applicationApi.listApplicationUsers({ appId: resolved.id, limit: APP_USERS_PAGE_SIZE, ...after });
-          items = await c.getNextPage();
-          collection = c;
+              ? await this.page(apiPath`/api/v1/groups/${resolved.id}/users`, { after: cursor, limit: GROUP_MEMBERS_PAGE_SIZE }, 'groupUsers')
+              : await this.page(apiPath`/api/v1/apps/${resolved.id}/users`, { after: cursor, limit: APP_USERS_PAGE_SIZE }, 'appUsers');
           break;
         } catch (e) {
           // A cached id whose object was deleted since: forget it and resolve the name again (once).
@@ -290,15 +280,14 @@ export class OktaConnector implements Connector {
           cache.delete(entitlement.value);
         }
       }
-      const members = items.map((item, i) => {
+      const members = page.items.map((item, i) => {
         if (kind === 'group') {
           const user = this.parse(OktaUser, item, `groupUsers[${i}]`);
           return { accountId: user.id, ...(user.profile.employeeNumber ? { correlationKey: user.profile.employeeNumber } : {}) };
         }
         return { accountId: this.parse(OktaAppUser, item, `appUsers[${i}]`).id };
       });
-      const next = collection.nextUri ? new URL(collection.nextUri).searchParams.get('after') : null;
-      return { members, ...(next ? { nextCursor: next } : {}) };
+      return { members, ...(page.nextCursor ? { nextCursor: page.nextCursor } : {}) };
     }).then((r) => r.result);
   }
 
@@ -310,18 +299,17 @@ export class OktaConnector implements Connector {
     const sinceMs = Date.parse(since);
     if (Number.isNaN(sinceMs)) throw new ValidationError([`since: "${since}" is not an ISO 8601 time`]);
     return this.run(`read System Log of ${accountId}`, async () => {
-      const events = await this.all(
-        this.client.systemLogApi.listLogEvents({
-          since: new Date(sinceMs).toISOString(),
-          until: new Date(this.now()).toISOString(),
-          filter: `target.id eq "${literal(accountId)}"`,
-          limit: 1000,
-          sortOrder: 'ASCENDING',
-        }),
-      );
+      const query = {
+        since: new Date(sinceMs).toISOString(),
+        until: new Date(this.now()).toISOString(),
+        filter: `target.id eq "${literal(accountId)}"`,
+        limit: 1000,
+        sortOrder: 'ASCENDING',
+      };
+      const events = await this.all('/api/v1/logs', query, 'logEvents');
       return events.map((item, i): AuditEntry => {
         const e = this.parse(OktaLogEvent, item, `logEvents[${i}]`);
-        const time = e.published instanceof Date ? e.published.toISOString() : new Date(e.published).toISOString();
+        const time = new Date(e.published).toISOString();
         const actor = e.actor?.alternateId ?? e.actor?.displayName ?? e.actor?.id ?? undefined;
         const request = e.transaction?.id ? ` (Okta request ${e.transaction.id})` : '';
         return {
@@ -370,7 +358,7 @@ export class OktaConnector implements Connector {
       let detail = 'created STAGED';
       let adopted = false;
       try {
-        user = this.parse(OktaUser, await this.client.userApi.createUser({ body, activate: false }), 'User');
+        user = this.parse(OktaUser, await this.okta.json('POST', '/api/v1/users', { activate: false }, body), 'User');
       } catch (e) {
         if (!isLoginConflict(e)) throw e;
         const existing = await this.fetchUser(profile.userName);
@@ -387,7 +375,8 @@ export class OktaConnector implements Connector {
       }
       let status = user.status;
       if (options.enabled && transitionFor(status, 'enabled') === 'activate') {
-        await this.client.userApi.activateUser({ userId: user.id, sendEmail: false });
+        // The answer carries a one-time activation token: read to the end and dropped.
+        await this.okta.send('POST', apiPath`/api/v1/users/${user.id}/lifecycle/activate`, { sendEmail: false });
         detail += ', activated without email';
         status = 'PROVISIONED';
       }
@@ -445,7 +434,7 @@ export class OktaConnector implements Connector {
    */
   async revokeSessions(accountId: string): Promise<ChangeRecord> {
     const { requestIds } = await this.run(`revoke sessions of ${accountId}`, () =>
-      this.client.userApi.revokeUserSessions({ userId: accountId, oauthTokens: true }),
+      this.okta.send('DELETE', apiPath`/api/v1/users/${accountId}/sessions`, { oauthTokens: true }),
     );
     return this.change('revokeSessions', accountId, true, requestIds, { detail: 'sessions cleared, OAuth tokens revoked' });
   }
@@ -462,7 +451,7 @@ export class OktaConnector implements Connector {
           groups = await this.readGroups(accountId);
           if (groups.has(id)) return { changed: false, detail: 'already a member' };
         }
-        await this.client.groupApi.assignUserToGroup({ groupId: id, userId: accountId });
+        await this.okta.send('PUT', apiPath`/api/v1/groups/${id}/users/${accountId}`);
         this.snapshot(accountId)?.groups?.set(id, entitlement.value);
         return { changed: true, detail: `added to group ${id}` };
       }
@@ -470,7 +459,7 @@ export class OktaConnector implements Connector {
       if (!apps || apps.has(id)) {
         if (await this.isAssigned(id, accountId)) return { changed: false, detail: 'already assigned' };
       }
-      await this.client.applicationApi.assignUserToApplication({ appId: id, appUser: { id: accountId, scope: 'USER' } });
+      await this.okta.send('POST', apiPath`/api/v1/apps/${id}/users`, undefined, { id: accountId, scope: 'USER' });
       this.snapshot(accountId)?.apps?.set(id, entitlement.value);
       return { changed: true, detail: `assigned app ${id}` };
     });
@@ -490,7 +479,7 @@ export class OktaConnector implements Connector {
           const fresh = await this.readGroups(accountId);
           if (!fresh.has(id)) return { changed: false, detail: 'not a member' };
         }
-        await this.client.groupApi.unassignUserFromGroup({ groupId: id, userId: accountId });
+        await this.okta.send('DELETE', apiPath`/api/v1/groups/${id}/users/${accountId}`);
         this.snapshot(accountId)?.groups?.delete(id);
         return { changed: true, detail: `removed from group ${id}` };
       }
@@ -503,7 +492,7 @@ export class OktaConnector implements Connector {
         }
       }
       try {
-        await this.client.applicationApi.unassignUserFromApplication({ appId: id, userId: accountId, sendEmail: false });
+        await this.okta.send('DELETE', apiPath`/api/v1/apps/${id}/users/${accountId}`, { sendEmail: false });
       } catch (e) {
         // 404: the assignment is already gone (deactivation deprovisions every app).
         if (httpStatus(e) !== 404) throw e;
@@ -522,7 +511,7 @@ export class OktaConnector implements Connector {
       const user = await this.fetchUser(accountId);
       if (!user) return { changed: false, detail: 'already deleted' };
       if (user.status !== 'DEPROVISIONED') await this.lifecycle(accountId, 'deactivate');
-      await this.client.userApi.deleteUser({ userId: accountId, sendEmail: false });
+      await this.okta.send('DELETE', apiPath`/api/v1/users/${accountId}`, { sendEmail: false });
       this.snapshots.delete(accountId);
       return { changed: true, detail: user.status === 'DEPROVISIONED' ? 'deleted' : `deactivated (${user.status}), then deleted` };
     });
@@ -573,11 +562,27 @@ export class OktaConnector implements Connector {
     return parsed.data;
   }
 
-  /** Every item of an SDK collection (bounded queries only). */
-  private async all(collection: Promise<AsyncIterable<unknown>>): Promise<unknown[]> {
+  /** One JSON object read with GET, checked against `schema` (`what` names it in errors). */
+  private async read<S extends z.ZodType>(schema: S, what: string, path: string, query?: OktaQuery): Promise<z.infer<S>> {
+    return this.parse(schema, await this.okta.json('GET', path, query), what);
+  }
+
+  /** Every item of a paged list, all pages (bounded queries only). */
+  private async all(path: string, query: OktaQuery, what: string): Promise<unknown[]> {
+    const collection = this.okta.list(path, query);
     const items: unknown[] = [];
-    for await (const item of await collection) if (item !== null && item !== undefined) items.push(item);
+    while (collection.nextUri) {
+      for (const item of this.parse(PAGE, await collection.getNextPage(), what)) if (item !== null && item !== undefined) items.push(item);
+    }
     return items;
+  }
+
+  /** One page of a paged list, and the cursor (`after`) of the next one when there is one. */
+  private async page(path: string, query: OktaQuery, what: string): Promise<{ items: unknown[]; nextCursor?: string }> {
+    const collection = this.okta.list(path, query);
+    const items = this.parse(PAGE, await collection.getNextPage(), what);
+    const next = collection.nextUri ? new URL(collection.nextUri).searchParams.get('after') : null;
+    return { items, ...(next ? { nextCursor: next } : {}) };
   }
 
   private async readUser(userId: string): Promise<OktaUser> {
@@ -589,7 +594,7 @@ export class OktaConnector implements Connector {
   /** GET by id or login; undefined on 404. */
   private async fetchUser(idOrLogin: string): Promise<OktaUser | undefined> {
     try {
-      const user = this.parse(OktaUser, await this.client.userApi.getUser({ userId: idOrLogin }), 'User');
+      const user = await this.read(OktaUser, 'User', apiPath`/api/v1/users/${idOrLogin}`);
       this.remember(user.id, { status: user.status });
       return user;
     } catch (e) {
@@ -600,7 +605,7 @@ export class OktaConnector implements Connector {
 
   private async readGroups(userId: string): Promise<Map<string, string>> {
     const groups = new Map<string, string>();
-    const items = await this.all(this.client.userApi.listUserGroups({ userId }));
+    const items = await this.all(apiPath`/api/v1/users/${userId}/groups`, {}, 'groups');
     items.forEach((item, i) => {
       const g = this.parse(OktaGroup, item, `groups[${i}]`);
       // Only OKTA_GROUPs are ours to converge: BUILT_IN (Everyone) is every user, and APP_GROUP
@@ -615,7 +620,7 @@ export class OktaConnector implements Connector {
 
   private async readApps(userId: string): Promise<Map<string, string>> {
     const apps = new Map<string, string>();
-    const items = await this.all(this.client.userApi.listAppLinks({ userId }));
+    const items = await this.all(apiPath`/api/v1/users/${userId}/appLinks`, {}, 'appLinks');
     items.forEach((item, i) => {
       const link = this.parse(OktaAppLink, item, `appLinks[${i}]`);
       // An app with several links (Google Mail, Calendar…) is one assignment: keep one label per app.
@@ -652,7 +657,7 @@ export class OktaConnector implements Connector {
 
   private async assignmentScope(appId: string, userId: string): Promise<'USER' | 'GROUP' | undefined> {
     try {
-      const appUser = (await this.client.applicationApi.getApplicationUser({ appId, userId })) as { scope?: string };
+      const appUser = await this.read(OktaAppUser, 'appUser', apiPath`/api/v1/apps/${appId}/users/${userId}`);
       return appUser.scope === 'GROUP' ? 'GROUP' : 'USER';
     } catch (e) {
       if (httpStatus(e) === 404) return undefined;
@@ -663,20 +668,20 @@ export class OktaConnector implements Connector {
   private async lifecycle(userId: string, op: LifecycleOp): Promise<void> {
     switch (op) {
       case 'activate':
-        // The answer carries a one-time activation token: deliberately not kept anywhere.
-        await this.client.userApi.activateUser({ userId, sendEmail: false });
+        // The answer carries a one-time activation token: read to the end and dropped.
+        await this.okta.send('POST', apiPath`/api/v1/users/${userId}/lifecycle/activate`, { sendEmail: false });
         this.remember(userId, { status: undefined });
         return;
       case 'unsuspend':
-        await this.client.userApi.unsuspendUser({ userId });
+        await this.okta.send('POST', apiPath`/api/v1/users/${userId}/lifecycle/unsuspend`);
         this.remember(userId, { status: 'ACTIVE' });
         return;
       case 'suspend':
-        await this.client.userApi.suspendUser({ userId });
+        await this.okta.send('POST', apiPath`/api/v1/users/${userId}/lifecycle/suspend`);
         this.remember(userId, { status: 'SUSPENDED' });
         return;
       case 'deactivate':
-        await this.client.userApi.deactivateUser({ userId, sendEmail: false });
+        await this.okta.send('POST', apiPath`/api/v1/users/${userId}/lifecycle/deactivate`, { sendEmail: false });
         // Okta deprovisions every app on deactivation: what we knew about apps is now wrong.
         this.remember(userId, { status: 'DEPROVISIONED', apps: undefined });
         return;
@@ -685,7 +690,7 @@ export class OktaConnector implements Connector {
 
   private resolveGroup(name: string): Promise<Resolution> {
     return this.resolve(this.groupIds, `group:${name}`, name, async () => {
-      const items = await this.all(this.client.groupApi.listGroups({ search: `profile.name eq "${literal(name)}"`, limit: PAGE_SIZE }));
+      const items = await this.all('/api/v1/groups', { search: `profile.name eq "${literal(name)}"`, limit: PAGE_SIZE }, 'groups');
       const groups = items.map((item, i) => this.parse(OktaGroup, item, `groups[${i}]`));
       const exact = groups.filter((g) => g.type === 'OKTA_GROUP' && g.profile.name === name);
       if (exact.length === 1) return { id: exact[0]!.id };
@@ -699,7 +704,7 @@ export class OktaConnector implements Connector {
 
   private resolveApp(label: string): Promise<Resolution> {
     return this.resolve(this.appIds, `app:${label}`, label, async () => {
-      const items = await this.all(this.client.applicationApi.listApplications({ q: label, limit: PAGE_SIZE }));
+      const items = await this.all('/api/v1/apps', { q: label, limit: PAGE_SIZE }, 'apps');
       const apps = items.map((item, i) => this.parse(OktaApp, item, `apps[${i}]`)).filter((a) => a.label === label);
       if (apps.length === 1) return { id: apps[0]!.id };
       if (apps.length > 1) return { missing: `app label "${label}" is ambiguous: ${apps.length} apps have it (${apps.map((a) => a.id).join(', ')})` };
@@ -787,15 +792,13 @@ export class OktaConnector implements Connector {
     }
     const fetchError = e as { name?: string; type?: string; code?: string };
     if (fetchError?.name === 'FetchError') {
+      // A 2xx answer whose body is not JSON (node-fetch's `json()` refused it).
+      if (fetchError.type === 'invalid-json') return new TargetUnavailable(this.name, `${what}: Okta answered with a body that is not JSON${ref}`);
       const reason =
         fetchError.type === 'request-timeout' || fetchError.type === 'body-timeout'
           ? 'timed out'
           : `connection failed (${fetchError.code ?? fetchError.type ?? 'network error'})`;
       return new TargetUnavailable(this.name, `${what} ${reason} after ${capture.lastCallAttempts} attempts${ref}`);
-    }
-    if ((e as { constructor?: { name?: string } })?.constructor?.name === 'ApiException') {
-      const code = (e as { code?: number }).code;
-      return new TargetUnavailable(this.name, `${what}: Okta answered with an unexpected HTTP ${code}${ref}`);
     }
     return e instanceof Error ? e : new Error(String(e));
   }
