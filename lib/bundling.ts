@@ -18,6 +18,20 @@
  *   order changes no bundle's size.
  * - `whatwg-url` is replaced by Node's `URL` (`lambdas/aws/shims/whatwg-url.ts`): node-fetch 2
  *   requires it but never uses it on Node; it weighed 290 KiB (tr46) in every Okta bundle.
+ * - What the Okta SDK's `Http` requires at load for other ways of calling Okta than the
+ *   connector's (an SSWS API token, simple JSON requests) is replaced by shims that throw a clear
+ *   error if ever called. Each package below is required by nothing else in any function (Okta
+ *   or Entra build); `test/cdk/bundles.test.ts` checks that, runs the bundled connector against
+ *   the Okta stand-in, and calls each shim through the SDK code that would use it.
+ *   - `node-jose`, `njwt`, `rasha`, `eckles` (`lambdas/aws/shims/okta-private-key-auth.ts`):
+ *     required by the SDK's `src/dpop.js` and `src/jwt.js`, used only for OAuth with a private
+ *     key and DPoP, which `Http` reaches only when the client has an `oauth` (never: SSWS).
+ *     ~470 KiB with node-forge and pako.
+ *   - `form-data` (`lambdas/aws/shims/form-data.cjs`): used only by `Http.postFormDataFile`
+ *     (multipart uploads), which the connector never calls. ~165 KiB with mime-db.
+ *   Left in, though unused as well: `lodash` (129 KiB; only the SDK's response cache uses it,
+ *   which the connector turns off, but other packages may need it), `uuid` (11 KiB) and
+ *   `https-proxy-agent` (used when `HTTPS_PROXY` is set).
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,11 +56,21 @@ export function bundleDefines(s: BundleSettings): Record<string, string> {
   return { 'process.env.JML_IDP_KIND': JSON.stringify(s.idpKind) };
 }
 
+/** A stand-in module under `lambdas/aws/shims/`. */
+const shim = (file: string) => resolve(REPO_ROOT, 'lambdas', 'aws', 'shims', file);
+
 export function bundleAliases(s: BundleSettings): Record<string, string> {
   return {
     '@jml/policy': resolve(REPO_ROOT, s.policyFile),
     // node-fetch 2 (Okta SDK) requires it but uses Node's own URL: see the shim.
-    'whatwg-url': resolve(REPO_ROOT, 'lambdas', 'aws', 'shims', 'whatwg-url.ts'),
+    'whatwg-url': shim('whatwg-url.ts'),
+    // The Okta SDK's private-key OAuth and DPoP, never used with an API token: see the shim.
+    'node-jose': shim('okta-private-key-auth.ts'),
+    njwt: shim('okta-private-key-auth.ts'),
+    rasha: shim('okta-private-key-auth.ts'),
+    eckles: shim('okta-private-key-auth.ts'),
+    // The Okta SDK's multipart uploads (`Http.postFormDataFile`), never used: see the shim.
+    'form-data': shim('form-data.cjs'),
   };
 }
 

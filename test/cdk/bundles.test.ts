@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGraphStandIn, type GraphStandIn } from '#local/standins/graph';
 import { startOktaStandIn, type OktaStandIn } from '#local/standins/okta';
 import { REPO_ROOT, entryFile, esbuildOptions, type BundleSettings } from '../../lib/bundling.ts';
+import { FUNCTION_NAMES } from '../../lib/functions.ts';
 
 const settings: BundleSettings = { idpKind: 'okta', policyFile: 'config/access-policy.yaml' };
 const out = mkdtempSync(join(tmpdir(), 'jml-bundles-'));
@@ -124,6 +125,61 @@ describe('what the bundles carry', () => {
     expect(carriesOktaSdk(converge.meta)).toBe(true);
     // node-fetch's whatwg-url is replaced by Node's URL (lib/bundling.ts): no tr46 tables.
     expect(Object.keys(converge.meta.inputs).filter((p) => /node_modules\/(whatwg-url|tr46)\//.test(p))).toEqual([]);
+  }, 60_000);
+
+  it('an Okta function carries the SDK\'s HTTP layer only: no generated API classes or models, no private-key crypto, under 1 MiB', async () => {
+    const converge = await bundle(entryFile('converge'), 'converge-okta-layer');
+    const inputs = Object.keys(converge.meta.inputs);
+    const sdkFiles = inputs.filter((p) => p.includes('node_modules/@okta/okta-sdk-nodejs/')).map((p) => p.replace(/.*okta-sdk-nodejs\//, ''));
+    expect(sdkFiles.filter((p) => p.startsWith('src/generated/') && !/^src\/generated\/(http\/|rxjsStub)/.test(p))).toEqual([]);
+    expect(sdkFiles).not.toContain('src/client.js');
+    const shimmed = /node_modules\/(node-jose|node-forge|njwt|rasha|eckles|form-data|mime-db)\//;
+    expect(inputs.filter((p) => shimmed.test(p))).toEqual([]);
+    const output = Object.values(converge.meta.outputs).find((o) => o.entryPoint)!;
+    expect(output.bytes).toBeLessThanOrEqual(1024 * 1024); // 565 KiB today; 4,719 KiB with the SDK's Client
+  }, 60_000);
+
+  it('the packages replaced by shims are required by nothing but the Okta SDK files that never run with an API token, in any function', async () => {
+    // Every function of both deployments, one esbuild build per deployment (what matters is who imports the shims).
+    const deployments: BundleSettings[] = [settings, { idpKind: 'entra', policyFile: 'config/access-policy.entra.yaml' }];
+    const importers = new Set<string>();
+    for (const s of deployments) {
+      const { outfile: _outfile, entryPoints: _entry, ...options } = esbuildOptions(s, '', '');
+      const r = await build({ ...options, entryPoints: FUNCTION_NAMES.map(entryFile), outdir: join(out, `all-${s.idpKind}`), write: false, minify: false, sourcemap: false });
+      for (const [path, input] of Object.entries(r.metafile!.inputs)) {
+        for (const i of input.imports) if (i.path.includes('lambdas/aws/shims/')) importers.add(`${path.replace(/^node_modules\//, '')} → ${i.path.replace(/.*\/shims\//, '')}`);
+      }
+    }
+    expect([...importers].sort()).toEqual([
+      '@okta/okta-sdk-nodejs/src/dpop.js → okta-private-key-auth.ts',
+      '@okta/okta-sdk-nodejs/src/http.js → form-data.cjs',
+      '@okta/okta-sdk-nodejs/src/jwt.js → okta-private-key-auth.ts',
+      'node-fetch/lib/index.js → whatwg-url.ts',
+    ]);
+  }, 60_000);
+
+  it('the SDK code that would use a shim fails with a clear error, not a TypeError', async () => {
+    // The SDK's DPoP proof (private-key OAuth) and multipart upload, bundled with the stack's settings.
+    const probe = `
+      import { generateDpopJwt } from '@okta/okta-sdk-nodejs/src/dpop.js';
+      import { getPemAndJwk } from '@okta/okta-sdk-nodejs/src/jwt.js';
+      import { Http } from '@okta/okta-sdk-nodejs/src/http.js';
+      const outcome = async (f) => { try { await f(); return 'no error'; } catch (e) { return e.message; } };
+      const http = new Http({ cacheMiddleware: null, requestExecutor: { fetch: () => { throw new Error('sent a request'); } } });
+      process.stdout.write(JSON.stringify([
+        await outcome(() => generateDpopJwt({ method: 'GET', url: 'https://x.okta.com/api/v1/users' }, { privateKey: { kty: 'RSA', n: 'x', e: 'AQAB' } }, 'at')),
+        await outcome(() => getPemAndJwk('-----BEGIN PRIVATE KEY-----')),
+        await outcome(() => http.postFormDataFile('https://x.okta.com/api/v1/brands/b/themes/t/logo', {}, Buffer.from('png'))),
+      ]), () => process.exit(0));`;
+    const file = join(out, 'shim-probe', 'index.mjs');
+    const { entryPoints: _entry, ...options } = esbuildOptions(settings, '', file);
+    await build({ ...options, stdin: { contents: probe, resolveDir: REPO_ROOT, sourcefile: 'shim-probe.mjs', loader: 'js' } });
+    const dpop = 'DPoP/OAuth private-key auth is not supported by the jml Okta connector: use an API token';
+    expect(await runNode<string[]>(`await import(${JSON.stringify(file)});`, {})).toEqual([
+      dpop,
+      dpop,
+      'multipart uploads (Http.postFormDataFile) are not supported by the jml Okta connector',
+    ]);
   }, 60_000);
 
   it('tree-shakes zod: the read API carries only the parts of it the code uses', async () => {
