@@ -210,7 +210,20 @@ class MemoryLedger implements Ledger {
     if (!e) throw new ConditionFailed(`exception ${id}`);
     const { ticketError: _, ...rest } = e;
     this.exceptions.set(id, { ...(update.ticketError === null ? rest : e), ...(update.ticket ? { ticket: update.ticket } : {}), ...(update.ticketError ? { ticketError: update.ticketError } : {}) });
+  }  private readonly ticketsDue = new Set<string>();
+  async markTicketDue(id: string) {
+    this.ops.writes += 1;
+    this.ticketsDue.add(id);
   }
+  async clearTicketDue(id: string) {
+    this.ops.writes += 1;
+    this.ticketsDue.delete(id);
+  }
+  async listTicketsDue() {
+    this.ops.reads += 1;
+    return [...this.ticketsDue].map((id) => this.exceptions.get(id)).filter((e): e is ExceptionRecord => !!e);
+  }
+
   async getMeta<T>(key: string) {
     this.ops.reads += 1;
     const m = this.meta.get(key);

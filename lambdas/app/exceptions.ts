@@ -32,6 +32,8 @@ export async function openException(deps: AppDeps, input: NewException): Promise
     status: 'open',
     openedAt: deps.clock.now().toISOString(),
   };
+  // Marked before anything else: a crash between opening and raising leaves the ticket due.
+  if (deps.ticketing?.wants(record.kind)) await deps.ledger.markTicketDue(record.exceptionId);
   if (!(await deps.ledger.openException(record))) {
     // Already open under this id (a retried step, a later night): no second exception, no second email.
     const existing = (await deps.ledger.listExceptions(input.runId ? { runId: input.runId } : {})).find((x) => x.exceptionId === record.exceptionId);
@@ -61,12 +63,15 @@ export async function openException(deps: AppDeps, input: NewException): Promise
 }
 
 export async function resolveException(deps: AppDeps, input: { exceptionId: string; resolution: string; resolvedBy: string }) {
+  if (deps.ticketing) await deps.ledger.markTicketDue(input.exceptionId);
   const resolved = await deps.ledger.resolveException(input.exceptionId, {
     resolvedAt: deps.clock.now().toISOString(),
     resolution: input.resolution,
     resolvedBy: input.resolvedBy,
   });
-  return resolved.ticket ? closeTicket(deps, { ...resolved, ticket: resolved.ticket }) : resolved;
+  if (resolved.ticket) return closeTicket(deps, { ...resolved, ticket: resolved.ticket });
+  if (deps.ticketing) await deps.ledger.clearTicketDue(input.exceptionId); // no ticket to close
+  return resolved;
 }
 
 function ticketContext(deps: AppDeps, e: ExceptionRecord): TicketContext {
@@ -88,6 +93,7 @@ async function raiseTicket(deps: AppDeps, e: ExceptionRecord, options: { retry: 
   try {
     const ticket = await ticketing.open(e, ticketContext(deps, e), { now: deps.clock.now(), retry: options.retry });
     await deps.ledger.setExceptionTicket(e.exceptionId, { ticket, ticketError: null });
+    await deps.ledger.clearTicketDue(e.exceptionId);
     deps.metrics.put('TicketOpened', 1, 'Count', { Target: e.target, Kind: e.kind });
     const { ticketError: _, ...rest } = e;
     return { ...rest, ticket };
@@ -104,6 +110,7 @@ async function closeTicket(deps: AppDeps, e: ExceptionRecord & { ticket: NonNull
   try {
     const ticket = await deps.ticketing.close(e, e.ticket, { now: deps.clock.now() });
     await deps.ledger.setExceptionTicket(e.exceptionId, { ticket, ticketError: null });
+    await deps.ledger.clearTicketDue(e.exceptionId);
     const { ticketError: _, ...rest } = e;
     return { ...rest, ticket };
   } catch (err) {
@@ -116,24 +123,26 @@ async function closeTicket(deps: AppDeps, e: ExceptionRecord & { ticket: NonNull
 
 /**
  * Retries what the ITSM did not take: open exceptions whose ticket was never raised, resolved
- * ones whose ticket was never closed. A retried raise looks the ticket up first (the earlier
- * attempt may have created it before timing out).
+ * ones whose ticket was never closed — the exceptions marked due, not every exception the
+ * ledger holds. A retried raise looks the ticket up first (the earlier attempt may have created
+ * it before timing out).
  */
 export async function retryTickets(deps: AppDeps): Promise<{ raised: number; closed: number; failed: number }> {
   const counts = { raised: 0, closed: 0, failed: 0 };
   const ticketing = deps.ticketing;
   if (!ticketing) return counts;
-  for (const e of await deps.ledger.listExceptions({ status: 'open' })) {
-    if (e.ticket || !ticketing.wants(e.kind)) continue;
-    const after = await raiseTicket(deps, e, { retry: true });
-    if (after.ticket) counts.raised += 1;
-    else counts.failed += 1;
-  }
-  for (const e of await deps.ledger.listExceptions({ status: 'resolved' })) {
-    if (!e.ticket || e.ticket.closedAt) continue;
-    const after = await closeTicket(deps, { ...e, ticket: e.ticket });
-    if (after.ticket?.closedAt) counts.closed += 1;
-    else counts.failed += 1;
+  for (const e of await deps.ledger.listTicketsDue()) {
+    if (e.status === 'open' && !e.ticket && ticketing.wants(e.kind)) {
+      const after = await raiseTicket(deps, e, { retry: true });
+      if (after.ticket) counts.raised += 1;
+      else counts.failed += 1;
+    } else if (e.status === 'resolved' && e.ticket && !e.ticket.closedAt) {
+      const after = await closeTicket(deps, { ...e, ticket: e.ticket });
+      if (after.ticket?.closedAt) counts.closed += 1;
+      else counts.failed += 1;
+    } else {
+      await deps.ledger.clearTicketDue(e.exceptionId); // nothing left to do for it
+    }
   }
   return counts;
 }

@@ -37,6 +37,7 @@ import {
   STEP_SK_PREFIX,
   TABLE_KEYS,
   TTL_ATTRIBUTE,
+  TICKET_DUE_PARTITION,
   indexKeys,
   keys,
   ownerPartition,
@@ -616,6 +617,43 @@ export class DynamoLedger implements Ledger {
       if (isConditionalCheckFailed(err)) throw new ConditionFailed(`exception ${exceptionId} not found`);
       throw err;
     }
+  }
+
+  async markTicketDue(exceptionId: string): Promise<void> {
+    const [{ PutCommand }, client] = await Promise.all([sdk(), this.client()]);
+    const item: Item = { ...keys.ticketDue(exceptionId), [ENTITY_ATTRIBUTE]: 'ticketDue', exceptionId, markedAt: this.now().toISOString() };
+    // A mark already there keeps its time (the oldest mark first).
+    const e = new Expr();
+    try {
+      await client.send(new PutCommand({ TableName: this.tableName, Item: item, ConditionExpression: `attribute_not_exists(${e.name(TABLE_KEYS.pk)})`, ...e.maps() }));
+    } catch (err) {
+      if (!isConditionalCheckFailed(err)) throw err;
+    }
+  }
+
+  async clearTicketDue(exceptionId: string): Promise<void> {
+    const [{ DeleteCommand }, client] = await Promise.all([sdk(), this.client()]);
+    await client.send(new DeleteCommand({ TableName: this.tableName, Key: keys.ticketDue(exceptionId) }));
+  }
+
+  async listTicketsDue(): Promise<ExceptionRecord[]> {
+    const e = new Expr();
+    const marks = await this.queryAll({
+      TableName: this.tableName,
+      KeyConditionExpression: `${e.name(TABLE_KEYS.pk)} = ${e.value(TICKET_DUE_PARTITION)}`,
+      ConsistentRead: true,
+      ...e.maps(),
+    });
+    marks.sort((a, b) => String(a.markedAt).localeCompare(String(b.markedAt)));
+    const records: ExceptionRecord[] = [];
+    for (const mark of marks) {
+      const item = await this.getItem(keys.exception(String(mark.exceptionId)));
+      if (item) records.push(this.toRecord<ExceptionRecord>('exception', item));
+      // A mark whose exception was never written (its step died first and was not retried within
+      // a day) has nothing to raise: drop it rather than read it every night.
+      else if (this.now().getTime() - Date.parse(String(mark.markedAt)) > 86_400_000) await this.clearTicketDue(String(mark.exceptionId));
+    }
+    return records;
   }
 
   // ---------------------------------------------------------------- meta

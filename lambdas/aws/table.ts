@@ -69,7 +69,14 @@ export const keys = {
   /** The target name is URI-encoded so a `#` in it cannot make two links share a key. */
   link: (target: string, accountId: string): ItemKey => ({ pk: `LINK#${encodeURIComponent(target)}#${accountId}`, sk: 'LINK' }),
   meta: (key: string): ItemKey => ({ pk: `META#${key}`, sk: 'META' }),
+  /**
+   * An exception whose ITSM ticket is still to be raised or closed: one small partition, so the
+   * nightly retry reads only these, however many exceptions the ledger has seen.
+   */
+  ticketDue: (exceptionId: string): ItemKey => ({ pk: TICKET_DUE_PARTITION, sk: `EXC#${exceptionId}` }),
 } as const;
+
+export const TICKET_DUE_PARTITION = 'TICKETDUE';
 
 /** Sort-key prefix of step items inside a run's partition. */
 export const STEP_SK_PREFIX = 'STEP#';

@@ -216,6 +216,14 @@ export interface Ledger {
   listExceptions(filter: { status?: 'open' | 'resolved'; runId?: string }): Promise<ExceptionRecord[]>;
   /** Records the exception's ITSM ticket and/or why raising or closing it failed (`ticketError: null` clears it). */
   setExceptionTicket(exceptionId: string, update: { ticket?: TicketRef; ticketError?: string | null }): Promise<void>;
+  /**
+   * Marks the exception's ticket as still to be raised or closed. Set before the ITSM is called
+   * and cleared once it answered, so neither a failing ITSM nor a crash in between loses it.
+   */
+  markTicketDue(exceptionId: string): Promise<void>;
+  clearTicketDue(exceptionId: string): Promise<void>;
+  /** The exceptions marked due (any status), oldest mark first. */
+  listTicketsDue(): Promise<ExceptionRecord[]>;
 
   /** Generic key-value for small state (delta links, bulk-guard windows, schedules). */
   getMeta<T>(key: string): Promise<T | null>;

@@ -128,12 +128,52 @@ describe('when the ITSM fails', () => {
     const stranded = await depsWith(configs()[system]);
     await openException(stranded, leaverStillEnabled());
     expect(itsm.tickets).toHaveLength(1);
+    // What the ledger of the attempt that lost the answer holds: the exception, due a ticket, and the error.
+    await deps.ledger.markTicketDue('exc-leaver-e1001-slack');
     await deps.ledger.openException({ ...leaverStillEnabled(), exceptionId: 'exc-leaver-e1001-slack', status: 'open', openedAt: '2026-11-20T09:00:00.000Z' });
     await deps.ledger.setExceptionTicket('exc-leaver-e1001-slack', { ticketError: `${system}: timed out` });
 
     expect(await retryTickets(deps)).toEqual({ raised: 1, closed: 0, failed: 0 });
     expect(itsm.tickets).toHaveLength(1);
     expect((await deps.ledger.listExceptions({ status: 'open' }))[0]!.ticket?.key).toBe(itsm.tickets[0]!.key);
+  });
+
+  it('a step that dies between opening the exception and raising its ticket leaves it due: the nightly retry raises it', async () => {
+    const deps = await depsWith(configs().jira);
+    deps.mailer.send = async () => {
+      throw new Error('SES: connection reset'); // the step fails after the exception was written
+    };
+    await expect(openException(deps, leaverStillEnabled())).rejects.toThrow('connection reset');
+    expect(itsm.tickets).toHaveLength(0);
+    expect((await deps.ledger.listTicketsDue()).map((e) => e.exceptionId)).toEqual(['exc-leaver-e1001-slack']);
+
+    expect(await retryTickets(deps)).toEqual({ raised: 1, closed: 0, failed: 0 });
+    expect(itsm.tickets).toHaveLength(1);
+    expect(await deps.ledger.listTicketsDue()).toEqual([]);
+  });
+
+  it('the nightly retry reads only the exceptions still due a ticket, not the whole history', async () => {
+    const deps = await depsWith(configs().servicenow);
+    for (let i = 0; i < 20; i++) {
+      await openException(deps, leaverStillEnabled({ exceptionId: `exc-old-${i}` }));
+      await resolveException(deps, { exceptionId: `exc-old-${i}`, resolution: 'fixed', resolvedBy: 'ops@example.com' });
+    }
+    itsm.controls.faults.push({ kind: 'status', status: 503, times: 1 });
+    await openException(deps, leaverStillEnabled({ exceptionId: 'exc-new' }));
+    expect(itsm.tickets).toHaveLength(20);
+    const requests = itsm.requests.length;
+    const listed: string[] = [];
+    const list = deps.ledger.listTicketsDue.bind(deps.ledger);
+    deps.ledger.listTicketsDue = async () => {
+      const due = await list();
+      listed.push(...due.map((e) => e.exceptionId));
+      return due;
+    };
+
+    expect(await retryTickets(deps)).toEqual({ raised: 1, closed: 0, failed: 0 });
+    expect(listed).toEqual(['exc-new']);
+    // One lookup (did the lost attempt create it?) and one create: nothing about the 20 closed ones.
+    expect(itsm.requests.slice(requests).map((r) => r.method)).toEqual(['GET', 'POST']);
   });
 
   it('a wrong credential is reported as the ITSM’s refusal, without the credential', async () => {

@@ -526,6 +526,30 @@ describe('exceptions', () => {
   });
 });
 
+describe('tickets due', () => {
+  it('lists the exceptions marked due, oldest mark first, until each is cleared; a second mark keeps the first time', async () => {
+    const clock = new Clock();
+    const { ledger } = await freshLedger(clock);
+    for (const id of ['ex-a', 'ex-b', 'ex-c']) await ledger.openException(exception(id));
+    await ledger.markTicketDue('ex-b');
+    clock.advance(1);
+    await ledger.markTicketDue('ex-a');
+    clock.advance(1);
+    await ledger.markTicketDue('ex-b'); // again: still the oldest
+    await ledger.markTicketDue('ex-gone'); // an exception never written (its step died first): skipped
+    expect((await ledger.listTicketsDue()).map((e) => e.exceptionId)).toEqual(['ex-b', 'ex-a']);
+    await ledger.clearTicketDue('ex-b');
+    await ledger.clearTicketDue('ex-never-marked');
+    expect((await ledger.listTicketsDue()).map((e) => e.exceptionId)).toEqual(['ex-a']);
+    expect(await ledger.listExceptions({})).toHaveLength(3); // marks are not exceptions
+    // A day on, the mark of an exception that was never written is dropped.
+    clock.advance(86_401);
+    await ledger.listTicketsDue();
+    await ledger.openException(exception('ex-gone'));
+    expect((await ledger.listTicketsDue()).map((e) => e.exceptionId)).toEqual(['ex-a']);
+  });
+});
+
 describe('meta', () => {
   it('stores small values, and ignores them once their TTL has passed', async () => {
     const clock = new Clock();
