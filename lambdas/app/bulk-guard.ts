@@ -22,7 +22,7 @@
  * A crash between the addition and the slot record counts a run that was never admitted: the
  * guard errs towards holding, never towards letting a burst through.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { entitlementKey } from '#core/access';
 import { desiredState } from '#core/desired-state';
 import { statusAfter, type HrEvent } from '#core/hr-event';
@@ -45,6 +45,9 @@ const OPEN_HOLD_KEY = 'bulk-guard/open-hold';
 const ACTIVE_PEOPLE_KEY = 'bulk-guard/active-people';
 /** The active-people count is recounted (a ledger scan) at most this often. */
 const ACTIVE_PEOPLE_MAX_AGE_MS = 60 * 60_000;
+/** One recount at a time; a recounter that died frees it after this long. */
+const RECOUNT_LEASE = 'bulk-guard/recount';
+const RECOUNT_LEASE_MS = 30_000;
 /** A held run's guard record waits this long for a release at most (the hold's link is renewed meanwhile). */
 const HELD_RECORD_DAYS = 400;
 
@@ -196,20 +199,44 @@ interface ActiveCount {
 
 const isFresh = (deps: AppDeps, c: ActiveCount) => deps.clock.now().getTime() - Date.parse(c.countedAt) < ACTIVE_PEOPLE_MAX_AGE_MS;
 
-/** People not terminated, from a ledger scan cached for an hour (the guard needs a size, not a census). */
+/**
+ * People not terminated, from a ledger scan cached for an hour (the guard needs a size, not a
+ * census). A burst of terminations asks for it from many consumers at once: one of them takes
+ * the recount lease and scans; the others use the last count while it is stale, or — when there
+ * has never been one — wait for that scan instead of each scanning every person themselves.
+ */
 async function activePeople(deps: AppDeps): Promise<number> {
-  const now = deps.clock.now().getTime();
   const cached = await deps.ledger.getMeta<ActiveCount>(ACTIVE_PEOPLE_KEY);
   if (cached && isFresh(deps, cached)) return cached.count;
-  let count = 0;
-  let cursor: string | undefined;
-  do {
-    const page = await deps.ledger.listPersons(cursor, 1000);
-    count += page.persons.filter((p) => p.status !== 'terminated').length;
-    cursor = page.nextCursor;
-  } while (cursor);
-  await deps.ledger.putMeta(ACTIVE_PEOPLE_KEY, { count, countedAt: new Date(now).toISOString() }, Math.floor(now / 1000) + 86_400);
-  return count;
+  const holder = `recount ${randomUUID()}`;
+  const at = deps.clock.now().getTime();
+  const lease = await deps.ledger.acquireLease(RECOUNT_LEASE, holder, at + RECOUNT_LEASE_MS, at);
+  if (!lease.acquired) {
+    if (cached) return cached.count;
+    for (const started = Date.now(); Date.now() - started < RECOUNT_LEASE_MS; ) {
+      await new Promise((r) => setTimeout(r, 100));
+      const counted = await deps.ledger.getMeta<ActiveCount>(ACTIVE_PEOPLE_KEY);
+      if (counted) return counted.count;
+    }
+  }
+  try {
+    // Counted by the previous holder while this one waited for its turn: done.
+    const recounted = await deps.ledger.getMeta<ActiveCount>(ACTIVE_PEOPLE_KEY);
+    if (recounted && isFresh(deps, recounted)) return recounted.count;
+    let count = 0;
+    let cursor: string | undefined;
+    do {
+      const page = await deps.ledger.listPersons(cursor, 1000);
+      count += page.persons.filter((p) => p.status !== 'terminated').length;
+      cursor = page.nextCursor;
+    } while (cursor);
+    const now = deps.clock.now().getTime();
+    await deps.ledger.putMeta(ACTIVE_PEOPLE_KEY, { count, countedAt: new Date(now).toISOString() }, Math.floor(now / 1000) + 86_400);
+    deps.metrics.put('BulkGuardRecount', 1, 'Count');
+    return count;
+  } finally {
+    if (lease.acquired) await deps.ledger.releaseLease(RECOUNT_LEASE, holder);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
