@@ -61,6 +61,13 @@ const started = Date.now();
 let url: string | undefined;
 const bot = startHttpApprovalBot(() => url);
 let stack: LocalStack | undefined;
+// A full-size soak runs for an hour or more: say every minute how far it got (stderr).
+let phase = 'first runtime: delivering the first part';
+const progress = setInterval(() => {
+  const where = stack ? `; ${stack.queue.pending()} queued, ${stack.workflows.running().length} running, ${bot.stats().decided} approvals decided` : '';
+  console.error(`  … ${((Date.now() - started) / 1000).toFixed(0)} s: ${phase}${where}`);
+}, 60_000);
+progress.unref();
 try {
   const cut = Math.floor(workload.deliveries.length * KILL_AT);
   // Approvers answer only after the restart, so approvals are decided by the resumed runtime.
@@ -68,6 +75,7 @@ try {
   const deliveries = await deliver(first.url, secrets.hrisWebhook, workload.deliveries.slice(0, cut));
   await first.kill();
 
+  phase = 'taking over after the kill';
   stack = await startLocalStack({ dataDir, policyFile, secrets, retryIntervalMs: 5, connectorOverrides: targets.newConnectors() });
   const resumed = stack.resumed.length;
   let reachedApps = 0;
@@ -81,14 +89,18 @@ try {
   const server = await startLocalServer(stack);
   stack.deps.publicBaseUrl = server.url;
   url = server.url;
+  phase = 'second runtime: delivering the rest';
   deliveries.push(...(await deliver(server.url, secrets.hrisWebhook, workload.deliveries.slice(cut))));
+  phase = 'working off the runs';
   // Until nothing is queued or running any more (runs left open by a known defect stay open).
   await stack.settle(6 * 3600_000);
   const closedAt = Date.now();
   const runs = (await Promise.all([...new Set(deliveries.map((d) => d.runId!))].map((id) => stack!.deps.ledger.getRun(id)))).filter((r): r is NonNullable<typeof r> => !!r);
   await bot.stop();
   clearFaults(targets);
+  phase = 'nightly reconciliation';
   await nightlyReconcile(stack);
+  phase = 'audit';
   const report = await audit(stack, targets, workload, deliveries, stack.queue.deadLetters);
   await server.close();
 
@@ -116,6 +128,7 @@ try {
   const broken = report.lost.length + report.duplicateAccounts.length + report.doubledGroupAdds.length + (report.leavers - report.leaversDisabled);
   process.exitCode = broken ? 1 : 0;
 } finally {
+  clearInterval(progress);
   await bot.stop();
   await stack?.close();
   await targets.close();
