@@ -142,7 +142,7 @@ const progress = setInterval(() => {
   const callsSoFar = okta.requestLog.length - logStart;
   const elapsed = performance.now() - started;
   console.error(
-    `  … ${(elapsed / 1000).toFixed(0)} s: ${stack.workflows.running().length} runs running, ${callsSoFar} Okta calls (floor for them ${((callsSoFar / limitPerMinute) * windowMs / 1000).toFixed(0)} s)`,
+    `  … ${(elapsed / 1000).toFixed(0)} s: ${stack.workflows.running().length} runs running, ${callsSoFar} Okta calls (floor for them ${((callsSoFar / limitPerMinute) * windowMs / 1000).toFixed(0)} s), heap ${(process.memoryUsage().heapUsed / 2 ** 20).toFixed(0)} MiB`,
   );
 }, 30_000);
 progress.unref();

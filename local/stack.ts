@@ -313,7 +313,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       const running = workflows.running();
       if (!running.length && !queue.pending()) return;
       if (Date.now() > deadline) throw new Error(`not settled after ${timeoutMs} ms: ${running.map((r) => r.name).join(', ')} still running`);
-      await Promise.race([Promise.all(running.map((r) => r.done)), new Promise((r) => setTimeout(r, 50))]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([workflows.nextEnd(), new Promise((r) => (timer = setTimeout(r, 50)))]);
+      clearTimeout(timer);
     }
   };
 
