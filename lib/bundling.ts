@@ -7,8 +7,8 @@
  * - `keepNames`: typed errors carry their class name as `name` (`TargetThrottled`, …) and the
  *   state machines' Retry/Catch match on it; minification must not rename those classes.
  * - The AWS SDK v3 is left out (`@aws-sdk/*` is in the Lambda runtime): it keeps bundles small.
- * - The access policy is bundled as text (`@jml/policy` → the deployment's policy file, `.yaml`
- *   text loader): a policy change ships as a deploy.
+ * - The access policy is bundled as data (`@jml/policy` → the deployment's policy file, parsed
+ *   from YAML into JSON at build time: `policyModuleFile`): a policy change ships as a deploy.
  * - `process.env.JML_IDP_KIND` is a build-time constant: the other IdP's client is dropped.
  * - A `require` for the CommonJS dependencies (the Okta SDK) that load Node built-ins.
  * - Packages resolve by `main` before `module` (esbuild's default for Node): a CommonJS
@@ -33,8 +33,11 @@
  *   which the connector turns off, but other packages may need it), `uuid` (11 KiB) and
  *   `https-proxy-agent` (used when `HTTPS_PROXY` is set).
  */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parsePolicyYaml } from '../lambdas/core/policy-yaml.ts';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 
@@ -50,7 +53,6 @@ export interface BundleSettings {
 export const BUNDLE_EXTERNALS = ['@aws-sdk/*'];
 export const BUNDLE_BANNER = "import { createRequire as __jmlCreateRequire } from 'node:module'; const require = __jmlCreateRequire(import.meta.url);";
 export const BUNDLE_MAIN_FIELDS = ['main', 'module'];
-export const BUNDLE_LOADERS = { '.yaml': 'text' } as const;
 
 export function bundleDefines(s: BundleSettings): Record<string, string> {
   return { 'process.env.JML_IDP_KIND': JSON.stringify(s.idpKind) };
@@ -61,7 +63,7 @@ const shim = (file: string) => resolve(REPO_ROOT, 'lambdas', 'aws', 'shims', fil
 
 export function bundleAliases(s: BundleSettings): Record<string, string> {
   return {
-    '@jml/policy': resolve(REPO_ROOT, s.policyFile),
+    '@jml/policy': policyModuleFile(s),
     // node-fetch 2 (Okta SDK) requires it but uses Node's own URL: see the shim.
     'whatwg-url': shim('whatwg-url.ts'),
     // The Okta SDK's private-key OAuth and DPoP, never used with an API token: see the shim.
@@ -72,6 +74,24 @@ export function bundleAliases(s: BundleSettings): Record<string, string> {
     // The Okta SDK's multipart uploads (`Http.postFormDataFile`), never used: see the shim.
     'form-data': shim('form-data.cjs'),
   };
+}
+
+/**
+ * The policy as the functions import it: its YAML parsed here, at build time, into a JSON file
+ * (`.jml-build/policy-<hash>.json`, named by its content), so no bundle carries the `yaml` parser
+ * (~117 KiB minified, parsed at every cold start) nor parses YAML when it starts. The function
+ * validates and compiles the data as before (`compilePolicy`), so `mappingVersion` is the same.
+ * A YAML syntax error fails the build here, naming the line.
+ */
+export function policyModuleFile(s: Pick<BundleSettings, 'policyFile'>): string {
+  const document = parsePolicyYaml(readFileSync(resolve(REPO_ROOT, s.policyFile), 'utf8'));
+  const json = `${JSON.stringify(document)}\n`;
+  const file = resolve(REPO_ROOT, '.jml-build', `policy-${createHash('sha256').update(json).digest('hex').slice(0, 16)}.json`);
+  if (!existsSync(file)) {
+    mkdirSync(resolve(REPO_ROOT, '.jml-build'), { recursive: true });
+    writeFileSync(file, json);
+  }
+  return file;
 }
 
 /** Entry file of a function (`lambdas/aws/entries/<name>.ts`). */
@@ -94,7 +114,6 @@ export function esbuildOptions(s: BundleSettings, entry: string, outfile: string
     sourcesContent: false,
     external: BUNDLE_EXTERNALS,
     mainFields: BUNDLE_MAIN_FIELDS,
-    loader: { ...BUNDLE_LOADERS },
     define: bundleDefines(s),
     alias: bundleAliases(s),
     banner: { js: BUNDLE_BANNER },

@@ -10,7 +10,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { loadPolicyText, type Policy } from '#core/policy';
+import type { Policy } from '#core/policy';
+import { loadPolicyText } from '#core/policy-yaml';
 import { ItsmConfigSchema } from '#connectors/itsm';
 import { formatIssues } from '#core/validation';
 import { REPO_ROOT } from './bundling.ts';

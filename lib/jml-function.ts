@@ -27,7 +27,6 @@ import { METRICS_NAMESPACE, METRICS_SERVICE } from '#aws/metrics.emf';
 import {
   BUNDLE_BANNER,
   BUNDLE_EXTERNALS,
-  BUNDLE_LOADERS,
   BUNDLE_MAIN_FIELDS,
   BUNDLE_TARGET,
   REPO_ROOT,
@@ -100,7 +99,6 @@ export class JmlFunction extends NodejsFunction {
         sourcesContent: false,
         externalModules: [...BUNDLE_EXTERNALS],
         mainFields: [...BUNDLE_MAIN_FIELDS],
-        loader: { ...BUNDLE_LOADERS },
         define: bundleDefines(props.bundle),
         banner: BUNDLE_BANNER,
         esbuildArgs: Object.fromEntries(Object.entries(bundleAliases(props.bundle)).map(([k, v]) => [`--alias:${k}`, v])),

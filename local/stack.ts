@@ -18,7 +18,8 @@ import { createEntraConnector } from '#connectors/entra.connector';
 import { createScimConnector } from '#connectors/scim.connector';
 import { createTicketing, type ItsmConfig } from '#connectors/itsm';
 import { PolicyViolation } from '#core/errors';
-import { loadPolicyText, type Policy } from '#core/policy';
+import type { Policy } from '#core/policy';
+import { loadPolicyText } from '#core/policy-yaml';
 import { DynamoLedger } from '#aws/ledger.dynamodb';
 import { createRequestApprovalHandler, createApprovalExpiredHandler } from '#handlers/request-approval';
 import {

@@ -17,7 +17,7 @@ import type { AppDeps, Clock } from '#app/ports';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { setDeps } from '#handlers/deps';
 import { logger as handlerLogger } from '#handlers/logger';
-import { loadPolicyText, type Policy } from '#core/policy';
+import { compilePolicy, type Policy } from '#core/policy';
 import { LambdaConfigError, loadLambdaConfig, type LambdaConfig } from './config.ts';
 import { DynamoLedger, LEDGER_TRANSLATE_CONFIG } from './ledger.dynamodb.ts';
 import { EmfMetrics } from './metrics.emf.ts';
@@ -49,8 +49,8 @@ export interface PortWiring {
 export type PortName = keyof PortWiring;
 
 export interface AwsDepsOptions {
-  /** The access policy (YAML), bundled into the function at build time. */
-  policyText: string;
+  /** The access policy, parsed from its YAML at build time and bundled into the function (not yet validated: compiled here). */
+  policyDocument: unknown;
   ports?: PortWiring;
   /** Defaults to `process.env`. */
   env?: Record<string, string | undefined>;
@@ -83,7 +83,7 @@ const sharedDynamo = once(async (): Promise<DynamoDBDocumentClient> => {
 /** Builds AppDeps from the environment: checks the configuration and the policy first. */
 export async function createAwsDeps(options: AwsDepsOptions): Promise<AppDeps> {
   const config = loadLambdaConfig(options.env ?? process.env);
-  const policy = loadPolicyText(options.policyText);
+  const policy = compilePolicy(options.policyDocument);
   let resolveBuilt!: (deps: AppDeps) => void;
   const built = new Promise<AppDeps>((resolve) => {
     resolveBuilt = resolve;

@@ -1,9 +1,11 @@
 /**
- * `@jml/policy` is the deployment's access policy file, bundled as text at build time (esbuild
- * `--alias:@jml/policy=<policy file>` with the `.yaml` text loader, see lib/bundling.ts). A policy
- * change therefore ships as a deploy, like any release. Only the Lambda entry files import it.
+ * `@jml/policy` is the deployment's access policy, parsed from its YAML file at build time into
+ * JSON (lib/bundling.ts: `policyModuleFile`, bundled through esbuild's
+ * `--alias:@jml/policy=<that file>`), so no function carries a YAML parser. A policy change
+ * therefore ships as a deploy, like any release. Only the Lambda entry files import it; the
+ * function validates and compiles it when it starts (`compilePolicy`).
  */
 declare module '@jml/policy' {
-  const text: string;
-  export default text;
+  const document: unknown;
+  export default document;
 }

@@ -6,7 +6,6 @@
  * canonical key-sorted JSON form — so whitespace, comments and key order do not change it, and
  * every run records exactly which policy computed its desired state.
  */
-import { parseDocument } from 'yaml';
 import * as z from 'zod';
 import { ENTITLEMENT_TYPES, TARGET_KINDS, TARGET_MODES, type EntitlementType, type TargetKind } from './access.ts';
 import { EMPLOYMENT_TYPES } from './hr-event.ts';
@@ -381,15 +380,6 @@ export function compilePolicy(input: unknown): Policy {
 /** sha256 of the canonical (key-sorted) JSON of the validated policy. */
 export function mappingVersionOf(document: PolicyDocument): string {
   return sha256Hex(canonicalJson(document));
-}
-
-/** Parses YAML text and compiles it; YAML syntax errors carry their line. */
-export function loadPolicyText(yamlText: string): Policy {
-  const doc = parseDocument(yamlText, { uniqueKeys: true, prettyErrors: true });
-  if (doc.errors.length) {
-    throw new ValidationError(doc.errors.map((e) => `yaml: ${e.message.split('\n')[0]}`));
-  }
-  return compilePolicy(doc.toJS());
 }
 
 /** Is the worker in the population jml manages (pilot scope)? */

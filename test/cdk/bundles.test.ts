@@ -6,12 +6,14 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { build, type Metafile } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compilePolicy } from '#core/policy';
+import { loadPolicyText } from '#core/policy-yaml';
 import { startGraphStandIn, type GraphStandIn } from '#local/standins/graph';
 import { startOktaStandIn, type OktaStandIn } from '#local/standins/okta';
 import { REPO_ROOT, entryFile, esbuildOptions, type BundleSettings } from '../../lib/bundling.ts';
@@ -136,7 +138,16 @@ describe('what the bundles carry', () => {
     const shimmed = /node_modules\/(node-jose|node-forge|njwt|rasha|eckles|form-data|mime-db)\//;
     expect(inputs.filter((p) => shimmed.test(p))).toEqual([]);
     const output = Object.values(converge.meta.outputs).find((o) => o.entryPoint)!;
-    expect(output.bytes).toBeLessThanOrEqual(1024 * 1024); // 565 KiB today; 4,719 KiB with the SDK's Client
+    expect(output.bytes).toBeLessThanOrEqual(1024 * 1024); // 448 KiB today; 4,719 KiB with the SDK's Client
+  }, 60_000);
+
+  it('the policy comes parsed: no YAML parser in a function, and the bundled data compiles to the policy file\'s mapping version', async () => {
+    const read = await bundle(entryFile('read-api'), 'read-api-policy');
+    expect(Object.keys(read.meta.inputs).filter((p) => /node_modules\/yaml\//.test(p))).toEqual([]);
+    const policyInput = Object.keys(read.meta.inputs).find((p) => /\.jml-build\/policy-[0-9a-f]{16}\.json$/.test(p));
+    expect(policyInput).toBeDefined();
+    const fromBuild = compilePolicy(JSON.parse(readFileSync(resolve(REPO_ROOT, policyInput!), 'utf8')));
+    expect(fromBuild.mappingVersion).toBe(loadPolicyText(readFileSync(resolve(REPO_ROOT, 'config/access-policy.yaml'), 'utf8')).mappingVersion);
   }, 60_000);
 
   it('the packages replaced by shims are required by nothing but the Okta SDK files that never run with an API token, in any function', async () => {

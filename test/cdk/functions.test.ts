@@ -39,8 +39,8 @@ function reexports(source: string): string {
 
 /** Ports wired in the entry: the keys of `ports: { … }` given to installAwsDeps. */
 function wiredPorts(source: string): string[] {
-  const m = /installAwsDeps\(\{\s*policyText(?:,\s*ports:\s*\{([^}]*)\})?\s*\}\)/.exec(source);
-  if (!m) throw new Error('entry does not call installAwsDeps({ policyText, ports })');
+  const m = /installAwsDeps\(\{\s*policyDocument(?:,\s*ports:\s*\{([^}]*)\})?\s*\}\)/.exec(source);
+  if (!m) throw new Error('entry does not call installAwsDeps({ policyDocument, ports })');
   return (m[1] ?? '')
     .split(',')
     .map((p) => p.split(':')[0]!.trim())

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { compilePolicy, loadPolicyText, type Policy } from '#core/policy';
+import { compilePolicy, type Policy } from '#core/policy';
+import { loadPolicyText } from '#core/policy-yaml';
 import type { Worker } from '#core/hr-event';
 
 export const POLICY_PATH = new URL('../../config/access-policy.yaml', import.meta.url);

@@ -12,7 +12,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadPolicyText } from '#core/policy';
+import { loadPolicyText } from '#core/policy-yaml';
 import { startGraphStandIn, type GraphStandIn } from '#local/standins/graph';
 import { startScimStandIn, type ScimStandIn } from '#local/standins/scim';
 import { REPO_ROOT } from '#local/stack';

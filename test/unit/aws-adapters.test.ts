@@ -4,6 +4,7 @@
  * how service errors map to the port's answers (ExecutionAlreadyExists → alreadyStarted,
  * TaskTimedOut → 'gone', schedule conflict → update, empty secret → SecretNotSet).
  */
+import { parsePolicyYaml } from '#core/policy-yaml';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -625,10 +626,10 @@ describe('connector shapes', () => {
 describe('composition root', () => {
   const env = { [ENV.tableName]: 'jml', [ENV.publicBaseUrl]: 'https://api.example.test/v1' };
   const dynamo = DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'local' }));
-  const policyText = readFileSync(POLICY_PATH, 'utf8');
+  const policyDocument = parsePolicyYaml(readFileSync(POLICY_PATH, 'utf8'));
 
   it('gives every function the ledger, policy, metrics, clock and base URL, and makes unwired ports fail loudly by name', async () => {
-    const deps = await createAwsDeps({ policyText, env, dynamo });
+    const deps = await createAwsDeps({ policyDocument, env, dynamo });
     expect(deps.ledger).toBeInstanceOf(DynamoLedger);
     expect((await deps.policy()).idp.name).toBe('okta');
     expect(deps.publicBaseUrl).toBe('https://api.example.test/v1');
@@ -644,7 +645,7 @@ describe('composition root', () => {
     const sqs = mockClient(SQSClient);
     sqs.on(SendMessageCommand).resolves({});
     const deps = await createAwsDeps({
-      policyText,
+      policyDocument,
       env: { ...env, [ENV.eventsQueueUrl]: 'https://sqs.eu-west-1.amazonaws.com/123456789012/jml-events.fifo', [ENV.stateMachineArn.joiner]: ARN('states', 'stateMachine:Jml-joiner') },
       dynamo,
       ports: { queue: wireQueue, workflows: wireWorkflows },
@@ -677,17 +678,17 @@ describe('composition root', () => {
   });
 
   it('refuses to start with a bad environment or policy, naming the problem', async () => {
-    await expect(createAwsDeps({ policyText, env: { [ENV.publicBaseUrl]: 'https://x.test' }, dynamo })).rejects.toThrow(`${ENV.tableName}: required`);
-    await expect(createAwsDeps({ policyText, env, dynamo, ports: { queue: wireQueue } })).rejects.toThrow(
+    await expect(createAwsDeps({ policyDocument, env: { [ENV.publicBaseUrl]: 'https://x.test' }, dynamo })).rejects.toThrow(`${ENV.tableName}: required`);
+    await expect(createAwsDeps({ policyDocument, env, dynamo, ports: { queue: wireQueue } })).rejects.toThrow(
       `${ENV.eventsQueueUrl} is not set: this function is not bound to the events queue`,
     );
-    await expect(createAwsDeps({ policyText: 'version: 1\ntargets: []\n', env, dynamo })).rejects.toThrow();
+    await expect(createAwsDeps({ policyDocument: { version: 1, targets: [] }, env, dynamo })).rejects.toThrow();
   });
 
   it('installs the deps for the handlers of this process, built once', async () => {
     let built = 0;
     installAwsDeps({
-      policyText,
+      policyDocument,
       env,
       dynamo,
       ports: {

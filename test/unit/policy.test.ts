@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadPolicyText } from '#core/policy';
+import { loadPolicyText } from '#core/policy-yaml';
 import { ValidationError } from '#core/errors';
 import { examplePolicy, examplePolicyDocument, withPolicy } from '../helpers/policy.ts';
 import { stringify } from 'yaml';

@@ -1,8 +1,8 @@
 /** Lambda `plan`: Task `PlanFunctionArn`: desired state vs every target's actual state. */
 import { installAwsDeps } from '../bootstrap.ts';
-import policyText from '@jml/policy';
+import policyDocument from '@jml/policy';
 import { wireConnectors } from '../connectors.aws.ts';
 
-installAwsDeps({ policyText, ports: { connectors: wireConnectors } });
+installAwsDeps({ policyDocument, ports: { connectors: wireConnectors } });
 
 export { plan as handler } from '#handlers/run-tasks';

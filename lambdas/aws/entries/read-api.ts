@@ -1,7 +1,7 @@
 /** Lambda `read-api`: GET /runs/{runId}, GET /runs, GET /exceptions — IAM-authorised read API. */
 import { installAwsDeps } from '../bootstrap.ts';
-import policyText from '@jml/policy';
+import policyDocument from '@jml/policy';
 
-installAwsDeps({ policyText });
+installAwsDeps({ policyDocument });
 
 export { handler } from '#handlers/read-api';

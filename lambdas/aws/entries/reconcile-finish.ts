@@ -1,11 +1,11 @@
 /** Lambda `reconcile-finish`: Task `FinishReconciliationFunctionArn`: the reconciliation report as evidence, drift KPI (also the failure path). */
 import { installAwsDeps } from '../bootstrap.ts';
-import policyText from '@jml/policy';
+import policyDocument from '@jml/policy';
 import { wireMailer } from '../mailer.ses.ts';
 import { wireEvidence } from '../evidence.wiring.ts';
 import { wireConnectorDescriptions } from '../connector-shapes.ts';
 import { wireTicketing } from '../ticketing.wiring.ts';
 
-installAwsDeps({ policyText, ports: { mailer: wireMailer, evidence: wireEvidence, connectors: wireConnectorDescriptions, ticketing: wireTicketing } });
+installAwsDeps({ policyDocument, ports: { mailer: wireMailer, evidence: wireEvidence, connectors: wireConnectorDescriptions, ticketing: wireTicketing } });
 
 export { finishReconciliationHandler as handler } from '#handlers/reconcile-tasks';

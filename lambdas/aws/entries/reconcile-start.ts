@@ -1,8 +1,8 @@
 /** Lambda `reconcile-start`: Task `StartReconciliationFunctionArn`: opens the nightly reconciliation, lists the targets to page through. */
 import { installAwsDeps } from '../bootstrap.ts';
-import policyText from '@jml/policy';
+import policyDocument from '@jml/policy';
 import { wireConnectorDescriptions } from '../connector-shapes.ts';
 
-installAwsDeps({ policyText, ports: { connectors: wireConnectorDescriptions } });
+installAwsDeps({ policyDocument, ports: { connectors: wireConnectorDescriptions } });
 
 export { startReconciliationHandler as handler } from '#handlers/reconcile-tasks';

@@ -1,8 +1,8 @@
 /** Lambda `schedule-retention`: Task `ScheduleRetentionFunctionArn`: one-time hard-delete schedules per target. */
 import { installAwsDeps } from '../bootstrap.ts';
-import policyText from '@jml/policy';
+import policyDocument from '@jml/policy';
 import { wireScheduler } from '../scheduler.eventbridge.ts';
 
-installAwsDeps({ policyText, ports: { scheduler: wireScheduler } });
+installAwsDeps({ policyDocument, ports: { scheduler: wireScheduler } });
 
 export { scheduleRetentionHandler as handler } from '#handlers/run-tasks';

@@ -1,6 +1,6 @@
 /** Lambda `scheduled-action`: Target of the EventBridge Scheduler schedules other than start-run (reminders, nightly reconcile, …). */
 import { installAwsDeps } from '../bootstrap.ts';
-import policyText from '@jml/policy';
+import policyDocument from '@jml/policy';
 import { wireSecrets } from '../secrets.sm.ts';
 import { wireQueue } from '../queue.sqs.ts';
 import { wireWorkflows } from '../workflows.sfn.ts';
@@ -10,6 +10,6 @@ import { wireEvidence } from '../evidence.wiring.ts';
 import { wireConnectors } from '../connectors.aws.ts';
 import { wireTicketing } from '../ticketing.wiring.ts';
 
-installAwsDeps({ policyText, ports: { secrets: wireSecrets, queue: wireQueue, workflows: wireWorkflows, mailer: wireMailer, scheduler: wireScheduler, evidence: wireEvidence, connectors: wireConnectors, ticketing: wireTicketing } });
+installAwsDeps({ policyDocument, ports: { secrets: wireSecrets, queue: wireQueue, workflows: wireWorkflows, mailer: wireMailer, scheduler: wireScheduler, evidence: wireEvidence, connectors: wireConnectors, ticketing: wireTicketing } });
 
 export { handler } from '../scheduled-action.ts';

@@ -1,6 +1,6 @@
 /** Lambda `start-run`: Consumer of the events FIFO queue: starts runs, schedules future-dated ones, records drift. */
 import { installAwsDeps } from '../bootstrap.ts';
-import policyText from '@jml/policy';
+import policyDocument from '@jml/policy';
 import { wireSecrets } from '../secrets.sm.ts';
 import { wireWorkflows } from '../workflows.sfn.ts';
 import { wireMailer } from '../mailer.ses.ts';
@@ -9,6 +9,6 @@ import { wireEvidence } from '../evidence.wiring.ts';
 import { wireConnectors } from '../connectors.aws.ts';
 import { wireTicketing } from '../ticketing.wiring.ts';
 
-installAwsDeps({ policyText, ports: { secrets: wireSecrets, workflows: wireWorkflows, mailer: wireMailer, scheduler: wireScheduler, evidence: wireEvidence, connectors: wireConnectors, ticketing: wireTicketing } });
+installAwsDeps({ policyDocument, ports: { secrets: wireSecrets, workflows: wireWorkflows, mailer: wireMailer, scheduler: wireScheduler, evidence: wireEvidence, connectors: wireConnectors, ticketing: wireTicketing } });
 
 export { handler } from '#handlers/start-run';
