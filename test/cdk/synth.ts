@@ -47,7 +47,13 @@ export function synth(overrides: Partial<DeployConfig> | Record<string, unknown>
   const stack = new JmlStack(app, 'Jml', { loaded, ...(options.stateMachinesDir ? { stateMachinesDir: options.stateMachinesDir } : {}) });
   options.extend?.(stack);
   if (options.nag !== false) Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));
-  const assembly = app.synth();
+  let assembly: ReturnType<App['synth']>;
+  try {
+    assembly = app.synth();
+  } catch (e) {
+    rmSync(outdir, { recursive: true, force: true }); // a synth expected to fail leaves nothing behind
+    throw e;
+  }
   let report: unknown = undefined;
   try {
     report = JSON.parse(readFileSync(join(assembly.directory, 'validation-report.json'), 'utf8'));
