@@ -1,8 +1,8 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../../bin/cli.ts';
 
 let out: string[];
@@ -19,6 +19,7 @@ afterEach(() => {
 });
 
 const tmp = mkdtempSync(join(tmpdir(), 'jml-cli-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const file = (name: string, content: string) => {
   const p = join(tmp, name);
   writeFileSync(p, content);
