@@ -73,10 +73,7 @@ async function benchOktaLeavers() {
       groups: Array.from({ length: groupsPerLeaver }, (_, g) => groupNames[(i + g) % groupNames.length]!),
     })),
   });
-  // One process converging every leaver at once: each call may wait its turn for the whole run
-  // (a deployed function refuses after 30 s and its workflow retries; here that would measure
-  // the retries, not the governor's pacing).
-  const connector = createOktaConnector({ name: 'okta', orgUrl: okta.url, token, maxConcurrent, maxQueueWaitMs: 120_000 });
+  const connector = createOktaConnector({ name: 'okta', orgUrl: okta.url, token, maxConcurrent });
   const leaver: DesiredTarget = { target: 'okta', kind: 'okta', mode: 'enforce', account: 'disabled', entitlements: [] };
 
   // Start on a window boundary so the first window is a whole one, like every later one.

@@ -148,10 +148,8 @@ describe('the state machine definition', () => {
     ]);
     for (const [name, s] of tasks) {
       expect(s.TimeoutSeconds, name).toBeGreaterThan(0);
-      for (const error of ['TargetThrottled', 'TargetUnavailable']) {
-        const targetRetry = s.Retry.find((r: any) => r.ErrorEquals.includes(error));
-        expect(targetRetry?.JitterStrategy, `${name} ${error}`).toBe('FULL');
-      }
+      const targetRetry = s.Retry.find((r: any) => r.ErrorEquals.includes('TargetThrottled') && r.ErrorEquals.includes('TargetUnavailable'));
+      expect(targetRetry?.JitterStrategy, name).toBe('FULL');
       expect(s.Catch?.[0]?.ErrorEquals, name).toEqual(['States.ALL']);
     }
   });
