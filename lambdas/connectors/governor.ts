@@ -23,31 +23,11 @@ export interface GovernorOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-/**
- * A call would have waited longer than its `maxWaitMs` for a slot or for the target's budget.
- * Nothing was sent and nothing is left queued: the caller fails now (the adapter reports it as
- * `TargetThrottled`) and its workflow retries later, instead of a task that waits past its own
- * timeout and is retried while its calls still wait in line (duplicates that spend the budget).
- */
-export class RateWaitTooLong extends Error {
-  constructor(readonly waitMs: number) {
-    super(`the target's rate budget is spent for about ${Math.ceil(waitMs / 1000)}s`);
-    this.name = 'RateWaitTooLong';
-  }
-}
-
-export interface RunOptions {
-  /** Longest wait for a slot and the budget together; unbounded when absent. */
-  maxWaitMs?: number;
-}
-
 export interface GovernorStats {
   calls: number;
   waits: number;
   waitedMs: number;
   throttled: number;
-  /** Calls refused because they would have waited longer than their `maxWaitMs`. */
-  refused: number;
 }
 
 export class RateGovernor {
@@ -64,7 +44,7 @@ export class RateGovernor {
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly skewMs: number;
-  readonly stats: GovernorStats = { calls: 0, waits: 0, waitedMs: 0, throttled: 0, refused: 0 };
+  readonly stats: GovernorStats = { calls: 0, waits: 0, waitedMs: 0, throttled: 0 };
 
   constructor(private readonly options: GovernorOptions) {
     this.now = options.now ?? Date.now;
@@ -72,12 +52,11 @@ export class RateGovernor {
     this.skewMs = options.skewMs ?? 50;
   }
 
-  /** Runs `fn` when a slot and rate budget are free (or throws RateWaitTooLong past `maxWaitMs`). */
-  async run<T>(fn: () => Promise<T>, options: RunOptions = {}): Promise<T> {
-    const deadline = options.maxWaitMs !== undefined ? this.now() + options.maxWaitMs : undefined;
-    await this.acquireSlot(deadline);
+  /** Runs `fn` when a slot and rate budget are free. */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    await this.acquireSlot();
     try {
-      await this.waitForBudget(deadline);
+      await this.waitForBudget();
       this.active += 1;
       try {
         return await fn();
@@ -119,7 +98,7 @@ export class RateGovernor {
     this.optimistic = false;
   }
 
-  private async waitForBudget(deadline?: number): Promise<void> {
+  private async waitForBudget(): Promise<void> {
     for (;;) {
       const t = this.now();
       let until = 0;
@@ -144,42 +123,23 @@ export class RateGovernor {
         if (this.remaining !== undefined) this.remaining -= 1;
         return;
       }
-      if (deadline !== undefined && until > deadline) {
-        this.stats.refused += 1;
-        throw new RateWaitTooLong(until - t);
-      }
       this.stats.waits += 1;
       this.stats.waitedMs += until - t;
       await this.sleep(until - t);
     }
   }
 
-  private acquireSlot(deadline?: number): Promise<void> {
+  private acquireSlot(): Promise<void> {
     if (this.inFlight < this.options.maxConcurrent) {
       this.inFlight += 1;
       return Promise.resolve();
     }
-    return new Promise((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const grant = () => {
-        if (timer) clearTimeout(timer);
+    return new Promise((resolve) =>
+      this.queue.push(() => {
         this.inFlight += 1;
         resolve();
-      };
-      this.queue.push(grant);
-      const queuedAt = this.now();
-      if (deadline !== undefined) {
-        timer = setTimeout(() => {
-          const i = this.queue.indexOf(grant);
-          if (i < 0) return;
-          this.queue.splice(i, 1);
-          this.stats.refused += 1;
-          // The line ahead is at least as long again as this call has waited in it.
-          reject(new RateWaitTooLong(Math.max(1000, this.now() - queuedAt)));
-        }, Math.max(0, deadline - queuedAt));
-        timer.unref?.();
-      }
-    });
+      }),
+    );
   }
 
   private releaseSlot(): void {

@@ -77,11 +77,6 @@ export interface ExecutorOptions {
   maxRetries: number;
   /** Longest wait for a rate-limit reset before giving up with a 429 (the caller retries later). */
   maxRetryWaitMs: number;
-  /**
-   * Longest wait in the connector's own line (a slot, the budget) before a call is refused
-   * without being sent (`RateWaitTooLong`); unbounded when absent.
-   */
-  maxQueueWaitMs?: number;
   /** First back-off step for 5xx / network retries (doubles per attempt, full jitter). */
   backoffBaseMs?: number;
   maxSockets?: number;
@@ -152,14 +147,11 @@ export class GovernedRequestExecutor extends RequestExecutor {
       try {
         // Rate headers are read inside the governor slot: the governor counts this call as
         // still running while it learns the target's remaining budget.
-        response = await this.options.governor.run(
-          async () => {
-            const r = await super.fetch(attemptRequest);
-            this.observe(r);
-            return r;
-          },
-          { ...(this.options.maxQueueWaitMs !== undefined ? { maxWaitMs: this.options.maxQueueWaitMs } : {}) },
-        );
+        response = await this.options.governor.run(async () => {
+          const r = await super.fetch(attemptRequest);
+          this.observe(r);
+          return r;
+        });
       } catch (e) {
         if (attempt < this.options.maxRetries && isRetryableNetworkError(e)) {
           this.stats.retriedNetwork += 1;

@@ -34,7 +34,7 @@ import {
 } from '#core/errors';
 import type { TargetOp } from '#core/target-plan';
 import type { AccountPage, AccountProfile, AccountQuery, AuditEntry, ChangeRecord, Connector, MemberPage } from './connector.ts';
-import { RateGovernor, RateWaitTooLong } from './governor.ts';
+import { RateGovernor } from './governor.ts';
 import {
   apiPath,
   captureRequests,
@@ -85,12 +85,6 @@ export const OktaConnectorConfigSchema = z.object({
   maxRetries: z.number().int().min(0).max(10).default(3),
   /** A 429 whose reset is further away than this is not waited for: the workflow retries later. */
   maxRetryWaitMs: z.number().int().min(0).max(120_000).default(20_000),
-  /**
-   * A call that would wait longer than this in the connector's line (concurrency, the org's rate
-   * budget) is refused unsent as `TargetThrottled`, and its workflow retries it later — well under
-   * the tasks' own timeouts, so no timed-out task leaves calls waiting that a retry repeats.
-   */
-  maxQueueWaitMs: z.number().int().min(0).max(120_000).default(30_000),
   /** First step of the 5xx / network back-off (doubles per attempt, with jitter). */
   backoffBaseMs: z.number().int().min(0).max(10_000).default(200),
   /** How long what was read about a user may spare a re-read before a write (0 disables). */
@@ -196,7 +190,6 @@ export class OktaConnector implements Connector {
       requestTimeoutMs: cfg.requestTimeoutMs,
       maxRetries: cfg.maxRetries,
       maxRetryWaitMs: cfg.maxRetryWaitMs,
-      maxQueueWaitMs: cfg.maxQueueWaitMs,
       backoffBaseMs: cfg.backoffBaseMs,
       maxSockets: cfg.maxConcurrent,
     });
@@ -774,10 +767,6 @@ export class OktaConnector implements Connector {
 
   private mapError(e: unknown, what: string, capture: RequestCapture): Error {
     if (e instanceof JmlError) return e;
-    if (e instanceof RateWaitTooLong) {
-      const seconds = Math.max(1, Math.ceil(e.waitMs / 1000));
-      return new TargetThrottled(this.name, seconds, `${this.name}: did not ${what}: ${e.message} (nothing sent); retry after ${seconds}s`);
-    }
     const last = capture.requestIds.at(-1);
     const ref = last ? `; Okta request ${last}` : '';
     const status = httpStatus(e);
@@ -823,7 +812,7 @@ export function createOktaConnector(config: {
   maxConcurrent?: number;
   requestTimeoutMs?: number;
   maxRetries?: number;
-} & Partial<Pick<OktaConnectorConfig, 'maxRetryWaitMs' | 'maxQueueWaitMs' | 'backoffBaseMs' | 'snapshotTtlMs'>>): OktaConnector {
+} & Partial<Pick<OktaConnectorConfig, 'maxRetryWaitMs' | 'backoffBaseMs' | 'snapshotTtlMs'>>): OktaConnector {
   return new OktaConnector(config);
 }
 
