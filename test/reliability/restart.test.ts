@@ -24,6 +24,7 @@ import {
   type RuntimeProcess,
   postSigned,
 } from './fixtures/harness.ts';
+import { waitFor } from '../helpers/stack.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'jml-restart-'));
 const secrets = { hrisWebhook: randomBytes(24).toString('base64url'), linkSigning: randomBytes(32).toString('base64url') };
@@ -62,16 +63,6 @@ async function post(url: string, event: unknown): Promise<string> {
   const res = await postSigned(url, secrets.hrisWebhook, body);
   expect(res.status).toBe(202);
   return ((await res.json()) as { runId: string }).runId;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const runOf = async (url: string, runId: string) => (await (await fetch(`${url}/runs/${runId}`)).json()) as { status: string; approvals?: Array<{ status: string }> };
@@ -139,7 +130,7 @@ describe('restarting the runtime mid-run', () => {
     const bot = startHttpApprovalBot(() => url1);
     const hires = [];
     for (const w of people) hires.push(await post(url1, { eventId: `h-${w.employeeId}`, eventType: 'hire', effectiveDate: '2026-09-01', occurredAt: '2026-09-01T08:00:00Z', worker: w }));
-    for (const id of hires) await until(`hire ${id}`, async () => (await runOf(url1, id)).status === 'COMPLETED', 60_000);
+    for (const id of hires) await waitFor(`hire ${id}`, async () => (await runOf(url1, id)).status === 'COMPLETED', 60_000);
     await bot.stop();
     await child.stop();
     phase('joiners completed');
@@ -152,7 +143,7 @@ describe('restarting the runtime mid-run', () => {
     const moved = people.map((w) => ({ ...w, department: 'Sales', jobCode: 'SLS-1' }));
     const runs = await Promise.all(moved.map((w) => post(url2, { eventId: `m-${w.employeeId}`, eventType: 'change', effectiveDate: '2026-11-01', occurredAt: '2026-11-01T08:00:00Z', worker: w })));
     // Some writes have landed, not all.
-    await until('the first writes of the movers', async () => writesSince(from).length >= 3);
+    await waitFor('the first writes of the movers', async () => writesSince(from).length >= 3, 30_000);
     await child.kill();
     child = undefined;
     phase('killed mid-flight');
@@ -193,14 +184,14 @@ describe('restarting the runtime mid-run', () => {
     const bot = startHttpApprovalBot(() => url1);
     const hire = await post(url1, { eventId: `h-${w.employeeId}`, eventType: 'hire', effectiveDate: '2026-09-01', occurredAt: '2026-09-01T08:00:00Z', worker: w });
     try {
-      await until(`hire ${hire}`, async () => (await runOf(url1, hire)).status === 'COMPLETED', 60_000);
+      await waitFor(`hire ${hire}`, async () => (await runOf(url1, hire)).status === 'COMPLETED', 60_000);
     } finally {
       await bot.stop();
     }
     targets.okta.controls.latencyMs = 1000; // the disable is in flight when the process dies
     const from = targets.okta.requestLog.length;
     const runId = await post(url1, { eventId: `l-${w.employeeId}`, eventType: 'termination', effectiveDate: '2026-11-02', occurredAt: '2026-11-02T08:00:00Z', worker: { ...w, terminationDate: '2026-11-02' } });
-    await until('the disable to reach Okta', async () => targets.okta.requestLog.length > from, 30_000);
+    await waitFor('the disable to reach Okta', async () => targets.okta.requestLog.length > from, 30_000);
     await child.kill();
     child = undefined;
     targets.okta.controls.latencyMs = 0;
@@ -216,10 +207,8 @@ describe('restarting the runtime mid-run', () => {
   }, 120_000);
 
   // requestApproval answers a new task for an approval already decided with the recorded
-  // decision (proved in test/integration/approvals.test.ts, "already decided"). This end-to-end
-  // version does not get past its first phase yet: with Okta at 1.5 s per call the approval bot's
-  // POST dies with "socket hang up" inside the child runtime and the approval is never decided —
-  // skipped until that is understood, rather than pinned as a failure it no longer proves.
+  // decision (proved in test/integration/approvals.test.ts, "already decided"); here end to end,
+  // across a kill of the runtime after the decision.
   it('finishes a run resumed after its approval was decided', async () => {
     const dataDir = newDataDir();
     const w = person(1);
@@ -230,7 +219,7 @@ describe('restarting the runtime mid-run', () => {
     const bot = startHttpApprovalBot(() => url1);
     const runId = await post(url1, { eventId: `h-${w.employeeId}`, eventType: 'hire', effectiveDate: '2026-09-01', occurredAt: '2026-09-01T08:00:00Z', worker: w });
     try {
-      await until('the approval', async () => (await runOf(url1, runId)).approvals?.some((a) => a.status === 'APPROVED'), 30_000);
+      await waitFor('the approval', async () => (await runOf(url1, runId)).approvals?.some((a) => a.status === 'APPROVED'), 30_000);
     } finally {
       await bot.stop();
     }
