@@ -6,23 +6,15 @@ import { describe, expect, it } from 'vitest';
 import { admitRestrictingRun } from '#app/bulk-guard';
 import type { PersonRecord, RunRecord } from '#core/ledger';
 import { testDeps, useDynalite } from '../helpers/deps.ts';
+import { personRecord } from '../helpers/approvals-harness.ts';
+import { worker } from '../helpers/policy.ts';
 
 const dynamo = useDynalite();
 
 const person = (i: number): PersonRecord => {
   const employeeId = `G${String(i).padStart(4, '0')}`;
-  return {
-    employeeId,
-    worker: { employeeId, givenName: 'Guard', familyName: `Person${i}`, email: `g${i}@example.com`, department: 'Engineering', location: 'London', jobCode: 'SWE', employmentType: 'employee', startDate: '2024-01-08' },
-    status: i % 10 === 0 ? 'terminated' : 'active',
-    version: '2026-01-01T00:00:00.000Z',
-    lastRunId: 'seed',
-    links: {},
-    grantedAt: {},
-    approvedBundles: [],
-    rejectedBundles: [],
-    updatedAt: '2026-01-01T00:00:00.000Z',
-  } as PersonRecord;
+  const w = worker({ employeeId, email: `g${i}@example.com`, familyName: `Person${i}` });
+  return personRecord(w, { status: i % 10 === 0 ? 'terminated' : 'active' });
 };
 
 const leaverRun = (i: number): RunRecord => ({
