@@ -143,12 +143,12 @@ export async function admitRestrictingRun(deps: AppDeps, policy: Policy, run: Ru
   for (let attempt = 0; ; attempt++) {
     const room = limit ? Math.max(1, limit.limit) - past : 1 - past;
     if (room < 1 && !limit) {
-      limit = limitOf(policy, await activePeople(deps));
+      limit = limitOf(policy, await activePeople(deps, counted));
       continue;
     }
     const added = room < 1 ? { added: false, value: counts.at(-1)! } : await deps.ledger.addToCounter(counterKey(w.step, w.bucket), 1, { max: room, ttlEpochSeconds: ttl });
     if (!added.added && !limit) {
-      limit = limitOf(policy, await activePeople(deps));
+      limit = limitOf(policy, await activePeople(deps, counted));
       continue;
     }
     if (!added.added) {
@@ -204,10 +204,10 @@ const isFresh = (deps: AppDeps, c: ActiveCount) => deps.clock.now().getTime() - 
  * census). A burst of terminations asks for it from many consumers at once: one of them takes
  * the recount lease and scans; the others use the last count while it is stale, or — when there
  * has never been one — wait for that scan instead of each scanning every person themselves.
+ * Called only when admission's own read of the count found it stale or absent.
  */
-async function activePeople(deps: AppDeps): Promise<number> {
-  const cached = await deps.ledger.getMeta<ActiveCount>(ACTIVE_PEOPLE_KEY);
-  if (cached && isFresh(deps, cached)) return cached.count;
+async function activePeople(deps: AppDeps, cached: ActiveCount | null): Promise<number> {
+  // `cached` is what admission read with its counters (stale here, or absent): no second read.
   const holder = `recount ${randomUUID()}`;
   const at = deps.clock.now().getTime();
   const lease = await deps.ledger.acquireLease(RECOUNT_LEASE, holder, at + RECOUNT_LEASE_MS, at);
