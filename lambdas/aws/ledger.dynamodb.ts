@@ -645,9 +645,10 @@ export class DynamoLedger implements Ledger {
       ...e.maps(),
     });
     marks.sort((a, b) => String(a.markedAt).localeCompare(String(b.markedAt)));
+    const items = await Promise.all(marks.map((mark) => this.getItem(keys.exception(String(mark.exceptionId)))));
     const records: ExceptionRecord[] = [];
-    for (const mark of marks) {
-      const item = await this.getItem(keys.exception(String(mark.exceptionId)));
+    for (const [i, mark] of marks.entries()) {
+      const item = items[i];
       if (item) records.push(this.toRecord<ExceptionRecord>('exception', item));
       // A mark whose exception was never written (its step died first and was not retried within
       // a day) has nothing to raise: drop it rather than read it every night.
