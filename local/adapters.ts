@@ -59,7 +59,12 @@ export interface OutboxMail extends OutgoingMail {
   sentAt: string;
 }
 
-/** SES, locally: every mail that would have been sent, newest last (`GET /local/outbox`). */
+/**
+ * SES, locally: every mail that would have been sent, newest last (`GET /local/outbox`).
+ * Mails are only ever appended, and a runtime that takes over a data directory loads them from
+ * the same file, so a mail's position (its index) is stable across restarts: a reader can follow
+ * the outbox with "everything from position N on" (`since`).
+ */
 export class Outbox implements Mailer {
   readonly mails: OutboxMail[];
   private readonly file: JsonFile<OutboxMail[]>;
@@ -72,6 +77,15 @@ export class Outbox implements Mailer {
     this.mails.push({ ...mail, messageId, sentAt: this.clock.now().toISOString() });
     this.file.save(this.mails);
     return { messageId };
+  }
+
+  /**
+   * The mails from position `after` on (`after` = how many the reader has seen), and the
+   * position to read from next time (the outbox's length; smaller than `after` when this outbox
+   * is not the one the reader followed, e.g. a runtime on another data directory).
+   */
+  since(after = 0): { mails: OutboxMail[]; next: number } {
+    return { mails: this.mails.slice(after), next: this.mails.length };
   }
 }
 

@@ -157,19 +157,32 @@ export async function startLocalServer(stack: LocalStack, options: { port?: numb
       method: /^GET$/,
       path: /^\/local\/outbox$/,
       loopbackOnly: true,
-      handle: async () =>
-        json(200, {
-          mails: stack.outbox.mails.map((m) => ({
+      // `?after=N`: only the mails from position N on (N = how many the caller has seen); `next`
+      // is where to ask from next time. `?summary=1` leaves out each mail's text and html.
+      handle: async (_req, _body, _m, url) => {
+        const afterParam = url.searchParams.get('after');
+        if (afterParam !== null && !/^\d{1,15}$/.test(afterParam)) {
+          return json(400, { error: 'invalid_request', message: `after must be a non-negative integer (how many mails the caller has already seen), got ${JSON.stringify(afterParam)}` });
+        }
+        const summaryParam = url.searchParams.get('summary');
+        if (summaryParam !== null && !['0', '1', 'true', 'false'].includes(summaryParam)) {
+          return json(400, { error: 'invalid_request', message: `summary must be 1 or 0, got ${JSON.stringify(summaryParam)}` });
+        }
+        const summary = summaryParam === '1' || summaryParam === 'true';
+        const { mails, next } = stack.outbox.since(afterParam === null ? 0 : Number(afterParam));
+        return json(200, {
+          mails: mails.map((m) => ({
             to: m.to,
             subject: m.subject,
-            text: m.text,
-            html: m.html,
+            ...(summary ? {} : { text: m.text, html: m.html }),
             links: m.links,
             runId: m.runId ?? null,
             approvalId: m.approvalId ?? null,
             sentAt: m.sentAt,
           })),
-        }),
+          next,
+        });
+      },
     },
     {
       method: /^GET$/,
