@@ -1,16 +1,16 @@
 /**
  * Reliability soak: the full-size version of test/reliability/events.test.ts.
  *
- *   npx tsx bench/soak.ts [--people 2000] [--events 10000] [--faults 0.2] [--kill-at 0.5]
+ *   npx tsx bench/soak.ts [--people 2000] [--events 10000] [--faults 0.2] [--kill-at 0.5] [--approvers 16]
  *
  * A generated stream of hires, changes, leaves, returns and terminations (10% redelivered, 5%
  * overtaken by a later event of the same person) is posted, signed, to `POST /hris/events` of the
  * local runtime while every target injects transient faults (503, connection resets, timeouts,
  * 429 with the reset header) on `--faults` of its requests. The runtime runs in its own process
  * and is killed (SIGKILL) after `--kill-at` of the deliveries; a new runtime on the same data
- * directory takes over, every fourth run that reaches its app steps crashes in a Task there, an
- * approver answers every approval email. Then the nightly reconciliation runs and the audit of
- * the reliability suite checks the promises.
+ * directory takes over, every fourth run that reaches its app steps crashes in a Task there,
+ * approvers answer every approval email (following the outbox, `--approvers` mails at once).
+ * Then the nightly reconciliation runs and the audit of the reliability suite checks the promises.
  *
  * Reports: events/s (deliveries, accepted until every run closed), run-close latency p50/p99
  * (run recorded → closed), lost runs, duplicate accounts, doubled membership adds, revocation
@@ -41,12 +41,14 @@ import {
 import { generateWorkload } from '../test/reliability/fixtures/workload.ts';
 
 const { values } = parseArgs({
-  options: { people: { type: 'string' }, events: { type: 'string' }, faults: { type: 'string' }, 'kill-at': { type: 'string' }, seed: { type: 'string' } },
+  options: { people: { type: 'string' }, events: { type: 'string' }, faults: { type: 'string' }, 'kill-at': { type: 'string' }, seed: { type: 'string' }, approvers: { type: 'string' } },
 });
 const PEOPLE = Number(values.people ?? 2000);
 const EVENTS = Number(values.events ?? 10_000);
 const FAULTS = Number(values.faults ?? 0.2);
 const KILL_AT = Number(values['kill-at'] ?? 0.5);
+// Approval emails answered at once (a team of approvers).
+const APPROVERS = Number(values.approvers ?? 16);
 
 const dir = mkdtempSync(join(tmpdir(), 'jml-soak-'));
 const dataDir = join(dir, 'state');
@@ -59,12 +61,14 @@ injectFaults(targets, FAULTS);
 
 const started = Date.now();
 let url: string | undefined;
-const bot = startHttpApprovalBot(() => url);
+const bot = startHttpApprovalBot(() => url, { concurrency: APPROVERS });
 let stack: LocalStack | undefined;
 // A full-size soak runs for an hour or more: say every minute how far it got (stderr).
 let phase = 'first runtime: delivering the first part';
 const progress = setInterval(() => {
-  const where = stack ? `; ${stack.queue.pending()} queued, ${stack.workflows.running().length} running, ${bot.stats().decided} approvals decided` : '';
+  const b = bot.stats();
+  const approvals = `${b.decided} approvals decided, ${b.failed} failed, ${b.queued + b.inFlight} waiting for the approver (outbox position ${b.position})`;
+  const where = stack ? `; ${stack.queue.pending()} queued, ${stack.workflows.running().length} running, ${approvals}` : '';
   console.error(`  … ${((Date.now() - started) / 1000).toFixed(0)} s: ${phase}${where}`);
 }, 60_000);
 progress.unref();
@@ -97,6 +101,7 @@ try {
   const closedAt = Date.now();
   const runs = (await Promise.all([...new Set(deliveries.map((d) => d.runId!))].map((id) => stack!.deps.ledger.getRun(id)))).filter((r): r is NonNullable<typeof r> => !!r);
   await bot.stop();
+  const approver = bot.stats();
   clearFaults(targets);
   phase = 'nightly reconciliation';
   await nightlyReconcile(stack);
@@ -121,6 +126,10 @@ try {
     ['exceptions', `${report.openExceptions} open; ${report.exceptionsWithoutTargetOrReason.length} without target or reason; ${report.failedRunsWithoutException.length} failed runs without one`],
     ['runs', JSON.stringify(report.runStatuses)],
     ['resumed after the kill', String(resumed)],
+    [
+      `approvals (by email link, ${APPROVERS} at once)`,
+      `${approver.decided} decided, ${approver.failed} no longer open when answered${approver.failed ? ` (last: ${approver.lastFailure.slice(0, 120)})` : ''}, ${approver.retried} retried`,
+    ],
     ['peak RSS (taking-over runtime + harness)', `${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`],
   ];
   console.log(`Reliability soak — npx tsx bench/soak.ts --people ${PEOPLE} --events ${EVENTS} --faults ${FAULTS} --kill-at ${KILL_AT}`);
