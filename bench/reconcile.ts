@@ -31,6 +31,7 @@
 import '#local/polyfills';
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { reserveCalls, type CallReservation, type CallSchedule } from '#core/call-budget';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -263,6 +264,13 @@ class MemoryLedger implements Ledger {
   async releaseLease(key: string, holder: string) {
     this.ops.writes += 1;
     if (this.leases.get(key)?.holder === holder) this.leases.delete(key);
+  }
+  private readonly callBudgets = new Map<string, CallSchedule>();
+  async reserveCalls(key: string, reservation: CallReservation) {
+    this.ops.writes += 1;
+    const next = reserveCalls(this.callBudgets.get(key) ?? null, reservation);
+    this.callBudgets.set(key, next.schedule);
+    return { startAtMs: next.startAtMs };
   }
 }
 

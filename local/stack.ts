@@ -33,7 +33,7 @@ import {
 import { createStartRunHandler } from '#handlers/start-run';
 import { reconcileTaskHandlers } from '#handlers/reconcile-tasks';
 import { onExecutionEnded } from '#app/execution-ended';
-import { WORKFLOW_OF } from '#app/runs';
+import { startRunWorkflow } from '#app/start-run';
 import { withDecisionCallbacks } from '#app/standalone-approvals';
 import { ensureTable, startDynalite, type LocalDynamo } from './dynalite.ts';
 import { fsEvidenceStore } from './evidence-fs.ts';
@@ -290,16 +290,18 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   if (dataDir && !options.fresh) {
     for (const status of ['PLANNED', 'AWAITING_APPROVAL', 'EXECUTING', 'RECONCILING'] as const) {
       for (const run of await ledger.listRunsByStatus(status)) {
-        if (!run.executionName || run.lifecycle === 'reconcile') continue;
-        await workflows.start(WORKFLOW_OF[run.lifecycle], run.runId, { runId: run.runId, employeeId: run.employeeId, lifecycle: run.lifecycle });
+        const { lifecycle } = run;
+        if (!run.executionName || lifecycle === 'reconcile') continue;
+        await startRunWorkflow(deps, policy, { runId: run.runId, employeeId: run.employeeId, lifecycle });
         resumed.push(run.runId);
       }
     }
     for (const run of await ledger.listRunsByStatus('RECEIVED')) {
-      if (run.executionName && run.lifecycle !== 'reconcile') {
+      const { lifecycle } = run;
+      if (run.executionName && lifecycle !== 'reconcile') {
         // Its workflow had started (a leaver disables at the IdP before Plan moves the run on):
         // start it again under the same name, like the runs further along.
-        await workflows.start(WORKFLOW_OF[run.lifecycle], run.runId, { runId: run.runId, employeeId: run.employeeId, lifecycle: run.lifecycle });
+        await startRunWorkflow(deps, policy, { runId: run.runId, employeeId: run.employeeId, lifecycle });
       } else {
         await queue.send({ kind: 'hr-event', runId: run.runId, employeeId: run.employeeId }, { groupId: run.employeeId, deduplicationId: run.idempotencyKey });
       }

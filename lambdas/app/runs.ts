@@ -24,6 +24,8 @@ import { openException } from './exceptions.ts';
 import { activeExceptionGrants } from './exception-grants.ts';
 import { scheduleBundleExpiries } from './time-bound.ts';
 import { withTargetLease } from './target-lease.ts';
+import { reserveLeaverRemainder } from './call-budget.ts';
+import { slotNow } from '#core/call-budget';
 
 /** Which state machine runs which lifecycle. */
 export const WORKFLOW_OF: Record<Lifecycle, WorkflowName> = {
@@ -245,6 +247,8 @@ export interface ConvergeTaskOutput {
   accountId?: string;
   writes: number;
   planned: number;
+  /** A leaver's restrict step: when the rest of the run may spend the IdP's calls (call-budget.ts). */
+  routineAt?: string;
 }
 
 const RESTRICT_OPS: readonly TargetOp[] = ['disable', 'suspend', 'revokeSessions'];
@@ -260,7 +264,7 @@ export async function convergeTarget(
   // The leaver workflow disables at the IdP before it plans anything, naming the target `idp`.
   input = { ...input, target: resolveTarget(input.target, policy) };
   if (phase === 'restrict' && (TERMINAL_RUN_STATUSES.has(run.status) || !desiredFor(person, policy, deps).inScope)) {
-    return { target: input.target, writes: 0, planned: 0 };
+    return { target: input.target, writes: 0, planned: 0, ...(run.lifecycle === 'leaver' ? { routineAt: slotNow(deps.clock.now().getTime()) } : {}) };
   }
   if (run.status === 'PLANNED' || run.status === 'AWAITING_APPROVAL') {
     await advanceStatus(deps.ledger, run.runId, 'EXECUTING', ['PLANNED', 'AWAITING_APPROVAL']);
@@ -330,7 +334,10 @@ export async function convergeTarget(
         });
       }
     }
-    return { target: input.target, accountId: result.accountId, writes: result.writes, planned: result.planned.length };
+    // The rest of a leaver's run reserves its IdP calls now the disable is done: behind every
+    // restrict step already reserved, so a burst's disables all go first.
+    const routineAt = leaverIdp && phase === 'restrict' ? await reserveLeaverRemainder(deps, policy, person) : undefined;
+    return { target: input.target, accountId: result.accountId, writes: result.writes, planned: result.planned.length, ...(routineAt ? { routineAt } : {}) };
   } catch (e) {
     const err = e as Error;
     await deps.ledger.putStep({

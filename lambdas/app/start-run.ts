@@ -25,10 +25,11 @@ import { durationMs, type Policy } from '#core/policy';
 import { canonicalJson } from '#core/hash';
 import { statusAfter, type HrEvent, type Lifecycle } from '#core/hr-event';
 import { ConditionFailed, TERMINAL_RUN_STATUSES, type PersonRecord, type RunRecord, type RunStatus } from '#core/ledger';
-import type { AppDeps } from './ports.ts';
+import type { AppDeps, WorkflowName } from './ports.ts';
 import { bumpTime } from './people.ts';
 import { WORKFLOW_OF, retentionScheduleName } from './runs.ts';
 import { admitRestrictingRun, restrictionOf } from './bulk-guard.ts';
+import { reserveLeaverRestrict } from './call-budget.ts';
 import { openException } from './exceptions.ts';
 import { boundedName, retentionRetryScheduleName, scheduleBundleExpiries } from './time-bound.ts';
 import type { PersonWithGrants } from './exception-grants.ts';
@@ -140,6 +141,10 @@ export async function startRun(deps: AppDeps, input: { runId: string; scheduled?
     }
   }
 
+  // A leaver's restrict step reserves its calls from the IdP's budget, while the checks below run.
+  const restrictAt = event.lifecycle === 'leaver' ? reserveLeaverRestrict(deps, policy) : undefined;
+  restrictAt?.catch(() => undefined);
+
   // The bulk-change guard: runs that disable or strip access are counted in a sliding window.
   const restriction = await restrictionOf(deps, policy, person, event);
   if (restriction) {
@@ -151,8 +156,7 @@ export async function startRun(deps: AppDeps, input: { runId: string; scheduled?
   if (event.lifecycle === 'leaver') await supersedePending(deps, run, await runsOfPerson());
 
   await applyToPerson(deps, run, event, person, laterApplied);
-  const workflow = WORKFLOW_OF[event.lifecycle];
-  const started = await deps.workflows.start(workflow, run.runId, { runId: run.runId, employeeId: run.employeeId, lifecycle: event.lifecycle });
+  const { workflow, ...started } = await startRunWorkflow(deps, policy, { runId: run.runId, employeeId: run.employeeId, lifecycle: event.lifecycle }, restrictAt);
   const fresh = (await ledger.getRun(run.runId)) ?? run;
   await ledger.updateRun(run.runId, {
     executionName: run.runId,
@@ -165,6 +169,26 @@ export async function startRun(deps: AppDeps, input: { runId: string; scheduled?
   // when the grant is recorded; see time-bound.ts).
   if (event.lifecycle !== 'leaver' && event.lifecycle !== 'leave_of_absence') await scheduleBundleExpiries(deps, { employeeId: run.employeeId });
   return { outcome: 'started', runId: run.runId, workflow, alreadyStarted: started.alreadyStarted };
+}
+
+/**
+ * Starts a run's workflow under the run's id. A leaver's input carries the slot its restrict step
+ * waits for (`slots.restrictAt`, reserved here unless the caller already did).
+ */
+export async function startRunWorkflow(
+  deps: AppDeps,
+  policy: Policy,
+  run: { runId: string; employeeId: string; lifecycle: Lifecycle },
+  restrictAt?: Promise<string>,
+): Promise<{ workflow: WorkflowName; executionId: string; alreadyStarted: boolean }> {
+  const workflow = WORKFLOW_OF[run.lifecycle];
+  const input = {
+    runId: run.runId,
+    employeeId: run.employeeId,
+    lifecycle: run.lifecycle,
+    ...(run.lifecycle === 'leaver' ? { slots: { restrictAt: await (restrictAt ?? reserveLeaverRestrict(deps, policy)) } } : {}),
+  };
+  return { workflow, ...(await deps.workflows.start(workflow, run.runId, input)) };
 }
 
 /** Lifecycles that share one pending slot per person. */

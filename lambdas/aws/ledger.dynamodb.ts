@@ -13,6 +13,7 @@
 import type { DynamoDBDocumentClient, QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import * as z from 'zod';
 import { JmlError, TargetConflict } from '#core/errors';
+import { callBudgetCases, reservationCostMs, reserveCalls, type CallReservation } from '#core/call-budget';
 import {
   ConditionFailed,
   RUN_STATUSES,
@@ -189,6 +190,8 @@ export class DynamoLedger implements Ledger {
   private readonly client: () => Promise<DynamoDBDocumentClient>;
   private readonly tableName: string;
   private readonly now: () => Date;
+  /** Per call budget, the case of its schedule that held last time (tried first next time). */
+  private readonly callBudgetCase = new Map<string, number>();
 
   constructor(options: DynamoLedgerOptions) {
     this.client = once(options.client);
@@ -775,6 +778,59 @@ export class DynamoLedger implements Ledger {
     }
   }
 
+  async reserveCalls(key: string, reservation: CallReservation): Promise<{ startAtMs: number }> {
+    // Check the arguments before anything is written (the pure function throws on nonsense).
+    reserveCalls(null, reservation);
+    const itemKey = keys.meta(callBudgetKey(key));
+    const cases = callBudgetCases(reservation.lane);
+    const cost = reservationCostMs(reservation);
+    const [{ UpdateCommand }, client] = await Promise.all([sdk(), this.client()]);
+    // One conditional update per try, no read first: under a burst the case that held last time
+    // for this target almost always holds again, so most reservations take one round trip.
+    const first = this.callBudgetCase.get(key) ?? 0;
+    for (let attempt = 0; attempt < cases.length * 20; attempt++) {
+      const index = (first + attempt) % cases.length;
+      const c = cases[index]!;
+      const e = new Expr();
+      const now = e.value(reservation.nowMs);
+      const conditions: string[] = [];
+      for (const attr of ['until', 'restrictUntil'] as const) {
+        if (c[attr] === 'set') conditions.push(`${e.name(attr)} >= ${now}`);
+        if (c[attr] === 'unset') conditions.push(`(attribute_not_exists(${e.name(attr)}) OR ${e.name(attr)} < ${now})`);
+      }
+      const sets = [
+        `${e.name(ENTITY_ATTRIBUTE)} = ${e.value('callBudget')}`,
+        // Swept two days on; an absent schedule is an idle target.
+        `${e.name(TTL_ATTRIBUTE)} = ${e.value(Math.floor(reservation.nowMs / 1000) + 2 * 86_400)}`,
+      ];
+      for (const [attr, move] of Object.entries(c.moves) as Array<[string, 'add' | 'restart']>) {
+        const n = e.name(attr);
+        sets.push(move === 'add' ? `${n} = ${n} + ${e.value(cost)}` : `${n} = ${e.value(reservation.nowMs + cost)}`);
+      }
+      try {
+        const out = await client.send(
+          new UpdateCommand({
+            TableName: this.tableName,
+            Key: itemKey,
+            UpdateExpression: `SET ${sets.join(', ')}`,
+            ConditionExpression: conditions.join(' AND '),
+            ...e.maps(),
+            ReturnValues: 'ALL_OLD',
+          }),
+        );
+        this.callBudgetCase.set(key, index);
+        const old = out.Attributes;
+        const until = typeof old?.until === 'number' ? old.until : reservation.nowMs;
+        const restrictUntil = typeof old?.restrictUntil === 'number' ? old.restrictUntil : Math.min(until, reservation.nowMs);
+        return { startAtMs: reserveCalls({ until, restrictUntil }, reservation).startAtMs };
+      } catch (err) {
+        // Another case holds (the schedule moved past now, or now past it): try the next one.
+        if (!isConditionalCheckFailed(err)) throw err;
+      }
+    }
+    throw new Error(`call budget ${key}: no case of the schedule held after ${cases.length * 20} tries`);
+  }
+
   private async counter(key: string): Promise<number> {
     const item = await this.getItem(keys.meta(counterKey(key)));
     return typeof item?.count === 'number' ? item.count : 0;
@@ -881,6 +937,7 @@ export class DynamoLedger implements Ledger {
 
 const counterKey = (key: string) => `counter:${key}`;
 const leaseKey = (key: string) => `lease:${key}`;
+const callBudgetKey = (key: string) => `callbudget:${key}`;
 
 function parseJsonField(text: string, where: string, field: string): unknown {
   try {

@@ -6,6 +6,7 @@
  * Every state change is a conditional write (no transactions: each write is safe alone, and the
  * order of writes is chosen so a crash between two of them is recoverable by a retry).
  */
+import type { CallReservation } from './call-budget.ts';
 import type { ChangeRecord } from './change.ts';
 import type { ExceptionGrant } from './desired-state.ts';
 import type { HrEventType, Lifecycle, PersonStatus, Worker } from './hr-event.ts';
@@ -248,6 +249,13 @@ export interface Ledger {
   acquireLease(key: string, holder: string, untilMs: number, nowMs: number): Promise<LeaseResult>;
   /** Gives the lease up if `holder` still holds it; a no-op otherwise. */
   releaseLease(key: string, holder: string): Promise<void>;
+
+  /**
+   * Reserves calls from a target's shared call budget (`call-budget.ts`): one read and one
+   * conditional write of the target's schedule, repeated when another reservation got in
+   * between. Returns the moment the reserved calls may start.
+   */
+  reserveCalls(key: string, reservation: CallReservation): Promise<{ startAtMs: number }>;
 }
 
 export type LeaseResult = { acquired: true } | { acquired: false; holder: string; untilMs: number };

@@ -56,6 +56,19 @@ const TargetSchema = z
     retentionDays: z.number().int().min(0).max(3650),
     /** Reconciliation action on drift other than leavers: re-converge or open an exception. */
     onDrift: z.enum(['converge', 'exception']).default('converge'),
+    /**
+     * The target's API rate limit for jml's credentials. When set, runs reserve their calls from
+     * one shared budget at this rate before they start them (a burst is paced in the workflows,
+     * not in queued calls). The identity provider only.
+     */
+    rateLimit: z
+      .object({
+        requestsPerMinute: z.number().int().min(1).max(1_000_000),
+        /** Calls that may start ahead of the pace (default: a tenth of a minute's budget). */
+        burst: z.number().int().min(0).max(1_000_000).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -261,6 +274,11 @@ function crossCheck(doc: PolicyDocument): string[] {
   if (idps.length !== 1) {
     problems.push(`targets: exactly one identity provider (okta or entra) is required, found ${idps.length}`);
   }
+  doc.targets.forEach((t, i) => {
+    if (t.rateLimit && t.kind === 'scim') {
+      problems.push(`targets[${i}].rateLimit: only the identity provider's calls are budgeted; remove it from "${t.name}"`);
+    }
+  });
   for (const [bundleName, bundle] of Object.entries(doc.bundles)) {
     for (const [targetName, specs] of Object.entries(bundle.targets)) {
       const t = doc.targets.find((x) => x.name === targetName);

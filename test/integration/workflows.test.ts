@@ -143,7 +143,8 @@ describe('leaver', () => {
 
     expect(run.status).toBe('COMPLETED');
     const path = stack.workflows.statesEntered(accepted.runId);
-    expect(path.slice(0, 4)).toEqual(['DisableAtIdp', 'Plan', 'Skip?', 'NeedsApproval?']); // nothing is read or planned before the disable
+    // Nothing is read or planned before the disable (the slot waits pass at once: no rate limit).
+    expect(path.slice(0, 6)).toEqual(['AwaitRestrictSlot', 'DisableAtIdp', 'AwaitRoutineSlot', 'Plan', 'Skip?', 'NeedsApproval?']);
     expect(path.indexOf('DisableAtIdp')).toBeLessThan(path.indexOf('ApproveDataHandling'));
     expect(path).toContain('ScheduleRetentionDelete');
     const user = oktaUser('E1001')!;
