@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { SQSEvent } from 'aws-lambda';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type {
   Clock,
@@ -64,18 +64,42 @@ export interface OutboxMail extends OutgoingMail {
  * Mails are only ever appended, and a runtime that takes over a data directory loads them from
  * the same file, so a mail's position (its index) is stable across restarts: a reader can follow
  * the outbox with "everything from position N on" (`since`).
+ *
+ * The file is a JSON array, one mail a line, and a mail is appended in place (one positioned
+ * write over the closing bracket) rather than the whole array written again: a soak sends
+ * thousands of mails of a few KB each, and rewriting them all on every send grows with the square
+ * of their number. A process killed mid-send leaves the file as it was before the send or after.
  */
 export class Outbox implements Mailer {
   readonly mails: OutboxMail[];
-  private readonly file: JsonFile<OutboxMail[]>;
-  constructor(private readonly clock: Clock, path?: string) {
-    this.file = new JsonFile(path, () => []);
-    this.mails = this.file.load();
+  private bytes = 0;
+  private static readonly TAIL = '\n]\n';
+  constructor(private readonly clock: Clock, private readonly path?: string) {
+    this.mails = new JsonFile<OutboxMail[]>(path, () => []).load();
+    if (!path) return;
+    // Written once in the one-mail-a-line form (whatever form it had), so appends know its tail.
+    const text = `[${this.mails.map((m) => `\n${JSON.stringify(m)}`).join(',')}${Outbox.TAIL}`;
+    mkdirSync(dirname(path), { recursive: true });
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, text);
+    renameSync(tmp, path);
+    this.bytes = Buffer.byteLength(text);
   }
   async send(mail: OutgoingMail): Promise<{ messageId: string }> {
     const messageId = `local-${randomUUID()}`;
-    this.mails.push({ ...mail, messageId, sentAt: this.clock.now().toISOString() });
-    this.file.save(this.mails);
+    const sent: OutboxMail = { ...mail, messageId, sentAt: this.clock.now().toISOString() };
+    if (this.path) {
+      const tail = Buffer.byteLength(Outbox.TAIL);
+      const chunk = Buffer.from(`${this.mails.length ? ',' : ''}\n${JSON.stringify(sent)}${Outbox.TAIL}`);
+      const fd = openSync(this.path, 'r+');
+      try {
+        writeSync(fd, chunk, 0, chunk.length, this.bytes - tail);
+      } finally {
+        closeSync(fd);
+      }
+      this.bytes += chunk.length - tail;
+    }
+    this.mails.push(sent);
     return { messageId };
   }
 

@@ -1,15 +1,16 @@
 /**
  * `GET /local/outbox` on the local server: the whole outbox as before, or only what a follower
  * has not seen (`?after=N`, with `next` to ask from next time), without text and html on
- * `?summary=1`; positions survive a runtime taking over the same data directory. And the
- * reliability harness's approver, which follows the outbox that way.
+ * `?summary=1`; positions survive a runtime taking over the same data directory (the file is
+ * appended to, not rewritten). And the reliability harness's approver, which follows it that way.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { AdjustableClock, Outbox } from '#local/adapters';
 import { startLocalServer, type LocalServer } from '#local/server';
 import { startLocalStack, type LocalStack } from '#local/stack';
 import { worker } from '../helpers/policy.ts';
@@ -146,6 +147,9 @@ describe('GET /local/outbox', () => {
   it('keeps positions across a runtime taking over the same data directory', async () => {
     const before = (await outbox(served.server)).body;
     await close(served);
+    // The file the next runtime loads: every mail, in order, as a JSON array.
+    const file = JSON.parse(readFileSync(join(dataDir, 'outbox.json'), 'utf8')) as Mail[];
+    expect(file.map((m) => [m.subject, m.html])).toEqual(before.mails.map((m) => [m.subject, m.html]));
     served = await serve(dataDir);
     const after = await outbox(served.server, `?after=${before.next}`);
     expect(after.body).toEqual({ mails: [], next: before.next });
@@ -154,6 +158,23 @@ describe('GET /local/outbox', () => {
     expect(next.body.mails.map((m) => m.subject)).toEqual(['notice 99']);
     expect((await outbox(served.server, '?after=2&summary=1')).body.mails.map((m) => m.subject)).toEqual(before.mails.slice(2).map((m) => m.subject).concat('notice 99'));
   }, 60_000);
+});
+
+describe('the outbox file', () => {
+  it('reads an outbox written whole (pretty-printed), and appends to it', async () => {
+    const dir = join(tmp, 'pretty');
+    mkdirSync(dir);
+    const earlier = [0, 1].map((i) => ({ ...note(i), messageId: `local-${i}`, sentAt: `2026-11-0${i + 1}T09:00:00.000Z` }));
+    writeFileSync(join(dir, 'outbox.json'), JSON.stringify(earlier, null, 2));
+    const first = new Outbox(new AdjustableClock(), join(dir, 'outbox.json'));
+    expect(first.since(1).mails.map((m) => m.subject)).toEqual(['notice 1']);
+    await first.send(note(2));
+    await first.send(note(3));
+    const again = new Outbox(new AdjustableClock(), join(dir, 'outbox.json'));
+    expect(again.mails.map((m) => m.subject)).toEqual(['notice 0', 'notice 1', 'notice 2', 'notice 3']);
+    expect(again.since(2)).toEqual({ mails: first.mails.slice(2), next: 4 });
+    expect(JSON.parse(readFileSync(join(dir, 'outbox.json'), 'utf8'))).toEqual(first.mails);
+  });
 });
 
 describe('the approval bot of the reliability harness', () => {
