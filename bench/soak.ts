@@ -128,7 +128,7 @@ try {
     ['resumed after the kill', String(resumed)],
     [
       `approvals (by email link, ${APPROVERS} at once)`,
-      `${approver.decided} decided, ${approver.failed} no longer open when answered${approver.failed ? ` (last: ${approver.lastFailure.slice(0, 120)})` : ''}, ${approver.retried} retried`,
+      `${approver.decided} decided, ${approver.failed} not decided ${JSON.stringify(approver.failures)}, ${approver.retried} retried after the runtime went away`,
     ],
     ['peak RSS (taking-over runtime + harness)', `${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`],
   ];
