@@ -155,7 +155,8 @@ async function oneRound(round: number) {
     // leaver workflow leaves DisableAtIdp once the disable is recorded on the run.
     for (;;) {
       const execution = stack.workflows.execution(accepted.runId);
-      if (execution && (execution.status !== 'RUNNING' || execution.path.some((e) => e.type === 'StateEntered' && e.state !== 'DisableAtIdp'))) break;
+      const entered = execution?.path.filter((e) => e.type === 'StateEntered').map((e) => e.state) ?? [];
+      if (execution && (execution.status !== 'RUNNING' || entered.indexOf('DisableAtIdp') < entered.length - 1 && entered.includes('DisableAtIdp'))) break;
       if (epochNow() - t0 > 30_000) throw new Error(`run ${accepted.runId} did not disable within 30 s`);
       await new Promise((r) => setTimeout(r, 5));
     }

@@ -86,6 +86,17 @@ describe('access policy', () => {
     );
   });
 
+  it('takes a rate limit on the identity provider only, and says what is wrong with one', () => {
+    const slack = (d: any) => d.targets.findIndex((t: { name: string }) => t.name === 'slack');
+    expect(withPolicy((d) => (d.targets[0].rateLimit = { requestsPerMinute: 600, burst: 60 })).idp.rateLimit).toEqual({ requestsPerMinute: 600, burst: 60 });
+    expect(problems((d) => (d.targets[slack(d)].rateLimit = { requestsPerMinute: 100 }))).toEqual([
+      `targets[${slack(examplePolicyDocument())}].rateLimit: only the identity provider's calls are budgeted; remove it from "slack"`,
+    ]);
+    expect(problems((d) => (d.targets[0].rateLimit = { requestsPerMinute: 0 }))).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^targets\[0\]\.rateLimit\.requestsPerMinute: /)]),
+    );
+  });
+
   it('reports YAML syntax errors and duplicate keys instead of guessing', () => {
     expect(() => loadPolicyText('version: 1\nversion: 2\n')).toThrow(/yaml: Map keys must be unique/);
     expect(() => loadPolicyText('version: [1\n')).toThrow(/yaml:/);
