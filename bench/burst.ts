@@ -36,6 +36,7 @@ import { signCanonical } from '#core/signature';
 import { createHrisWebhookHandler } from '#handlers/hris-webhook';
 import { toApiGatewayEvent } from '#local/api-gateway';
 import { DEV_SECRETS, REPO_ROOT, startLocalStack } from '#local/stack';
+import { oktaProfileOf } from '#local/standins/okta-state';
 
 const { values: args } = parseArgs({
   options: {
@@ -93,7 +94,7 @@ const oktaGroups = (w: Worker) =>
 const ids = oktaStandIn.seed({
   users: workers.map((w) => ({
     status: 'ACTIVE' as const,
-    profile: { login: w.email, email: w.email, firstName: w.givenName, lastName: w.familyName, employeeNumber: w.employeeId },
+    profile: oktaProfileOf(w),
     groups: oktaGroups(w),
   })),
 }).users;

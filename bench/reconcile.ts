@@ -65,6 +65,7 @@ import { ensureTable, startDynalite } from '#local/dynalite';
 import { startOktaStandIn } from '#local/standins/okta';
 import { startScimStandIn, type ScimStandIn } from '#local/standins/scim';
 import { LocalWorkflows } from '#local/workflow-engine';
+import { oktaProfileOf } from '#local/standins/okta-state';
 
 const { values: args } = parseArgs({
   options: {
@@ -494,7 +495,7 @@ async function standInProcess(): Promise<void> {
         id: accountId.okta(i),
         status: 'ACTIVE',
         hasPassword: true,
-        profile: { login: w.email, email: w.email, firstName: w.givenName, lastName: w.familyName, employeeNumber: w.employeeId },
+        profile: oktaProfileOf(w),
       });
       for (const e of t.entitlements) if (!(a.oktaMissing.has(i) && e.value === OKTA_REMOVED_GROUP)) okta.state.addMember(groupIds.get(e.value)!, user.id);
       if (a.oktaExtra.has(i)) okta.state.addMember(groupIds.get(OKTA_EXTRA_GROUP)!, user.id); // by an admin, outside jml

@@ -95,6 +95,11 @@ export interface OktaSeedUser {
   hasPassword?: boolean;
 }
 
+/** The Okta profile jml gives a worker (login and email the work email, the employee number). */
+export function oktaProfileOf(w: { email: string; givenName: string; familyName: string; employeeId: string }) {
+  return { login: w.email, email: w.email, firstName: w.givenName, lastName: w.familyName, employeeNumber: w.employeeId };
+}
+
 export interface OktaSeed {
   groups?: Array<{ id?: string; name: string; description?: string; type?: OktaGroupType }>;
   apps?: Array<{ id?: string; label: string; name?: string; status?: 'ACTIVE' | 'INACTIVE'; url?: string }>;

@@ -15,6 +15,7 @@ import { testDeps, useDynalite } from '../helpers/deps.ts';
 import { personRecord } from '../helpers/approvals-harness.ts';
 import { examplePolicyDocument, worker } from '../helpers/policy.ts';
 import { hrEvent, send, waitForStatus } from '../helpers/stack.ts';
+import { oktaProfileOf } from '#local/standins/okta-state';
 
 const dynamo = useDynalite();
 const T0 = Date.UTC(2026, 10, 26, 9, 0, 0);
@@ -66,7 +67,7 @@ describe('a burst of leavers with a rate limit on Okta', () => {
     const ids = oktaStandIn.seed({
       users: workers.map((w) => ({
         status: 'ACTIVE' as const,
-        profile: { login: w.email, email: w.email, firstName: w.givenName, lastName: w.familyName, employeeNumber: w.employeeId },
+        profile: oktaProfileOf(w),
         groups: groupsOf(w),
       })),
     }).users;
