@@ -2,7 +2,7 @@
  * Time to disable: termination event accepted → IdP account disabled and sessions revoked, on the
  * local stack (same handlers and ASL as in AWS) against the Okta stand-in with a set latency.
  *
- *   npx tsx bench/time-to-disable.ts [--leavers 20] [--latency 20] [--rounds 1] [--window 60] [--trace]
+ *   npx tsx bench/time-to-disable.ts [--leavers 20] [--latency 20] [--rounds 1] [--window 60] [--trace] [--rate-limit 600]
  *
  * Each round starts a fresh stack and terminates one more person first, not counted: the first
  * run of a process pays one-time costs (module loading, JIT, the guard's first count of active
@@ -41,6 +41,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '1' },
     window: { type: 'string', default: '60' },
     trace: { type: 'boolean', default: false },
+    'rate-limit': { type: 'string' },
   },
 });
 const latencyMs = Number(values.latency);
@@ -50,6 +51,8 @@ const tmp = mkdtempSync(join(tmpdir(), 'jml-ttd-'));
 const policyFile = join(tmp, 'policy.yaml');
 const doc = parse(readFileSync(join(REPO_ROOT, 'config', 'access-policy.yaml'), 'utf8'));
 doc.bulkGuard = { ...doc.bulkGuard, maxPercent: 100, maxCount: 100_000, minCount: 100_000, windowMinutes: Number(values.window) };
+// `--rate-limit N`: the IdP declares its limit, so each leaver reserves its calls (call budget).
+if (values['rate-limit']) doc.targets.find((t: { name: string }) => t.name === 'okta').rateLimit = { requestsPerMinute: Number(values['rate-limit']) };
 writeFileSync(policyFile, stringify(doc));
 
 /** One timed hop: a ledger call, a queue send, a workflow start. Epoch ms with sub-ms precision. */
