@@ -1,7 +1,7 @@
 /**
  * Reliability soak: the full-size version of test/reliability/events.test.ts.
  *
- *   npx tsx bench/soak.ts [--people 2000] [--events 10000] [--faults 0.2] [--kill-at 0.5] [--approvers 16]
+ *   npx tsx bench/soak.ts [--people 2000] [--events 10000] [--faults 0.2] [--kill-at 0.5] [--approvers 16] [--audit-out file.json]
  *
  * A generated stream of hires, changes, leaves, returns and terminations (10% redelivered, 5%
  * overtaken by a later event of the same person) is posted, signed, to `POST /hris/events` of the
@@ -19,7 +19,7 @@
  */
 import '../local/quiet.ts';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -41,7 +41,7 @@ import {
 import { generateWorkload } from '../test/reliability/fixtures/workload.ts';
 
 const { values } = parseArgs({
-  options: { people: { type: 'string' }, events: { type: 'string' }, faults: { type: 'string' }, 'kill-at': { type: 'string' }, seed: { type: 'string' }, approvers: { type: 'string' } },
+  options: { people: { type: 'string' }, events: { type: 'string' }, faults: { type: 'string' }, 'kill-at': { type: 'string' }, seed: { type: 'string' }, approvers: { type: 'string' }, 'audit-out': { type: 'string' } },
 });
 const PEOPLE = Number(values.people ?? 2000);
 const EVENTS = Number(values.events ?? 10_000);
@@ -134,6 +134,13 @@ try {
   ];
   console.log(`Reliability soak — npx tsx bench/soak.ts --people ${PEOPLE} --events ${EVENTS} --faults ${FAULTS} --kill-at ${KILL_AT}`);
   for (const [k, v] of rows) console.log(`  ${k.padEnd(42)} ${v}`);
+  // What broke, by run: the first few of each finding here, all of them in --audit-out.
+  const findings = Object.entries(report).filter((e): e is [string, string[]] => Array.isArray(e[1]) && e[1].length > 0);
+  for (const [name, list] of findings) {
+    console.log(`  ${name} (${list.length}):`);
+    for (const line of list.slice(0, 8)) console.log(`    ${line}`);
+  }
+  if (values['audit-out']) writeFileSync(values['audit-out'], JSON.stringify({ rows: Object.fromEntries(rows), approver, report }, null, 2));
   const broken = report.lost.length + report.duplicateAccounts.length + report.doubledGroupAdds.length + (report.leavers - report.leaversDisabled);
   process.exitCode = broken ? 1 : 0;
 } finally {
