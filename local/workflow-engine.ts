@@ -16,6 +16,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StateMachine } from 'aws-local-stepfunctions';
 import type { TaskCallbacks, WorkflowEngine, WorkflowName } from '#app/ports';
+import { withInvocationSignal } from '#connectors/invocation';
 
 export type TaskFn = (input: any) => Promise<unknown>;
 
@@ -84,6 +85,21 @@ export function placeholdersOf(definition: { States: Record<string, StateDef> })
  */
 export type TaskFaultHook = (task: { execution: string; state: string; input: unknown }) => void;
 
+/**
+ * Runs a Task's handler as one invocation that ends when the state times out: the engine raises
+ * States.Timeout and may retry at that moment, and in AWS the Lambda of the first attempt has
+ * been stopped by then (its timeout is shorter than the Task's). Here the handler would go on in
+ * the same process, so its connector calls are refused from then on (`#connectors/invocation`).
+ */
+function untilTimeout<T>(timeoutSeconds: unknown, fn: () => Promise<T>): Promise<T> {
+  const seconds = Number(timeoutSeconds);
+  if (!Number.isFinite(seconds) || seconds <= 0) return fn();
+  const ended = new AbortController();
+  const timer = setTimeout(() => ended.abort(), seconds * 1000);
+  timer.unref();
+  return withInvocationSignal(ended.signal, fn).finally(() => clearTimeout(timer));
+}
+
 function signal(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
   const promise = new Promise<void>((r) => (resolve = r));
@@ -130,7 +146,7 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
         const fn = this.handler(direct[1]!, name);
         taskResourceLocalHandlers[name] = async (input) => {
           this.beforeTask?.({ execution, state: name, input });
-          return (await fn(input)) ?? null;
+          return (await untilTimeout(state.TimeoutSeconds, () => fn(input))) ?? null;
         };
         continue;
       }
@@ -142,7 +158,7 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
         taskResourceLocalHandlers[name] = async (input: { Payload?: Record<string, unknown> }) => {
           const payload = { ...(input.Payload ?? {}) };
           this.beforeTask?.({ execution, state: name, input: payload });
-          if (!waits) return { Payload: (await fn(payload)) ?? null };
+          if (!waits) return { Payload: (await untilTimeout(state.TimeoutSeconds, () => fn(payload))) ?? null };
           const token = `local-${randomUUID()}`;
           payload.taskToken = token;
           const result = new Promise((resolve, reject) => this.pending.set(token, { resolve, reject }));

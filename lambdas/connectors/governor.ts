@@ -7,6 +7,8 @@
  * less the calls already in flight, is spent, new calls wait for the window to reset.
  */
 
+import { InvocationEnded, invocationSignal } from './invocation.ts';
+
 export interface RateObservation {
   limit?: number;
   remaining?: number;
@@ -52,11 +54,17 @@ export class RateGovernor {
     this.skewMs = options.skewMs ?? 50;
   }
 
-  /** Runs `fn` when a slot and rate budget are free. */
+  /**
+   * Runs `fn` when a slot and rate budget are free — unless the invocation it is made for has
+   * ended meanwhile (`invocation.ts`): then nothing is sent.
+   */
   async run<T>(fn: () => Promise<T>): Promise<T> {
+    const signal = invocationSignal();
+    if (signal?.aborted) throw new InvocationEnded('target call');
     await this.acquireSlot();
     try {
       await this.waitForBudget();
+      if (signal?.aborted) throw new InvocationEnded('target call');
       this.active += 1;
       try {
         return await fn();

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RateGovernor } from '#connectors/governor';
+import { withInvocationSignal } from '#connectors/invocation';
 import { RateLimiter } from '#local/standins/http-kit';
 
 /**
@@ -142,5 +143,23 @@ describe('RateGovernor', () => {
     await vi.runAllTimersAsync();
     expect(await all).toEqual(Array(5).fill(start));
     expect(governor.stats.waits).toBe(0);
+  });
+
+  it('sends nothing for an invocation that has ended, also when it ended while the call waited for budget', async () => {
+    const governor = new RateGovernor({ maxConcurrent: 1, now: () => Date.now() });
+    // The target's window is spent until 1 s from now: a call asked for now waits.
+    governor.observe({ limit: 10, remaining: 0, resetAt: Date.now() + 1000 });
+    const ended = new AbortController();
+    const sent: string[] = [];
+    const waiting = withInvocationSignal(ended.signal, () => governor.run(async () => sent.push('waited')));
+    const outcome = waiting.then(() => 'sent', (e: Error) => `${e.name}: ${e.message}`);
+    await vi.advanceTimersByTimeAsync(500);
+    ended.abort(); // the step timed out while its call waited
+    await vi.runAllTimersAsync();
+    expect(await outcome).toBe('InvocationEnded: target call: not sent, the invocation it was made for has ended (its step timed out)');
+    await expect(withInvocationSignal(ended.signal, () => governor.run(async () => sent.push('late')))).rejects.toThrow(/not sent/);
+    // Another invocation, still going, is served.
+    await withInvocationSignal(new AbortController().signal, () => governor.run(async () => sent.push('live')));
+    expect(sent).toEqual(['live']);
   });
 });

@@ -1,0 +1,67 @@
+/**
+ * The local Step Functions engine ends a timed-out Task's work the way Lambda's own timeout does
+ * in AWS: the handler of the first attempt may go on in this process, but none of its target calls
+ * are sent once the state timed out, so its retry never writes beside it.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { RateGovernor } from '#connectors/governor';
+import { LocalWorkflows } from '#local/workflow-engine';
+
+const dir = mkdtempSync(join(tmpdir(), 'jml-engine-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('local workflow engine', () => {
+  it("refuses a timed-out attempt's target calls while its retry goes through", async () => {
+    writeFileSync(
+      join(dir, 'joiner.asl.json'),
+      JSON.stringify({
+        StartAt: 'Converge',
+        States: {
+          Converge: {
+            Type: 'Task',
+            Resource: '${ConvergeFunctionArn}',
+            TimeoutSeconds: 1,
+            Retry: [{ ErrorEquals: ['States.Timeout'], IntervalSeconds: 1, MaxAttempts: 1 }],
+            End: true,
+          },
+        },
+      }),
+    );
+    const governor = new RateGovernor({ maxConcurrent: 4 });
+    const sent: string[] = [];
+    const refused: string[] = [];
+    let attempt = 0;
+    let firstDone!: () => void;
+    const firstAttemptOver = new Promise<void>((r) => (firstDone = r));
+    const engine = new LocalWorkflows({
+      dir,
+      handlers: {
+        ConvergeFunctionArn: async () => {
+          const mine = ++attempt;
+          // The first attempt is slow (a long wait for the target), past the state's timeout.
+          if (mine === 1) await new Promise((r) => setTimeout(r, 1_500));
+          try {
+            await governor.run(async () => sent.push(`attempt ${mine}: add to group`));
+          } catch (e) {
+            refused.push(`attempt ${mine}: ${(e as Error).name}`);
+          } finally {
+            if (mine === 1) firstDone();
+          }
+          return { attempt: mine };
+        },
+      },
+    });
+    await engine.start('joiner', 'run-timeout', {});
+    const record = await engine.wait('run-timeout', 10_000);
+    await firstAttemptOver;
+
+    expect(record.status).toBe('SUCCEEDED');
+    expect(record.output).toEqual({ attempt: 2 });
+    expect(record.path.filter((e) => e.type === 'StateRetried')).toHaveLength(1);
+    expect(sent).toEqual(['attempt 2: add to group']);
+    expect(refused).toEqual(['attempt 1: InvocationEnded']);
+  });
+});
