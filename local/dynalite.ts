@@ -17,9 +17,9 @@ import {
   type CreateTableCommandOutput,
   type DescribeTableCommandOutput,
 } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { LEDGER_TRANSLATE_CONFIG } from '#aws/ledger.dynamodb';
-import { createTableInput } from '#aws/table';
+import { createTableInput, ENTITY_ATTRIBUTE } from '#aws/table';
 
 interface DynaliteOptions {
   path?: string;
@@ -125,4 +125,33 @@ export async function ensureTable(client: TableClient, tableName: string, timeou
     await new Promise((r) => setTimeout(r, delay));
     delay = Math.min(delay * 2, 1000);
   }
+}
+
+/**
+ * The ids of the runs in `statuses`, read from the table itself rather than its status index.
+ *
+ * dynalite writes an item's index entries one by one, deleting the old ones before it puts the
+ * new ones, and only then the item (db/index.js `updateIndexes`). A local runtime killed in
+ * between (SIGKILL, a crash) leaves a run that is in the table but missing from the status index,
+ * so a resume that lists runs by status would never see it again. DynamoDB keeps an index
+ * consistent with its table, so only the local runtime needs this scan.
+ */
+export async function scanRunIds(client: DynamoDBDocumentClient, tableName: string, statuses: readonly string[]): Promise<string[]> {
+  const ids: string[] = [];
+  let ExclusiveStartKey: Record<string, unknown> | undefined;
+  do {
+    const out = await client.send(
+      new ScanCommand({
+        TableName: tableName,
+        FilterExpression: `#entity = :run AND #status IN (${statuses.map((_, i) => `:s${i}`).join(', ')})`,
+        ProjectionExpression: '#runId',
+        ExpressionAttributeNames: { '#entity': ENTITY_ATTRIBUTE, '#status': 'status', '#runId': 'runId' },
+        ExpressionAttributeValues: { ':run': 'run', ...Object.fromEntries(statuses.map((s, i) => [`:s${i}`, s])) },
+        ...(ExclusiveStartKey ? { ExclusiveStartKey } : {}),
+      }),
+    );
+    for (const item of out.Items ?? []) if (typeof item.runId === 'string') ids.push(item.runId);
+    ExclusiveStartKey = out.LastEvaluatedKey;
+  } while (ExclusiveStartKey);
+  return ids;
 }

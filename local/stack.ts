@@ -34,8 +34,9 @@ import { createStartRunHandler } from '#handlers/start-run';
 import { reconcileTaskHandlers } from '#handlers/reconcile-tasks';
 import { onExecutionEnded } from '#app/execution-ended';
 import { startRunWorkflow } from '#app/start-run';
+import type { RunRecord } from '#core/ledger';
 import { withDecisionCallbacks } from '#app/standalone-approvals';
-import { ensureTable, startDynalite, type LocalDynamo } from './dynalite.ts';
+import { ensureTable, scanRunIds, startDynalite, type LocalDynamo } from './dynalite.ts';
 import { fsEvidenceStore } from './evidence-fs.ts';
 import { AdjustableClock, EnvSecrets, LocalFifoQueue, LocalScheduler, MemoryMetrics, Outbox, toSqsEvent, type QueueRecord, type ScheduledEntry } from './adapters.ts';
 import { LocalWorkflows } from './workflow-engine.ts';
@@ -288,23 +289,27 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   // re-reads the targets and the ledger, so nothing already done is done twice.
   const resumed: string[] = [];
   if (dataDir && !options.fresh) {
-    for (const status of ['PLANNED', 'AWAITING_APPROVAL', 'EXECUTING', 'RECONCILING'] as const) {
-      for (const run of await ledger.listRunsByStatus(status)) {
-        const { lifecycle } = run;
-        if (!run.executionName || lifecycle === 'reconcile') continue;
-        await startRunWorkflow(deps, policy, { runId: run.runId, employeeId: run.employeeId, lifecycle });
-        resumed.push(run.runId);
-      }
+    // Open runs are read from the table, not its status index: a runtime killed in the middle of
+    // a write can leave a run out of dynalite's index (see scanRunIds). Such a run's index entry
+    // is written again here, so the read API and the CLI list it too.
+    const statuses = ['RECEIVED', 'PLANNED', 'AWAITING_APPROVAL', 'EXECUTING', 'RECONCILING'] as const;
+    const indexed = new Set((await Promise.all(statuses.map((st) => ledger.listRunsByStatus(st)))).flat().map((r) => r.runId));
+    const open: RunRecord[] = [];
+    for (const id of await scanRunIds(dynamo.client, TABLE_NAME, statuses)) {
+      const run = await ledger.getRun(id);
+      if (!run) continue;
+      open.push(indexed.has(id) ? run : await ledger.updateRun(id, { status: run.status }, [run.status]));
     }
-    for (const run of await ledger.listRunsByStatus('RECEIVED')) {
+    for (const run of open) {
       const { lifecycle } = run;
-      if (run.executionName && lifecycle !== 'reconcile') {
-        // Its workflow had started (a leaver disables at the IdP before Plan moves the run on):
-        // start it again under the same name, like the runs further along.
+      if (lifecycle === 'reconcile') continue;
+      if (run.executionName) {
+        // Started before the restart (a RECEIVED one too: a leaver disables at the IdP before
+        // Plan moves the run on): started again under the same name.
         await startRunWorkflow(deps, policy, { runId: run.runId, employeeId: run.employeeId, lifecycle });
-      } else {
+      } else if (run.status === 'RECEIVED') {
         await queue.send({ kind: 'hr-event', runId: run.runId, employeeId: run.employeeId }, { groupId: run.employeeId, deduplicationId: run.idempotencyKey });
-      }
+      } else continue;
       resumed.push(run.runId);
     }
   }
