@@ -23,7 +23,7 @@
  */
 import { durationMs, type Policy } from '#core/policy';
 import { canonicalJson } from '#core/hash';
-import { statusAfter, type HrEvent, type Lifecycle } from '#core/hr-event';
+import { setsStatus, statusAfter, type HrEvent, type Lifecycle } from '#core/hr-event';
 import { ConditionFailed, TERMINAL_RUN_STATUSES, type PersonRecord, type RunRecord, type RunStatus } from '#core/ledger';
 import type { AppDeps, WorkflowName } from './ports.ts';
 import { bumpTime } from './people.ts';
@@ -94,9 +94,13 @@ export async function startRun(deps: AppDeps, input: { runId: string; scheduled?
   const person = await reads.person;
   const runsOfPerson = () => reads.runs;
 
-  // A later-recorded event was applied already.
+  // A later-recorded event was applied already. A status event (a leave's start or end, a
+  // termination) still stands when no later status event was applied: the later one was a change
+  // of the worker record, and the status it left is this event's to set.
   let laterApplied = false;
-  if (person && event.occurredAt < person.version) {
+  if (person && event.occurredAt < person.version && setsStatus(event.eventType) && event.occurredAt > (person.statusVersion ?? person.version)) {
+    laterApplied = true;
+  } else if (person && event.occurredAt < person.version) {
     if (!input.scheduled) {
       await ledger.updateRun(run.runId, {
         status: 'STALE',
@@ -162,7 +166,7 @@ export async function startRun(deps: AppDeps, input: { runId: string; scheduled?
     executionName: run.runId,
     timeline: [
       ...(fresh.timeline ?? []),
-      { phase: 'Ingest', at: bumpTime(now), note: `started ${workflow} workflow${laterApplied ? ' (a later-recorded change was applied first; the termination stands)' : ''}` },
+      { phase: 'Ingest', at: bumpTime(now), note: `started ${workflow} workflow${laterApplied ? ` (a later-recorded change was applied first; the ${event.eventType.replace('_', ' ')} stands)` : ''}` },
     ],
   });
   // Time-bound bundles this run may grant get their expiry schedule (moved to the exact time
@@ -271,15 +275,24 @@ async function applyToPerson(deps: AppDeps, run: RunRecord, event: HrEvent, exis
     const current = (attempt === 0 ? existing : await deps.ledger.getPerson(run.employeeId)) as PersonWithGrants | null;
     const older = !!current && event.occurredAt < current.version;
     if (older && !laterApplied) return; // a newer event won the race; stale handled by its own run
+    const statusVersion = current?.statusVersion ?? current?.version;
     const next: PersonWithGrants = {
       ...(current ?? {}),
       employeeId: run.employeeId,
-      // A termination that stands over a later-recorded change keeps that change's record.
+      // A status event that stands over a later-recorded change keeps that change's record (a
+      // termination adds its dates).
       worker: older && current
-        ? { ...current.worker, terminationDate: event.worker.terminationDate, lastDayWorked: event.worker.lastDayWorked }
+        ? event.eventType === 'termination'
+          ? { ...current.worker, terminationDate: event.worker.terminationDate, lastDayWorked: event.worker.lastDayWorked }
+          : current.worker
         : event.worker,
       status: statusAfter(current?.status, event.eventType),
       version: older && current ? current.version : event.occurredAt,
+      ...(setsStatus(event.eventType)
+        ? { statusVersion: statusVersion && statusVersion > event.occurredAt ? statusVersion : event.occurredAt }
+        : statusVersion
+          ? { statusVersion }
+          : {}),
       lastRunId: run.runId,
       links: current?.links ?? {},
       grantedAt: current?.grantedAt ?? {},

@@ -43,6 +43,13 @@ export interface PersonRecord {
   status: PersonStatus;
   /** `occurredAt` of the last applied event: an older event is stale. */
   version: string;
+  /**
+   * `occurredAt` of the last applied event that set the status (a hire, a leave's start or end,
+   * a termination; a `change` carries the worker record, not the status). A status event older
+   * than `version` but newer than this still stands: the leave ended before the change that
+   * overtook it was recorded. Absent on records written before it existed: `version` then.
+   */
+  statusVersion?: string;
   /** Run that last changed the record. */
   lastRunId: string;
   /** Target name → account id on that target. */

@@ -181,6 +181,30 @@ describe('ordering and duplicates', () => {
     expect(stack.targets.okta!.requestLog.length).toBe(requestsBefore);
   });
 
+  it("a leave's end that a later change overtook still ends the leave; the change's record stays", async () => {
+    const w = ada({ employeeId: 'E1012', email: 'e1012@acme.example', department: 'Engineering' });
+    await seedPeople(stack, [w]);
+    const leave = await send(stack, hrEvent('leave_start', w, { effectiveDate: '2026-11-06', occurredAt: '2026-11-06T10:00:00.000Z' }));
+    await closed(leave.runId);
+    // Recorded on the 8th, delivered before the return recorded on the 7th (an HRIS retry).
+    const change = await send(stack, hrEvent('change', { ...w, department: 'Sales', jobCode: 'AE' }, { effectiveDate: '2026-11-08', occurredAt: '2026-11-08T10:00:00.000Z' }));
+    await closed(change.runId);
+    expect(await stack.deps.ledger.getPerson('E1012')).toMatchObject({ status: 'on_leave', version: '2026-11-08T10:00:00.000Z' });
+
+    const back = await send(stack, hrEvent('leave_end', w, { effectiveDate: '2026-11-07', occurredAt: '2026-11-07T10:00:00.000Z' }));
+    const run = await closed(back.runId);
+    expect(run.status).toBe('COMPLETED');
+    const person = (await stack.deps.ledger.getPerson('E1012'))!;
+    expect(person).toMatchObject({ status: 'active', version: '2026-11-08T10:00:00.000Z', statusVersion: '2026-11-07T10:00:00.000Z' });
+    expect(person.worker).toMatchObject({ department: 'Sales', jobCode: 'AE' });
+
+    // Another leave recorded before the return, delivered only now, is older than the status
+    // it would change: stale.
+    const again = await send(stack, hrEvent('leave_start', w, { effectiveDate: '2026-11-05', occurredAt: '2026-11-06T11:00:00.000Z' }));
+    expect((await closed(again.runId)).status).toBe('STALE');
+    expect((await stack.deps.ledger.getPerson('E1012'))!.status).toBe('active');
+  });
+
   it('supersedes a joiner still waiting for approval when a termination arrives', async () => {
     const w = ada({ employeeId: 'E1009', email: 'e1009@acme.example' });
     const joiner = await send(stack, hrEvent('hire', w, { occurredAt: '2026-11-01T09:00:00.000Z' }));
