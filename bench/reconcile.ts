@@ -254,17 +254,18 @@ class MemoryLedger implements Ledger {
     this.ops.reads += 1;
     return keys.map((k) => this.counters.get(k) ?? 0);
   }
-  private readonly leases = new Map<string, { holder: string; untilMs: number }>();
-  async acquireLease(key: string, holder: string, untilMs: number, nowMs: number) {
+  private readonly leases = new Map<string, { holder: string; untilMs: number; attempt?: string }>();
+  async acquireLease(key: string, holder: string, untilMs: number, nowMs: number, attempt?: string) {
     this.ops.writes += 1;
     const l = this.leases.get(key);
-    if (l && l.holder !== holder && l.untilMs >= nowMs) return { acquired: false as const, ...l };
-    this.leases.set(key, { holder, untilMs });
+    if (l && l.holder !== holder && l.untilMs >= nowMs) return { acquired: false as const, holder: l.holder, untilMs: l.untilMs };
+    this.leases.set(key, { holder, untilMs, attempt });
     return { acquired: true as const };
   }
-  async releaseLease(key: string, holder: string) {
+  async releaseLease(key: string, holder: string, attempt?: string) {
     this.ops.writes += 1;
-    if (this.leases.get(key)?.holder === holder) this.leases.delete(key);
+    const l = this.leases.get(key);
+    if (l?.holder === holder && (!attempt || l.attempt === attempt)) this.leases.delete(key);
   }
   private readonly callBudgets = new Map<string, CallSchedule>();
   async reserveCalls(key: string, reservation: CallReservation) {

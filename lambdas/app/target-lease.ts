@@ -9,6 +9,7 @@
  * The restrict phase of a leaver (disable, revoke sessions) takes no lease: it adds nothing, and
  * a termination must never wait behind another run.
  */
+import { randomUUID } from 'node:crypto';
 import { TargetBusy } from '#core/errors';
 import type { AppDeps } from './ports.ts';
 
@@ -26,11 +27,14 @@ export async function withTargetLease<T>(
   waitMs = TARGET_LEASE_WAIT_MS,
 ): Promise<T> {
   const key = targetLeaseKey(lease.employeeId, lease.target);
+  // A retry of the step re-enters its run's lease at once; this attempt's own name keeps an
+  // earlier attempt that is still winding down (a Task that timed out) from giving it up.
+  const attempt = randomUUID();
   const started = Date.now();
   let waited = false;
   for (let pause = 25; ; pause = Math.min(pause * 2, 1000), waited = true) {
     const now = deps.clock.now().getTime();
-    const got = await deps.ledger.acquireLease(key, lease.holder, now + TARGET_LEASE_MS, now);
+    const got = await deps.ledger.acquireLease(key, lease.holder, now + TARGET_LEASE_MS, now, attempt);
     if (got.acquired) break;
     if (Date.now() - started + pause > waitMs) {
       deps.metrics.put('TargetBusy', 1, 'Count', { target: lease.target });
@@ -42,6 +46,6 @@ export async function withTargetLease<T>(
   try {
     return await fn();
   } finally {
-    await deps.ledger.releaseLease(key, lease.holder);
+    await deps.ledger.releaseLease(key, lease.holder, attempt);
   }
 }

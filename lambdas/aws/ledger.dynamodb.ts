@@ -743,13 +743,14 @@ export class DynamoLedger implements Ledger {
   // ---------------------------------------------------------------- leases
 
   /** Meta items `META#lease:<key>` with `holder` and `until` (epoch ms); the TTL sweeps them a day after. */
-  async acquireLease(key: string, holder: string, untilMs: number, nowMs: number): Promise<LeaseResult> {
+  async acquireLease(key: string, holder: string, untilMs: number, nowMs: number, attempt?: string): Promise<LeaseResult> {
     const e = new Expr();
     const [h, until] = [e.name('holder'), e.name('until')];
     const item: Item = {
       ...keys.meta(leaseKey(key)),
       [ENTITY_ATTRIBUTE]: 'lease',
       holder,
+      ...(attempt ? { attempt } : {}),
       until: untilMs,
       [TTL_ATTRIBUTE]: Math.floor(untilMs / 1000) + 86_400,
     };
@@ -765,13 +766,12 @@ export class DynamoLedger implements Ledger {
     return { acquired: false, holder: String(current.holder), untilMs: Number(current.until) };
   }
 
-  async releaseLease(key: string, holder: string): Promise<void> {
+  async releaseLease(key: string, holder: string, attempt?: string): Promise<void> {
     const e = new Expr();
     const [{ DeleteCommand }, client] = await Promise.all([sdk(), this.client()]);
+    const condition = `${e.name('holder')} = ${e.value(holder)}${attempt ? ` AND ${e.name('attempt')} = ${e.value(attempt)}` : ''}`;
     try {
-      await client.send(
-        new DeleteCommand({ TableName: this.tableName, Key: keys.meta(leaseKey(key)), ConditionExpression: `${e.name('holder')} = ${e.value(holder)}`, ...e.maps() }),
-      );
+      await client.send(new DeleteCommand({ TableName: this.tableName, Key: keys.meta(leaseKey(key)), ConditionExpression: condition, ...e.maps() }));
     } catch (err) {
       // Ran out and taken by someone else, or gone: not ours to remove.
       if (!isConditionalCheckFailed(err)) throw err;

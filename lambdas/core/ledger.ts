@@ -252,10 +252,12 @@ export interface Ledger {
    * Takes the lease `key` for `holder` until `untilMs`: one conditional write that succeeds when
    * no one holds it, when `holder` already does (a retry of the same step), or when the last
    * lease ran out before `nowMs` (its holder died). Refused: who holds it and until when.
+   * `attempt` names this taking of it: a retry that takes over its holder's lease replaces it, so
+   * the attempt it took over from can no longer give the lease up (see `releaseLease`).
    */
-  acquireLease(key: string, holder: string, untilMs: number, nowMs: number): Promise<LeaseResult>;
-  /** Gives the lease up if `holder` still holds it; a no-op otherwise. */
-  releaseLease(key: string, holder: string): Promise<void>;
+  acquireLease(key: string, holder: string, untilMs: number, nowMs: number, attempt?: string): Promise<LeaseResult>;
+  /** Gives the lease up if `holder` still holds it (and, with `attempt`, by that attempt); a no-op otherwise. */
+  releaseLease(key: string, holder: string, attempt?: string): Promise<void>;
 
   /**
    * Reserves calls from a target's shared call budget (`call-budget.ts`): one read and one

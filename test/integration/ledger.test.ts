@@ -633,6 +633,19 @@ describe('leases', () => {
     expect(await ledger.acquireLease('target:okta:E1', 'run C', now + 200_000, now + 100_000)).toEqual({ acquired: true });
   });
 
+  it("a retry takes over its run's lease, and the attempt it took over from can no longer give it up", async () => {
+    const { ledger } = await freshLedger();
+    const now = Date.parse('2026-03-01T10:00:00Z');
+    expect(await ledger.acquireLease('target:okta:E3', 'run A', now + 60_000, now, 'attempt 1')).toEqual({ acquired: true });
+    // The step timed out; its retry re-enters the run's lease at once.
+    expect(await ledger.acquireLease('target:okta:E3', 'run A', now + 90_000, now + 30_000, 'attempt 2')).toEqual({ acquired: true });
+    // The first attempt winds down and lets go: not its lease any more, so nothing happens.
+    await ledger.releaseLease('target:okta:E3', 'run A', 'attempt 1');
+    expect(await ledger.acquireLease('target:okta:E3', 'run B', now + 90_000, now + 31_000, 'b')).toMatchObject({ acquired: false, holder: 'run A' });
+    await ledger.releaseLease('target:okta:E3', 'run A', 'attempt 2');
+    expect(await ledger.acquireLease('target:okta:E3', 'run B', now + 90_000, now + 32_000, 'b')).toEqual({ acquired: true });
+  });
+
   it('concurrent writers: exactly one gets the lease', async () => {
     const { ledger } = await freshLedger();
     const now = Date.now();
