@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CALL_COSTS, leaverRemainderCalls, leaverRestrictCalls, reserveCalls, slotTimestamp, type CallSchedule } from '#core/call-budget';
+import { CALL_COSTS, callBudgetCases, leaverRemainderCalls, leaverRestrictCalls, reservationCostMs, reserveCalls, slotTimestamp, type CallSchedule } from '#core/call-budget';
 
 const T0 = Date.UTC(2026, 10, 26, 9, 0, 0);
 
@@ -75,6 +75,31 @@ describe('call budget', () => {
         },
       ),
       { numRuns: 200 },
+    );
+  });
+
+  it('as conditional cases: exactly one holds for any schedule, and it moves the schedule as reserveCalls does', () => {
+    fc.assert(
+      fc.property(
+        fc.option(fc.record({ until: fc.integer({ min: -100_000, max: 100_000 }), back: fc.integer({ min: 0, max: 100_000 }) }), { nil: null }),
+        fc.constantFrom('restrict' as const, 'routine' as const),
+        fc.integer({ min: 1, max: 30 }),
+        (stored, lane, calls) => {
+          const nowMs = T0;
+          // What a store holds: until ≥ restrictUntil (every restrict counts in both), or nothing.
+          const schedule = stored ? { until: T0 + stored.until, restrictUntil: T0 + stored.until - stored.back } : null;
+          const r = { calls, requestsPerMinute: 600, burst: 0, lane, nowMs };
+          const holds = (want: 'set' | 'unset' | undefined, v: number | undefined) => want === undefined || (want === 'set' ? v !== undefined && v >= nowMs : v === undefined || v < nowMs);
+          const matching = callBudgetCases(lane).filter((c) => holds(c.until, schedule?.until) && holds(c.restrictUntil, schedule?.restrictUntil));
+          expect(matching).toHaveLength(1);
+          const cost = reservationCostMs(r);
+          const move = (how: 'add' | 'restart' | undefined, v: number | undefined) => (how === 'add' ? v! + cost : how === 'restart' ? nowMs + cost : v);
+          const expected = reserveCalls(schedule, r).schedule;
+          expect(move(matching[0]!.moves.until, schedule?.until)).toBe(expected.until);
+          if (matching[0]!.moves.restrictUntil || schedule) expect(move(matching[0]!.moves.restrictUntil, schedule?.restrictUntil) ?? nowMs).toBe(expected.restrictUntil);
+        },
+      ),
+      { numRuns: 500 },
     );
   });
 
