@@ -10,8 +10,7 @@ import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, describe, expect, it } from 'vitest';
 import { GSI2, keys } from '#aws/table';
 import { startLocalStack, TABLE_NAME, type LocalStack } from '#local/stack';
-import { worker } from '../helpers/policy.ts';
-import { hrEvent, seedPeople, send, waitForStatus } from '../helpers/stack.ts';
+import { hrEvent, MANAGERS, seedPeople, send, waitForStatus } from '../helpers/stack.ts';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'jml-resume-'));
 let stack: LocalStack | undefined;
@@ -26,8 +25,9 @@ describe('local runtime restart', () => {
     await seedPeople(stack);
     // The runtime records and enqueues the event, and dies before its consumer takes the message.
     stack.queue.send = async () => undefined;
-    const joiner = worker({ employeeId: 'E7001', email: 'resume.joiner@acme.example', familyName: 'Resumed', startDate: '2026-01-05' });
-    const { runId } = await send(stack, hrEvent('hire', joiner, { effectiveDate: '2026-01-05' }));
+    // A change of a person already in the ledger: a run that needs nobody's approval.
+    const moved = { ...MANAGERS[0]!, department: 'Sales' };
+    const { runId } = await send(stack, hrEvent('change', moved, { effectiveDate: '2026-01-05' }));
     // ... in the middle of a write to the run: its old status-index entry deleted, no new one.
     await stack.dynamo.client.send(
       new UpdateCommand({ TableName: TABLE_NAME, Key: keys.run(runId), UpdateExpression: 'REMOVE #pk, #sk', ExpressionAttributeNames: { '#pk': GSI2.pk, '#sk': GSI2.sk } }),
@@ -39,8 +39,10 @@ describe('local runtime restart', () => {
     stack = await startLocalStack({ dataDir, retryIntervalMs: 5 });
     expect(stack.resumed).toContain(runId);
     // Listed by status again (the read API and the CLI find it), and worked off.
-    const listed = (await Promise.all((['RECEIVED', 'PLANNED', 'AWAITING_APPROVAL', 'EXECUTING', 'COMPLETED'] as const).map((s) => stack!.deps.ledger.listRunsByStatus(s)))).flat();
+    const listed = (await Promise.all((['RECEIVED', 'PLANNED', 'AWAITING_APPROVAL', 'EXECUTING', 'RECONCILING', 'COMPLETED', 'EXCEPTION_OPEN'] as const).map((s) => stack!.deps.ledger.listRunsByStatus(s)))).flat();
     expect(listed.map((r) => r.runId)).toContain(runId);
-    await waitForStatus(stack, runId, ['AWAITING_APPROVAL', 'COMPLETED', 'EXCEPTION_OPEN'], 30_000);
+    await waitForStatus(stack, runId, ['COMPLETED', 'EXCEPTION_OPEN'], 30_000);
+    await stack.settle();
+    expect((await stack.deps.ledger.getPerson(moved.employeeId))!.worker.department).toBe('Sales');
   }, 60_000);
 });
