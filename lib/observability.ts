@@ -217,5 +217,27 @@ export class Observability extends Construct {
         width: 6,
       }),
     );
+    // The IdP's call budget (a `rateLimit` on the IdP in the policy): how far ahead leavers'
+    // slots run, by lane, and runs that went on unpaced because the schedule could not be read.
+    this.dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'IdP call budget: wait for a slot (ms, max) by lane',
+        left: [
+          new cloudwatch.MathExpression({
+            expression: `SEARCH('{${METRICS_NAMESPACE},lane,service,target} MetricName="CallBudgetWait"', 'Maximum', 300)`,
+            label: 'wait',
+            period: PERIOD,
+          }),
+        ],
+        right: [
+          new cloudwatch.MathExpression({
+            expression: `SEARCH('{${METRICS_NAMESPACE},service,target} MetricName="CallBudgetUnavailable"', 'Sum', 300)`,
+            label: 'unpaced (budget unreadable)',
+            period: PERIOD,
+          }),
+        ],
+        width: 12,
+      }),
+    );
   }
 }

@@ -512,7 +512,7 @@ describe('observability', () => {
 
   it('puts the four KPIs on the dashboard', () => {
     const body = JSON.stringify(ofType('AWS::CloudWatch::Dashboard')[0]![1].Properties.DashboardBody);
-    for (const kpi of ['TimeToDisable', 'RevocationCompleteness', 'ExceptionsOpened', 'DriftEntitlements', 'ApproximateNumberOfMessagesVisible', 'ExecutionsFailed', 'Throttles']) {
+    for (const kpi of ['TimeToDisable', 'RevocationCompleteness', 'ExceptionsOpened', 'DriftEntitlements', 'ApproximateNumberOfMessagesVisible', 'ExecutionsFailed', 'Throttles', 'CallBudgetWait', 'CallBudgetUnavailable']) {
       expect(body, kpi).toContain(kpi);
     }
   });
