@@ -98,10 +98,9 @@ export async function startRun(deps: AppDeps, input: { runId: string; scheduled?
   // termination) still stands when no later status event was applied: the later one was a change
   // of the worker record, and the status it left is this event's to set.
   let laterApplied = false;
-  if (person && event.occurredAt < person.version && setsStatus(event.eventType) && event.occurredAt > (person.statusVersion ?? person.version)) {
-    laterApplied = true;
-  } else if (person && event.occurredAt < person.version) {
-    if (!input.scheduled) {
+  if (person && event.occurredAt < person.version) {
+    laterApplied = setsStatus(event.eventType) && event.occurredAt > (person.statusVersion ?? person.version);
+    if (!laterApplied && !input.scheduled) {
       await ledger.updateRun(run.runId, {
         status: 'STALE',
         statusReason: `event occurred at ${event.occurredAt}, before the person's applied version ${person.version}`,
@@ -111,7 +110,7 @@ export async function startRun(deps: AppDeps, input: { runId: string; scheduled?
     // A future-dated run that fires after a later-recorded change was applied. A termination
     // still stands (only an explicit withdrawal cancels it, and that would have superseded
     // this run); any other change would overwrite the newer record with an older one.
-    if (event.lifecycle !== 'leaver') return skipOutdatedScheduledRun(deps, policy, run, event, person);
+    if (!laterApplied && event.lifecycle !== 'leaver') return skipOutdatedScheduledRun(deps, policy, run, event, person);
     laterApplied = true;
   }
 
@@ -275,7 +274,10 @@ async function applyToPerson(deps: AppDeps, run: RunRecord, event: HrEvent, exis
     const current = (attempt === 0 ? existing : await deps.ledger.getPerson(run.employeeId)) as PersonWithGrants | null;
     const older = !!current && event.occurredAt < current.version;
     if (older && !laterApplied) return; // a newer event won the race; stale handled by its own run
-    const statusVersion = current?.statusVersion ?? current?.version;
+    // The status's own version moves with status events only (never back: a termination that
+    // stands over a later status event keeps that event's version).
+    const lastStatus = current?.statusVersion ?? current?.version;
+    const statusVersion = setsStatus(event.eventType) && !(lastStatus && lastStatus > event.occurredAt) ? event.occurredAt : lastStatus;
     const next: PersonWithGrants = {
       ...(current ?? {}),
       employeeId: run.employeeId,
@@ -288,11 +290,7 @@ async function applyToPerson(deps: AppDeps, run: RunRecord, event: HrEvent, exis
         : event.worker,
       status: statusAfter(current?.status, event.eventType),
       version: older && current ? current.version : event.occurredAt,
-      ...(setsStatus(event.eventType)
-        ? { statusVersion: statusVersion && statusVersion > event.occurredAt ? statusVersion : event.occurredAt }
-        : statusVersion
-          ? { statusVersion }
-          : {}),
+      ...(statusVersion ? { statusVersion } : {}),
       lastRunId: run.runId,
       links: current?.links ?? {},
       grantedAt: current?.grantedAt ?? {},

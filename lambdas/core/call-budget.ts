@@ -108,29 +108,36 @@ export function callBudgetCases(lane: CallLane): CallBudgetCase[] {
 export const reservationCostMs = (r: Pick<CallReservation, 'calls' | 'requestsPerMinute'>) => r.calls * intervalMs(r.requestsPerMinute);
 
 /**
- * The calls a target's connector makes per kind of request, for the reservations below. These are
- * the connectors' own request patterns (the Okta connector reads a user with three requests —
- * the user, its groups, its app links — and only the user when it needs the status alone).
+ * The calls a target's connector makes per kind of request, for the reservations below: the
+ * connectors' own request patterns. Okta reads a user with three requests (the user, its groups,
+ * its app links) and only the user when it needs the status alone; every write is one request.
+ * Entra reads the user and then its memberOf and licenseDetails in one `$batch`, which Graph
+ * throttles as the requests inside it; it reads `accountEnabled` before it changes it, and a
+ * user's direct groups before it removes one.
  */
 export interface CallCosts {
   /** Reading an account with its entitlements. */
   read: number;
   /** Reading an account's status alone (the restrict phase). */
   statusRead: number;
-  /** One write (a status change, a membership, a session revocation). */
-  write: number;
-  /** The audit read at close (the IdP's system log for the run's window). */
+  /** Disabling (or enabling) an account. */
+  statusWrite: number;
+  /** Revoking an account's sessions. */
+  sessionRevoke: number;
+  /** Removing one entitlement (a group membership; an Entra license takes one call, so the estimate errs high, the safe side). */
+  entitlementRemove: number;
+  /** The audit read at close (the IdP's log for the run's window). */
   auditRead: number;
 }
 
 export const CALL_COSTS: Record<'okta' | 'entra', CallCosts> = {
-  okta: { read: 3, statusRead: 1, write: 1, auditRead: 1 },
-  entra: { read: 3, statusRead: 1, write: 1, auditRead: 1 },
+  okta: { read: 3, statusRead: 1, statusWrite: 1, sessionRevoke: 1, entitlementRemove: 1, auditRead: 1 },
+  entra: { read: 3, statusRead: 1, statusWrite: 2, sessionRevoke: 1, entitlementRemove: 2, auditRead: 1 },
 };
 
 /** A leaver's restrict step at the IdP: read the status, disable, revoke every session. */
 export function leaverRestrictCalls(costs: CallCosts): number {
-  return costs.statusRead + 2 * costs.write;
+  return costs.statusRead + costs.statusWrite + costs.sessionRevoke;
 }
 
 /**
@@ -139,5 +146,5 @@ export function leaverRestrictCalls(costs: CallCosts): number {
  * close's audit read.
  */
 export function leaverRemainderCalls(costs: CallCosts, entitlements: number): number {
-  return 3 * costs.read + costs.write * (1 + entitlements) + costs.auditRead;
+  return 3 * costs.read + costs.sessionRevoke + costs.entitlementRemove * entitlements + costs.auditRead;
 }

@@ -165,10 +165,10 @@ export function normaliseHrEvent(input: unknown, options: NormaliseOptions): HrE
 export const PERSON_STATUSES = ['active', 'on_leave', 'terminated'] as const;
 export type PersonStatus = (typeof PERSON_STATUSES)[number];
 
-/** Employment status after an event; a `change` keeps whatever status the person had. */
 /** Whether an event sets the person's status (every kind but a `change` of the worker record). */
 export const setsStatus = (eventType: HrEventType): boolean => eventType !== 'change';
 
+/** Employment status after an event; a `change` keeps whatever status the person had. */
 export function statusAfter(previous: PersonStatus | undefined, eventType: HrEventType): PersonStatus {
   switch (eventType) {
     case 'hire':

@@ -260,9 +260,9 @@ export interface Ledger {
   releaseLease(key: string, holder: string, attempt?: string): Promise<void>;
 
   /**
-   * Reserves calls from a target's shared call budget (`call-budget.ts`): one read and one
-   * conditional write of the target's schedule, repeated when another reservation got in
-   * between. Returns the moment the reserved calls may start.
+   * Reserves calls from a target's shared call budget (`call-budget.ts`): one conditional update
+   * of the target's schedule per case of it (`callBudgetCases`), no read first, so concurrent
+   * reservations never overwrite each other. Returns the moment the reserved calls may start.
    */
   reserveCalls(key: string, reservation: CallReservation): Promise<{ startAtMs: number }>;
 }

@@ -108,12 +108,15 @@ describe('call budget', () => {
     expect(() => reserveCalls(null, { calls: 3, requestsPerMinute: 600, burst: -1, lane: 'routine', nowMs: T0 })).toThrow(/burst must be ≥ 0 \(got -1\)/);
   });
 
-  it('counts a leaver\'s Okta calls as the connector makes them', () => {
+  it("counts a leaver's IdP calls as the connectors make them", () => {
     // Restrict: GET the user, deactivate, revoke sessions. The rest: Plan, converge and reconcile
     // each read the user, its groups and its app links; the converge revokes sessions again and
     // removes each group; close reads the system log.
     expect(leaverRestrictCalls(CALL_COSTS.okta)).toBe(3);
     expect(leaverRemainderCalls(CALL_COSTS.okta, 4)).toBe(15);
+    // Entra: the disable reads accountEnabled first, each group removal reads the direct groups.
+    expect(leaverRestrictCalls(CALL_COSTS.entra)).toBe(4);
+    expect(leaverRemainderCalls(CALL_COSTS.entra, 4)).toBe(19);
   });
 });
 
