@@ -277,7 +277,7 @@ async function hold(deps: AppDeps, policy: Policy, run: RunRecord, restriction: 
       {
         status: 'HELD',
         statusReason: `held by the bulk-change guard (hold ${holdId}): ${why}; waiting for ${fallback} to release or reject`,
-        timeline: [...(run.timeline ?? []), { phase: 'HeldByBulkGuard', at: bumpTime(now), note: `${restriction}; hold ${holdId}` }],
+        addTimeline: [{ phase: 'HeldByBulkGuard', at: bumpTime(now), note: `${restriction}; hold ${holdId}` }],
       },
       ['RECEIVED', 'SCHEDULED'],
     );
@@ -440,7 +440,7 @@ export async function decideHold(deps: AppDeps, holdId: string, approval: Approv
           {
             status: 'RECEIVED',
             statusReason: `released by ${who} (hold ${holdId})`,
-            timeline: [...(run.timeline ?? []), { phase: 'ReleasedByApprover', at: bumpTime(now), note: `${who}${because}` }],
+            addTimeline: [{ phase: 'ReleasedByApprover', at: bumpTime(now), note: `${who}${because}` }],
           },
           ['HELD'],
         );
@@ -452,7 +452,7 @@ export async function decideHold(deps: AppDeps, holdId: string, approval: Approv
             status: 'SUPERSEDED',
             supersededBy: approval.approvalId,
             statusReason: `bulk-change guard: ${who} rejected the release${because}; no access was changed`,
-            timeline: [...(run.timeline ?? []), { phase: 'ReleaseRejected', at: bumpTime(now), note: `${who}${because}` }],
+            addTimeline: [{ phase: 'ReleaseRejected', at: bumpTime(now), note: `${who}${because}` }],
           },
           ['HELD'],
         );

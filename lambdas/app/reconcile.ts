@@ -1777,8 +1777,7 @@ export async function finishReconciliation(deps: AppDeps, raw: unknown): Promise
     findings,
   };
 
-  const timeline = [
-    ...(run.timeline ?? []),
+  const finishing = [
     ...targets.map((t) => ({
       phase: `Accounts:${t.target}`,
       at: finishedAt,
@@ -1811,14 +1810,14 @@ export async function finishReconciliation(deps: AppDeps, raw: unknown): Promise
     report,
     exceptionIds: [...new Set(exceptionsOpened)],
     kpis: kpiNumbers,
-    timeline,
+    timeline: [...(run.timeline ?? []), ...finishing],
   });
   await deps.ledger.updateRun(id, {
     status,
     reconciliation: { summary: { ...report, findings: undefined }, findingsStored: findings.length },
     evidence: bundle,
     kpis: kpiNumbers,
-    timeline,
+    addTimeline: finishing,
   });
 
   for (const t of targets) {
@@ -2066,8 +2065,7 @@ export async function reconcilePerson(deps: AppDeps, raw: ReconcilePersonInput):
   const closedAt = bumpTime(deps.clock.now(), at);
   const exceptionIds = [...new Set(findings.map((f) => f.exceptionId).filter((x): x is string => !!x))];
   const status: RunStatus = findings.some((f) => f.action === 'exception' || f.action === 'failed' || f.action === 'reported') ? 'EXCEPTION_OPEN' : 'COMPLETED';
-  const timeline = [
-    { phase: 'Start', at, note: input.reason },
+  const reconciled = [
     { phase: 'Reconcile', at: closedAt, note: `${matched.length}/${policy.managedTargets.length} target(s) match; ${findings.map((f) => `${f.target}: ${f.kind} → ${f.action}`).join('; ') || 'no findings'}` },
   ];
   const kpis = {
@@ -2087,9 +2085,9 @@ export async function reconcilePerson(deps: AppDeps, raw: ReconcilePersonInput):
     report: { runId, employeeId, trigger, matched, findings, status },
     exceptionIds,
     kpis,
-    timeline,
+    timeline: [{ phase: 'Start', at, note: input.reason }, ...reconciled],
   });
-  await deps.ledger.updateRun(runId, { status, reconciliation: { matched, findings }, evidence, kpis, timeline });
+  await deps.ledger.updateRun(runId, { status, reconciliation: { matched, findings }, evidence, kpis, addTimeline: reconciled });
   for (const f of findings) deps.metrics.put('ReconcileFinding', 1, 'Count', { Target: f.target, Kind: f.kind, Action: f.action });
   return { runId, employeeId, outcome: 'reconciled', status, matched, findings, evidence: evidence.prefix };
 }

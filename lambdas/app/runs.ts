@@ -15,7 +15,7 @@ import { planTarget, type TargetOp } from '#core/target-plan';
 import type { ChangeRecord } from '#core/change';
 import { html } from '#core/html';
 import { toZonedIso, zonedTimeToEpoch } from '#core/time';
-import { ConditionFailed, RUN_STATUSES, TERMINAL_RUN_STATUSES, type ApprovalRecord, type ExceptionRecord, type Ledger, type PersonRecord, type RunRecord, type RunStatus, type StepRecord } from '#core/ledger';
+import { ConditionFailed, RUN_STATUSES, TERMINAL_RUN_STATUSES, type ApprovalRecord, type ExceptionRecord, type Ledger, type PersonRecord, type RunRecord, type RunStatus, type StepRecord, type TimelineEntry } from '#core/ledger';
 import type { Lifecycle } from '#core/hr-event';
 import type { AppDeps, WorkflowName } from './ports.ts';
 import { accountProfile } from './profile.ts';
@@ -90,8 +90,9 @@ async function advanceStatus(ledger: Ledger, runId: string, to: RunStatus, from:
   }
 }
 
-function timeline(run: RunRecord, phase: string, at: string, note?: string): RunRecord['timeline'] {
-  return [...(run.timeline ?? []), { phase, at, ...(note ? { note } : {}) }];
+/** One timeline entry, for `addTimeline`. */
+function entry(phase: string, at: string, note?: string): TimelineEntry[] {
+  return [{ phase, at, ...(note ? { note } : {}) }];
 }
 
 function desiredFor(person: PersonRecord, policy: Policy, deps: AppDeps): DesiredState {
@@ -158,7 +159,7 @@ export async function planRun(deps: AppDeps, input: { runId: string }): Promise<
           status: 'OUT_OF_SCOPE',
           statusReason: 'worker is outside the policy scope; recorded and left alone',
           desired,
-          timeline: timeline(run, 'Plan', at, 'out of scope'),
+          addTimeline: entry('Plan', at, 'out of scope'),
         },
         OPEN_RUN_STATUSES,
       )
@@ -192,8 +193,7 @@ export async function planRun(deps: AppDeps, input: { runId: string }): Promise<
         plan,
         desired,
         mappingVersion: policy.mappingVersion,
-        timeline: timeline(
-      run,
+        addTimeline: entry(
       'Plan',
       at,
       `${plan.stepCount} step(s), ${approvals.length} approval request(s)${unread.length ? `; not readable now, its step reads it again: ${unread.join(', ')}` : ''}`,
@@ -330,7 +330,7 @@ export async function convergeTarget(
       const fresh = (await deps.ledger.getRun(run.runId))!;
       if (!fresh.timeline?.some((t) => t.phase === 'IdpDisabled')) {
         await deps.ledger.updateRun(run.runId, {
-          timeline: timeline(fresh, 'IdpDisabled', finished, `${input.target}: account restricted and sessions revoked`),
+          addTimeline: entry('IdpDisabled', finished, `${input.target}: account restricted and sessions revoked`),
         });
       }
     }
@@ -567,7 +567,7 @@ export async function reconcileRun(deps: AppDeps, input: { runId: string }): Pro
   await deps.ledger.updateRun(run.runId, {
     reconciliation,
     reconcileAttempts: attempts,
-    timeline: timeline(run, 'Reconcile', reconciliation.checkedAt, retry ? `re-running ${retryTargets.join(', ')}` : `${targets.filter((t) => t.result === 'match').length}/${targets.length} targets match`),
+    addTimeline: entry('Reconcile', reconciliation.checkedAt, retry ? `re-running ${retryTargets.join(', ')}` : `${targets.filter((t) => t.result === 'match').length}/${targets.length} targets match`),
   });
   return { clean: retryTargets.length === 0, retry, retryTargets: retry ? retryTargets : [] };
 }
@@ -590,8 +590,7 @@ export async function scheduleRetention(deps: AppDeps, input: { runId: string })
     });
     scheduled.push(`${t.name}@${at.toISOString()}`);
   }
-  const fresh = (await deps.ledger.getRun(run.runId))!;
-  await deps.ledger.updateRun(run.runId, { timeline: timeline(fresh, 'ScheduleRetentionDelete', nowIso(deps), scheduled.join(', ')) });
+  await deps.ledger.updateRun(run.runId, { addTimeline: entry('ScheduleRetentionDelete', nowIso(deps), scheduled.join(', ')) });
   return { scheduled };
 }
 
@@ -624,6 +623,7 @@ export async function closeRun(deps: AppDeps, input: { runId: string; failed?: b
 
   const idpEvidence = await collectIdpEvidence(deps, person, policy, run);
   const kpis = computeKpis(run, steps, exceptions, policy, closedAt);
+  const closing: TimelineEntry[] = [...(idpEvidence.note ? entry('IdpEvidence', closedAt, idpEvidence.note) : []), ...entry('CloseWithEvidence', closedAt, status)];
   const bundle = buildEvidenceBundle({
     runId: run.runId,
     employeeId: run.employeeId,
@@ -647,7 +647,7 @@ export async function closeRun(deps: AppDeps, input: { runId: string; failed?: b
     reconciliation: (run.reconciliation as ReconciliationEvidence | undefined) ?? null,
     exceptions,
     kpis,
-    timeline: [...(run.timeline ?? []), ...(idpEvidence.note ? [{ phase: 'IdpEvidence', at: closedAt, note: idpEvidence.note }] : []), { phase: 'CloseWithEvidence', at: closedAt, note: status }],
+    timeline: [...(run.timeline ?? []), ...closing],
     previousManifestSha256: await deps.evidence.latestManifestSha256(person.employeeId),
   });
   let stored = { prefix: bundle.prefix, manifestSha256: bundle.manifestSha256 };
@@ -662,7 +662,7 @@ export async function closeRun(deps: AppDeps, input: { runId: string; failed?: b
     status,
     evidence: stored,
     kpis: Object.fromEntries(Object.entries(kpis).filter((e): e is [string, number] => typeof e[1] === 'number')),
-    timeline: timeline(run, 'CloseWithEvidence', closedAt, status),
+    addTimeline: closing,
   });
   emitKpis(deps, run, status, kpis);
   // Time-bound bundles (and exception grants) the run granted get their removal scheduled.

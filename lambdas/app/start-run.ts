@@ -138,7 +138,7 @@ export async function startRun(deps: AppDeps, input: { runId: string; scheduled?
       await ledger.updateRun(run.runId, {
         status: 'SCHEDULED',
         statusReason: `effective ${event.effectiveAt}; starts ${new Date(at).toISOString()} (schedule ${name})`,
-        timeline: [...(run.timeline ?? []), { phase: 'Scheduled', at: bumpTime(now), note: `starts ${new Date(at).toISOString()} (schedule ${name})` }],
+        addTimeline: [{ phase: 'Scheduled', at: bumpTime(now), note: `starts ${new Date(at).toISOString()} (schedule ${name})` }],
       });
       return { outcome: 'scheduled', runId: run.runId, at: new Date(at).toISOString() };
     }
@@ -160,11 +160,9 @@ export async function startRun(deps: AppDeps, input: { runId: string; scheduled?
 
   await applyToPerson(deps, run, event, person, laterApplied);
   const { workflow, ...started } = await startRunWorkflow(deps, policy, { runId: run.runId, employeeId: run.employeeId, lifecycle: event.lifecycle }, restrictAt);
-  const fresh = (await ledger.getRun(run.runId)) ?? run;
   await ledger.updateRun(run.runId, {
     executionName: run.runId,
-    timeline: [
-      ...(fresh.timeline ?? []),
+    addTimeline: [
       { phase: 'Ingest', at: bumpTime(now), note: `started ${workflow} workflow${laterApplied ? ` (a later-recorded change was applied first; the ${event.eventType.replace('_', ' ')} stands)` : ''}` },
     ],
   });

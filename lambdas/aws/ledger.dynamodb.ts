@@ -21,6 +21,7 @@ import {
   type ExceptionRecord,
   type Ledger,
   type PersonRecord,
+  type RunPatch,
   type RunRecord,
   type RunStatus,
   type StepRecord,
@@ -367,26 +368,33 @@ export class DynamoLedger implements Ledger {
     return item ? this.toRecord<RunRecord>('run', item) : null;
   }
 
-  async updateRun(runId: string, patch: Partial<RunRecord>, fromStatuses?: readonly RunStatus[]): Promise<RunRecord> {
+  async updateRun(runId: string, patch: RunPatch, fromStatuses?: readonly RunStatus[]): Promise<RunRecord> {
     for (const field of IMMUTABLE_RUN_FIELDS) {
       if (patch[field] !== undefined && !(field === 'runId' && patch.runId === runId)) {
         throw new TypeError(`updateRun ${runId}: ${field} cannot change (index keys derive from it)`);
       }
     }
     if (fromStatuses && fromStatuses.length === 0) throw new TypeError(`updateRun ${runId}: fromStatuses is empty`);
+    if ('timeline' in patch) throw new TypeError(`updateRun ${runId}: the timeline is appended to (addTimeline), never set`);
 
-    const updatedAt = patch.updatedAt ?? this.now().toISOString();
-    const fields: Item = { ...this.encodeJson('run', patch as Item), updatedAt };
+    const { addTimeline, ...set } = patch;
+    const updatedAt = set.updatedAt ?? this.now().toISOString();
+    const fields: Item = { ...this.encodeJson('run', set as Item), updatedAt };
     delete fields.runId;
     // The status index sorts by updatedAt, so its sort key moves on every update.
     const index: Item = { [GSI2.sk]: indexKeys.runByStatus('', isoUtc(updatedAt, 'updatedAt'), runId)[GSI2.sk] };
-    if (patch.status !== undefined) index[GSI2.pk] = statusPartition.run(patch.status);
-    checkSize(fields, `run ${runId} update`);
+    if (set.status !== undefined) index[GSI2.pk] = statusPartition.run(set.status);
+    checkSize({ ...fields, ...(addTimeline?.length ? { timeline: addTimeline } : {}) }, `run ${runId} update`);
 
     const e = new Expr();
     const sets = Object.entries({ ...fields, ...index })
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => `${e.name(k)} = ${e.value(v)}`);
+    // Appended in the same write: concurrent appends are all kept (no read-modify-write).
+    if (addTimeline?.length) {
+      const tl = e.name('timeline');
+      sets.push(`${tl} = list_append(if_not_exists(${tl}, ${e.value([])}), ${e.value(addTimeline)})`);
+    }
     let condition = `attribute_exists(${TABLE_KEYS.pk})`;
     if (fromStatuses) condition += ` AND ${e.name('status')} IN (${fromStatuses.map((s) => e.value(s)).join(', ')})`;
 

@@ -28,7 +28,7 @@ import { REDACTED, redactSecrets } from './evidence-redact.ts';
 import { renderSummaryHtml } from './evidence-summary.ts';
 import { canonicalJson, sha256Hex } from './hash.ts';
 import type { Lifecycle } from './hr-event.ts';
-import { TERMINAL_RUN_STATUSES, type RunStatus } from './ledger.ts';
+import { TERMINAL_RUN_STATUSES, type RunStatus, type TimelineEntry } from './ledger.ts';
 import type { Plan } from './plan.ts';
 import { formatIssues, parseOrThrow } from './validation.ts';
 
@@ -138,11 +138,7 @@ export interface EvidenceException {
  */
 export type EvidenceKpis = Record<string, number | null | undefined>;
 
-export interface TimelineEntry {
-  phase: string;
-  at: string;
-  note?: string;
-}
+export type { TimelineEntry };
 
 export interface EvidenceInput {
   runId: string;

@@ -97,8 +97,22 @@ export interface RunRecord {
   evidence?: { prefix: string; manifestSha256: string };
   kpis?: Record<string, number>;
   /** Phase timestamps for the timeline (`planned`, `approved`, `idpDisabled`, …). */
-  timeline?: Array<{ phase: string; at: string; note?: string }>;
+  timeline?: TimelineEntry[];
 }
+
+/** One entry of a run's timeline. */
+export interface TimelineEntry {
+  phase: string;
+  at: string;
+  note?: string;
+}
+
+/**
+ * A run update: the fields set, and `addTimeline`, entries appended to the timeline in the same
+ * write. A timeline is only ever appended to (never rewritten from a read), so two steps that
+ * write the same run at once both keep their entries.
+ */
+export type RunPatch = Partial<Omit<RunRecord, 'timeline'>> & { addTimeline?: readonly TimelineEntry[] };
 
 export interface StepRecord {
   runId: string;
@@ -201,7 +215,7 @@ export interface Ledger {
   createRun(run: RunRecord): Promise<boolean>;
   getRun(runId: string): Promise<RunRecord | null>;
   /** Updates fields if the run's status is one of `fromStatuses` (when given). Returns the new record. */
-  updateRun(runId: string, patch: Partial<RunRecord>, fromStatuses?: readonly RunStatus[]): Promise<RunRecord>;
+  updateRun(runId: string, patch: RunPatch, fromStatuses?: readonly RunStatus[]): Promise<RunRecord>;
   listRunsByEmployee(employeeId: string): Promise<RunRecord[]>;
   listRunsByStatus(status: RunStatus): Promise<RunRecord[]>;
 

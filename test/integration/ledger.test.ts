@@ -334,6 +334,31 @@ describe('runs', () => {
     await expect(ledger.updateRun('run-st', { employeeId: 'E9' })).rejects.toThrow(/employeeId cannot change/);
   });
 
+  it('appends to the timeline in the same write: concurrent appends from many writers are all kept, in write order per writer', async () => {
+    const { ledger } = await freshLedger();
+    await ledger.createRun(run('run-tl', { timeline: [{ phase: 'Ingest', at: '2030-01-01T08:00:00.000Z' }] }));
+    // A run with no timeline yet gets one.
+    await ledger.createRun(run('run-tl-empty'));
+    await ledger.updateRun('run-tl-empty', { addTimeline: [{ phase: 'Plan', at: '2030-01-01T08:00:01.000Z', note: 'first' }] });
+    expect((await ledger.getRun('run-tl-empty'))?.timeline).toEqual([{ phase: 'Plan', at: '2030-01-01T08:00:01.000Z', note: 'first' }]);
+
+    // Twenty steps writing the run at once, each with its own entry and a field of its own.
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        ledger.updateRun('run-tl', { statusReason: `writer ${i}`, addTimeline: [{ phase: `Step${i}`, at: `2030-01-01T08:00:${String(i + 10)}.000Z` }] }),
+      ),
+    );
+    const read = await ledger.getRun('run-tl');
+    expect(read?.timeline?.[0]).toEqual({ phase: 'Ingest', at: '2030-01-01T08:00:00.000Z' });
+    expect(read?.timeline?.map((t) => t.phase).sort()).toEqual(['Ingest', ...Array.from({ length: 20 }, (_, i) => `Step${i}`)].sort());
+    // An update without entries leaves the timeline as it is.
+    await ledger.updateRun('run-tl', { status: 'PLANNED' });
+    expect((await ledger.getRun('run-tl'))?.timeline).toHaveLength(21);
+    // The timeline is never set from a read: a patch that tries is refused before anything is written.
+    await expect(ledger.updateRun('run-tl', { timeline: [] } as never)).rejects.toThrow('run-tl: the timeline is appended to (addTimeline), never set');
+    expect((await ledger.getRun('run-tl'))?.timeline).toHaveLength(21);
+  });
+
   it('the status index follows every status change, least recently updated first', async () => {
     const clock = new Clock();
     const { ledger } = await freshLedger(clock);

@@ -157,6 +157,12 @@ describe('leaver', () => {
     expect(run.kpis!.timeToDisableMs).toBeGreaterThanOrEqual(0);
     expect(run.kpis!.revocationEnumerated).toBe(2);
     expect(run.kpis!.revocationDisabledWithinSla).toBe(2);
+    // Every phase is on the run's timeline, the workflow's start among them: its entry is written
+    // while the first steps write theirs, and no write drops another's.
+    const phases = run.timeline!.map((t) => t.phase);
+    for (const phase of ['Ingest', 'IdpDisabled', 'Plan', 'Reconcile', 'ScheduleRetentionDelete', 'CloseWithEvidence']) expect(phases).toContain(phase);
+    expect(run.timeline!.filter((t) => t.phase === 'Ingest').map((t) => t.note)).toEqual([expect.any(String), 'started leaver workflow']);
+    expect(phases.at(-1)).toBe('CloseWithEvidence');
   });
 });
 
