@@ -89,16 +89,36 @@ export type TaskFaultHook = (task: { execution: string; state: string; input: un
  * Runs a Task's handler as one invocation that ends when the state times out: the engine raises
  * States.Timeout and may retry at that moment, and in AWS the Lambda of the first attempt has
  * been stopped by then (its timeout is shorter than the Task's). Here the handler would go on in
- * the same process, so its connector calls are refused from then on (`#connectors/invocation`).
+ * the same process, so its connector calls are refused from then on (`#connectors/invocation`),
+ * and the retry waits until the attempt has stopped (`attempts`): a request it had in flight is
+ * answered or dropped before the retry reads the target, as a stopped Lambda's is in AWS long
+ * before the Retry's interval ends (a few milliseconds here).
  */
-function untilTimeout<T>(timeoutSeconds: unknown, fn: () => Promise<T>): Promise<T> {
+async function untilTimeout<T>(timeoutSeconds: unknown, fn: () => Promise<T>, attempts: Map<string, Promise<unknown>>, key: string): Promise<T> {
   const seconds = Number(timeoutSeconds);
   if (!Number.isFinite(seconds) || seconds <= 0) return fn();
+  await attempts.get(key);
   const ended = new AbortController();
-  const timer = setTimeout(() => ended.abort(), seconds * 1000);
+  let run: Promise<T> | undefined;
+  const timer = setTimeout(() => {
+    ended.abort();
+    // Timed out: a retry of the same Task (same execution, state and input) waits for this one.
+    const stopped = run!.then(
+      () => undefined,
+      () => undefined,
+    );
+    attempts.set(key, stopped);
+    void stopped.then(() => {
+      if (attempts.get(key) === stopped) attempts.delete(key);
+    });
+  }, seconds * 1000);
   timer.unref();
-  return withInvocationSignal(ended.signal, fn).finally(() => clearTimeout(timer));
+  run = withInvocationSignal(ended.signal, fn).finally(() => clearTimeout(timer));
+  return run;
 }
+
+/** A Task's retry has its attempt's execution, state and input (Map iterations differ in input). */
+const attemptKey = (execution: string, state: string, input: unknown) => `${execution}\u0000${state}\u0000${JSON.stringify(input)}`;
 
 function signal(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
@@ -114,6 +134,8 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
   /** Resolved (and replaced) each time an execution ends: what `nextEnd()` hands out. */
   private ended = signal();
   private readonly pending = new Map<string, PendingTask>();
+  /** Attempts that timed out and are still stopping, by execution, state and input (see untilTimeout). */
+  private readonly attempts = new Map<string, Promise<unknown>>();
 
   constructor(private readonly options: LocalWorkflowOptions) {}
 
@@ -146,7 +168,7 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
         const fn = this.handler(direct[1]!, name);
         taskResourceLocalHandlers[name] = async (input) => {
           this.beforeTask?.({ execution, state: name, input });
-          return (await untilTimeout(state.TimeoutSeconds, () => fn(input))) ?? null;
+          return (await untilTimeout(state.TimeoutSeconds, () => fn(input), this.attempts, attemptKey(execution, name, input))) ?? null;
         };
         continue;
       }
@@ -158,7 +180,7 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
         taskResourceLocalHandlers[name] = async (input: { Payload?: Record<string, unknown> }) => {
           const payload = { ...(input.Payload ?? {}) };
           this.beforeTask?.({ execution, state: name, input: payload });
-          if (!waits) return { Payload: (await untilTimeout(state.TimeoutSeconds, () => fn(payload))) ?? null };
+          if (!waits) return { Payload: (await untilTimeout(state.TimeoutSeconds, () => fn(payload), this.attempts, attemptKey(execution, name, payload))) ?? null };
           const token = `local-${randomUUID()}`;
           payload.taskToken = token;
           const result = new Promise((resolve, reject) => this.pending.set(token, { resolve, reject }));

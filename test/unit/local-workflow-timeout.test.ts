@@ -64,4 +64,55 @@ describe('local workflow engine', () => {
     expect(sent).toEqual(['attempt 2: add to group']);
     expect(refused).toEqual(['attempt 1: InvocationEnded']);
   });
+
+  it("starts a timed-out attempt's retry once that attempt has stopped: a request it had in flight is answered before the retry reads the target", async () => {
+    writeFileSync(
+      join(dir, 'mover.asl.json'),
+      JSON.stringify({
+        StartAt: 'Converge',
+        States: {
+          Converge: {
+            Type: 'Task',
+            Resource: '${ConvergeFunctionArn}',
+            TimeoutSeconds: 1,
+            Retry: [{ ErrorEquals: ['States.Timeout'], IntervalSeconds: 1, MaxAttempts: 1 }],
+            End: true,
+          },
+        },
+      }),
+    );
+    const governor = new RateGovernor({ maxConcurrent: 4 });
+    const events: string[] = [];
+    let attempt = 0;
+    const engine = new LocalWorkflows({
+      dir,
+      retryIntervalMs: 5,
+      handlers: {
+        ConvergeFunctionArn: async () => {
+          const mine = ++attempt;
+          events.push(`attempt ${mine}: reads the target`);
+          // The first attempt's write is sent, and answered only after the state timed out.
+          await governor.run(async () => {
+            events.push(`attempt ${mine}: write sent`);
+            if (mine === 1) await new Promise((r) => setTimeout(r, 1_600));
+            events.push(`attempt ${mine}: write answered`);
+          });
+          return { attempt: mine };
+        },
+      },
+    });
+    await engine.start('mover', 'run-in-flight', {});
+    const record = await engine.wait('run-in-flight', 10_000);
+
+    expect(record.status).toBe('SUCCEEDED');
+    expect(record.output).toEqual({ attempt: 2 });
+    expect(events).toEqual([
+      'attempt 1: reads the target',
+      'attempt 1: write sent',
+      'attempt 1: write answered',
+      'attempt 2: reads the target',
+      'attempt 2: write sent',
+      'attempt 2: write answered',
+    ]);
+  });
 });
