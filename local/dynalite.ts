@@ -5,10 +5,12 @@
  * dynalite has no TransactWriteItems and no TTL; the ledger needs neither (single conditional
  * writes, expiry checked on read). See docs/ledger.md.
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import {
   CreateTableCommand,
   DescribeTableCommand,
@@ -43,8 +45,11 @@ export interface LocalDynamo {
 /**
  * Starts dynalite on 127.0.0.1. With `path`, data lives in that directory (LevelDB) and
  * survives a restart on the same path; without, it is in memory. `port` 0/absent = a free port.
+ * `ownProcess`: dynalite runs in a child process (as DynamoDB runs outside the Lambda in AWS, its
+ * work does not share the caller's event loop); the port is then always a free one.
  */
-export async function startDynalite(options: { path?: string; port?: number } = {}): Promise<LocalDynamo> {
+export async function startDynalite(options: { path?: string; port?: number; ownProcess?: boolean } = {}): Promise<LocalDynamo> {
+  if (options.ownProcess) return startDynaliteProcess(options.path);
   const server = dynalite({
     ...(options.path ? { path: options.path } : {}),
     // Table state changes are instant enough for tests; ensureTable still waits for ACTIVE.
@@ -60,15 +65,7 @@ export async function startDynalite(options: { path?: string; port?: number } = 
     });
   });
   const port = (server.address() as AddressInfo).port;
-  const endpoint = `http://127.0.0.1:${port}`;
-  const base = new DynamoDBClient({
-    endpoint,
-    region: 'local',
-    // dynalite does not check signatures; a fresh throwaway pair keeps real ones out of reach.
-    credentials: { accessKeyId: `local${randomBytes(4).toString('hex')}`, secretAccessKey: randomBytes(24).toString('base64url') },
-    maxAttempts: 3,
-  });
-  const client = DynamoDBDocumentClient.from(base, LEDGER_TRANSLATE_CONFIG);
+  const { base, client } = clientFor(port);
 
   let closed: Promise<void> | undefined;
   const close = () =>
@@ -79,7 +76,46 @@ export async function startDynalite(options: { path?: string; port?: number } = 
       server.close((err) => (err ? reject(err) : resolve()));
       server.closeAllConnections();
     }));
-  return { endpoint, port, client, close };
+  return { endpoint: `http://127.0.0.1:${port}`, port, client, close };
+}
+
+function clientFor(port: number): { base: DynamoDBClient; client: DynamoDBDocumentClient } {
+  const base = new DynamoDBClient({
+    endpoint: `http://127.0.0.1:${port}`,
+    region: 'local',
+    // dynalite does not check signatures; a fresh throwaway pair keeps real ones out of reach.
+    credentials: { accessKeyId: `local${randomBytes(4).toString('hex')}`, secretAccessKey: randomBytes(24).toString('base64url') },
+    maxAttempts: 3,
+  });
+  return { base, client: DynamoDBDocumentClient.from(base, LEDGER_TRANSLATE_CONFIG) };
+}
+
+async function startDynaliteProcess(path: string | undefined): Promise<LocalDynamo> {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./dynalite-process.mjs', import.meta.url)), JSON.stringify(path ? { path } : {})], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      out += chunk;
+      const line = out.split('\n')[0];
+      if (out.includes('\n')) resolve((JSON.parse(line!) as { port: number }).port);
+    });
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`dynalite process exited (${code}) before it listened`)));
+  });
+  const { base, client } = clientFor(port);
+  let closed: Promise<void> | undefined;
+  const close = () =>
+    (closed ??= (async () => {
+      client.destroy();
+      base.destroy();
+      child.kill('SIGTERM');
+      await exited;
+    })());
+  return { endpoint: `http://127.0.0.1:${port}`, port, client, close };
 }
 
 type TableClient = DynamoDBDocumentClient | DynamoDBClient;

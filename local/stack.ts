@@ -33,6 +33,7 @@ import {
 import { createStartRunHandler } from '#handlers/start-run';
 import { reconcileTaskHandlers } from '#handlers/reconcile-tasks';
 import { onExecutionEnded } from '#app/execution-ended';
+import { hrEventMessage } from '#app/ingest';
 import { startRunWorkflow } from '#app/start-run';
 import type { RunRecord } from '#core/ledger';
 import { withDecisionCallbacks } from '#app/standalone-approvals';
@@ -87,6 +88,8 @@ export interface LocalStackOptions {
    * API (`GET /local/tickets` lists its tickets); a full config with its secret uses a real ITSM.
    */
   itsm?: ItsmConfig['system'] | { config: ItsmConfig; secret: string };
+  /** Run dynalite in a process of its own (benchmarks: DynamoDB's work is not the engine's). */
+  ledgerProcess?: boolean;
 }
 
 export interface LocalStack {
@@ -125,7 +128,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const policy = loadPolicyText(readFileSync(policyFile, 'utf8'));
   const clock = new AdjustableClock();
 
-  const dynamo = await startDynalite(dataDir ? { path: join(dataDir, 'dynamodb') } : {});
+  const dynamo = await startDynalite({ ...(dataDir ? { path: join(dataDir, 'dynamodb') } : {}), ...(options.ledgerProcess ? { ownProcess: true } : {}) });
   await ensureTable(dynamo.client, TABLE_NAME);
   const ledger = new DynamoLedger({ client: dynamo.client, tableName: TABLE_NAME, now: () => clock.now() });
   const evidenceRoot = dataDir ?? join(REPO_ROOT, '.jml-local', `mem-${process.pid}-${Date.now()}`);
@@ -308,7 +311,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         // Plan moves the run on): started again under the same name.
         await startRunWorkflow(deps, policy, { runId: run.runId, employeeId: run.employeeId, lifecycle });
       } else if (run.status === 'RECEIVED') {
-        await queue.send({ kind: 'hr-event', runId: run.runId, employeeId: run.employeeId }, { groupId: run.employeeId, deduplicationId: run.idempotencyKey });
+        await queue.send(hrEventMessage(run), { groupId: run.employeeId, deduplicationId: run.idempotencyKey });
       } else continue;
       resumed.push(run.runId);
     }

@@ -15,12 +15,16 @@
  * count would pass the room the earlier steps leave" — so two consumers can never both take the
  * last place. What admission reads (this run's own guard records, every step's counter in one
  * batch read, the cached count of active people the limit derives from) is read at once, in one
- * round trip — the first run of a window never waits for a recount — then one conditional update and
- * one write: the run's slot, an approval record decided by the guard itself (`requestId:
- * 'bulk-guard'`, under the run), so the run's evidence shows the guard's decision next to the
- * others. A run admitted once stays admitted: a retried start finds its slot under its run id.
- * A crash between the addition and the slot record counts a run that was never admitted: the
- * guard errs towards holding, never towards letting a burst through.
+ * round trip — with the consumer's own first reads when its message says the run disables an
+ * account; the first run of a window never waits for a recount — then one conditional update,
+ * which admits the run. Its record, an approval decided by the guard itself (`requestId:
+ * 'bulk-guard'`, under the run, named after its slot), is written while the consumer writes the
+ * person, so the run's evidence shows the guard's decision next to the others. A run admitted
+ * once stays admitted: a retried start finds its record under its run id. A crash between the
+ * addition and the writes counts a run that was never admitted: the guard errs towards holding,
+ * never towards letting a burst through. (A crash after the person is written and before the
+ * record is leaves an admitted, counted run without its record: the retried start finds the
+ * person already restricted and has nothing left to guard.)
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { entitlementKey } from '#core/access';
@@ -54,6 +58,8 @@ const HELD_RECORD_DAYS = 400;
 const hashId = (...parts: string[]) => `apr_${createHash('sha256').update(parts.join('\n')).digest('hex').slice(0, 32)}`;
 export const slotApprovalId = (step: number, bucket: number, n: number) => hashId('bulk-guard-slot', String(step), String(bucket), String(n));
 export const heldApprovalId = (runId: string) => hashId('bulk-guard-held', runId);
+/** An admitted run's record when its slot turned out to be recorded already (see admitRestrictingRun). */
+export const conflictApprovalId = (runId: string) => hashId('bulk-guard-slot-taken', runId);
 export const releaseApprovalId = (holdId: string) => hashId('bulk-guard-release', holdId);
 
 interface GuardWindow {
@@ -106,7 +112,8 @@ export async function restrictionOf(deps: AppDeps, policy: Policy, person: Perso
 }
 
 export type Admission =
-  | { outcome: 'admitted'; approvalId: string; note: string }
+  /** `recorded`: the run's slot record, being written (the caller writes beside it, then waits for both). */
+  | { outcome: 'admitted'; approvalId: string; note: string; recorded: Promise<void> }
   | { outcome: 'held'; holdId: string }
   | { outcome: 'rejected'; reason: string };
 
@@ -116,19 +123,38 @@ interface Limit {
   text: string;
 }
 
-/** Admits the run within the limit (claiming a slot), or holds it. */
-export async function admitRestrictingRun(deps: AppDeps, policy: Policy, run: RunRecord, restriction: string): Promise<Admission> {
+/** What admission decides from, read at once: the run's own guard records, every step's counter, the cached active-people count. */
+export interface AdmissionReads {
+  /** The moment of admission: the window is the one at this time. */
+  now: Date;
+  approvals: ApprovalRecord[];
+  counts: number[];
+  counted: ActiveCount | null;
+}
+
+/**
+ * Reads what admission decides from, in one round trip. Needs only the run id, so a consumer
+ * whose message says the run may take access away starts these reads with its own first reads.
+ */
+export async function readAdmission(deps: AppDeps, policy: Policy, runId: string): Promise<AdmissionReads> {
   const now = deps.clock.now();
   const w = windowAt(policy, now.getTime());
   const steps = Array.from({ length: w.steps }, (_, i) => w.bucket - w.steps + 1 + i);
   const [approvals, counts, counted] = await Promise.all([
-    deps.ledger.listApprovals(run.runId),
+    deps.ledger.listApprovals(runId),
     deps.ledger.getCounters(steps.map((b) => counterKey(w.step, b))),
     deps.ledger.getMeta<ActiveCount>(ACTIVE_PEOPLE_KEY),
   ]);
+  return { now, approvals, counts, counted };
+}
+
+/** Admits the run within the limit (claiming a slot), or holds it. `reads`: admission's reads, when already started. */
+export async function admitRestrictingRun(deps: AppDeps, policy: Policy, run: RunRecord, restriction: string, reads?: Promise<AdmissionReads>): Promise<Admission> {
+  const { now, approvals, counts, counted } = await (reads ?? readAdmission(deps, policy, run.runId));
+  const w = windowAt(policy, now.getTime());
   const mine = approvals.filter((a) => a.requestId === GUARD_REQUEST_ID);
   const admitted = mine.find((a) => a.status === 'APPROVED');
-  if (admitted) return { outcome: 'admitted', approvalId: admitted.approvalId, note: admitted.rationale ?? 'admitted' };
+  if (admitted) return { outcome: 'admitted', approvalId: admitted.approvalId, note: admitted.rationale ?? 'admitted', recorded: Promise.resolve() };
   const rejected = mine.find((a) => a.status === 'REJECTED');
   if (rejected) return { outcome: 'rejected', reason: `the fallback approver rejected its release: ${rejected.rationale ?? ''}` };
   // Held once, held until the fallback approver decides (a retried start must not slip through).
@@ -140,7 +166,7 @@ export async function admitRestrictingRun(deps: AppDeps, policy: Policy, run: Ru
   let limit = counted && isFresh(deps, counted) ? limitOf(policy, counted.count) : undefined;
   const windowEnd = new Date((w.bucket + w.steps) * w.step * 60_000).toISOString();
   const ttl = Math.floor(Date.parse(windowEnd) / 1000) + 86_400;
-  for (let attempt = 0; ; attempt++) {
+  for (;;) {
     const room = limit ? Math.max(1, limit.limit) - past : 1 - past;
     if (room < 1 && !limit) {
       limit = limitOf(policy, await activePeople(deps, counted));
@@ -156,12 +182,13 @@ export async function admitRestrictingRun(deps: AppDeps, policy: Policy, run: Ru
       const total = past + added.value + 1;
       return hold(deps, policy, run, restriction, `${total} runs that take access away within ${w.minutes} minutes exceed the limit of ${limit!.limit} (${limit!.text})`);
     }
+    // Admitted: the addition decided it. Its record is written while the caller writes the person.
     const slot = added.value;
     const approvalId = slotApprovalId(w.step, w.bucket, slot);
     const note = `within the bulk-change limit: run ${past + slot} of at most ${limit ? limit.limit : 'the limit'} that take access away within ${w.minutes} minutes`;
-    try {
-      await deps.ledger.putApproval({
-        approvalId,
+    const record = (id: string, rationale: string) =>
+      deps.ledger.putApproval({
+        approvalId: id,
         runId: run.runId,
         employeeId: run.employeeId,
         requestId: GUARD_REQUEST_ID,
@@ -171,15 +198,19 @@ export async function admitRestrictingRun(deps: AppDeps, policy: Policy, run: Ru
         requestedAt: now.toISOString(),
         decidedAt: now.toISOString(),
         expiresAt: windowEnd,
-        rationale: note,
+        rationale,
         request: { kind: 'bulkGuard', restriction, window: { minutes: w.minutes, step: w.step, bucket: w.bucket }, slot, ...(limit ? { limit: limit.limit, activePeople: limit.active } : {}) },
       });
-    } catch (e) {
-      // The slot is somebody else's (a counter that lost items): count again for the next one.
-      if (!(e instanceof ConditionFailed) || attempt >= 3) throw e;
-      continue;
-    }
-    return { outcome: 'admitted', approvalId, note };
+    const recorded = record(approvalId, note).catch(async (e: unknown) => {
+      if (!(e instanceof ConditionFailed)) throw e;
+      // The slot is another run's: the counter lost counts (only a restore of the table can do
+      // that). The run stays admitted; the counter gets the lost count back, so later runs are
+      // held sooner, never later; the record goes under the run.
+      deps.metrics.put('BulkGuardSlotConflict', 1, 'Count');
+      await deps.ledger.addToCounter(counterKey(w.step, w.bucket), 1, { ttlEpochSeconds: ttl });
+      await record(conflictApprovalId(run.runId), `${note}; slot ${slot} was already recorded for another run, so the window's count was one short and was corrected`);
+    });
+    return { outcome: 'admitted', approvalId, note, recorded };
   }
 }
 

@@ -173,9 +173,14 @@ async function record(deps: AppDeps, policy: Policy, p: Prepared): Promise<Accep
   return { runId, idempotencyKey: key, duplicate: true, employeeId };
 }
 
-async function enqueue(deps: AppDeps, run: Pick<RunRecord, 'runId' | 'employeeId' | 'idempotencyKey'>): Promise<void> {
+/** The queue message of a recorded run (its lifecycle, when it is an HR one, lets the consumer read ahead). */
+export function hrEventMessage(run: Pick<RunRecord, 'runId' | 'employeeId' | 'lifecycle'>): QueueMessage {
+  return { kind: 'hr-event', runId: run.runId, employeeId: run.employeeId, ...(run.lifecycle !== 'reconcile' ? { lifecycle: run.lifecycle } : {}) };
+}
+
+async function enqueue(deps: AppDeps, run: Pick<RunRecord, 'runId' | 'employeeId' | 'idempotencyKey' | 'lifecycle'>): Promise<void> {
   await deps.queue.send(
-    { kind: 'hr-event', runId: run.runId, employeeId: run.employeeId },
+    hrEventMessage(run),
     { groupId: run.employeeId, deduplicationId: run.idempotencyKey },
   );
   await deps.ledger.updateRun(run.runId, { enqueuedAt: deps.clock.now().toISOString() });

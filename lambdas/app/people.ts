@@ -19,7 +19,7 @@ export async function updatePerson(
     if (!next) return current;
     next.updatedAt = bumpTime(now(), current.updatedAt);
     try {
-      await ledger.putPerson(next, current.updatedAt);
+      await ledger.putPerson(next, current);
       return next;
     } catch (e) {
       if (!(e instanceof ConditionFailed)) throw e;

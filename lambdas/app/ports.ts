@@ -7,12 +7,14 @@
 import type { Connector } from '#connectors/connector';
 import type { Ticketing } from '#connectors/itsm';
 import type { EvidenceStore } from '#core/evidence-store';
+import type { Lifecycle } from '#core/hr-event';
 import type { Ledger } from '#core/ledger';
 import type { Policy } from '#core/policy';
 
 /** What goes on the FIFO queue. Group = employeeId, deduplication id = idempotency key / event id. */
 export type QueueMessage =
-  | { kind: 'hr-event'; runId: string; employeeId: string }
+  /** `lifecycle` lets the consumer start the bulk guard's reads with its first ones (absent in older messages). */
+  | { kind: 'hr-event'; runId: string; employeeId: string; lifecycle?: Lifecycle }
   | { kind: 'drift'; eventId: string; employeeId?: string; target: string; accountId?: string; eventType: string; actor?: string; published: string }
   | { kind: 'scheduled-run'; runId: string; employeeId: string };
 

@@ -28,7 +28,7 @@ import { ConditionFailed, TERMINAL_RUN_STATUSES, type PersonRecord, type RunReco
 import type { AppDeps, WorkflowName } from './ports.ts';
 import { bumpTime } from './people.ts';
 import { WORKFLOW_OF, retentionScheduleName } from './runs.ts';
-import { admitRestrictingRun, restrictionOf } from './bulk-guard.ts';
+import { admitRestrictingRun, readAdmission, restrictionOf } from './bulk-guard.ts';
 import { reserveLeaverRestrict } from './call-budget.ts';
 import { openException } from './exceptions.ts';
 import { boundedName, retentionRetryScheduleName, scheduleBundleExpiries } from './time-bound.ts';
@@ -61,18 +61,28 @@ function scheduleNameOfRun(run: RunRecord): string {
   return scheduleNameFor(run.employeeId, event.lifecycle, event.effectiveDate);
 }
 
+/** Lifecycles whose run disables an account: their consumer starts the bulk guard's reads at once. */
+const DISABLING: ReadonlySet<Lifecycle> = new Set(['leaver', 'leave_of_absence']);
+
 /**
  * `employeeId` (the queue message carries it) lets the run, the person and the person's runs be
- * read at once, in one round trip: a leaver's disable waits for every read made here.
+ * read at once, in one round trip: a leaver's disable waits for every read made here. When the
+ * message also says the run disables an account (`lifecycle`), the bulk guard's reads go out in
+ * the same round trip.
  */
-export async function startRun(deps: AppDeps, input: { runId: string; scheduled?: boolean; employeeId?: string }): Promise<StartOutcome> {
+export async function startRun(
+  deps: AppDeps,
+  input: { runId: string; scheduled?: boolean; employeeId?: string; lifecycle?: Lifecycle },
+): Promise<StartOutcome> {
   const { ledger } = deps;
   const early = input.employeeId
     ? { person: ledger.getPerson(input.employeeId), runs: ledger.listRunsByEmployee(input.employeeId) }
     : undefined;
+  const admissionReads = input.lifecycle && DISABLING.has(input.lifecycle) ? deps.policy().then((p) => readAdmission(deps, p, input.runId)) : undefined;
   // Rejections of reads that turn out not to be needed are not unhandled.
   early?.person.catch(() => undefined);
   early?.runs.catch(() => undefined);
+  admissionReads?.catch(() => undefined);
   const run = await ledger.getRun(input.runId);
   if (!run) return { outcome: 'missing', runId: input.runId, reason: 'no run record for this message' };
   if (TERMINAL_RUN_STATUSES.has(run.status) || run.executionName) {
@@ -150,15 +160,19 @@ export async function startRun(deps: AppDeps, input: { runId: string; scheduled?
 
   // The bulk-change guard: runs that disable or strip access are counted in a sliding window.
   const restriction = await restrictionOf(deps, policy, person, event);
+  let slotRecorded: Promise<void> | undefined;
   if (restriction) {
-    const admission = await admitRestrictingRun(deps, policy, run, restriction);
+    const admission = await admitRestrictingRun(deps, policy, run, restriction, admissionReads);
     if (admission.outcome === 'held') return { outcome: 'held', runId: run.runId, holdId: admission.holdId };
     if (admission.outcome === 'rejected') return { outcome: 'duplicate', runId: run.runId, reason: admission.reason };
+    slotRecorded = admission.recorded;
+    slotRecorded.catch(() => undefined); // awaited below, after the person is written beside it
   }
 
   if (event.lifecycle === 'leaver') await supersedePending(deps, run, await runsOfPerson());
 
-  await applyToPerson(deps, run, event, person, laterApplied);
+  // The admission's record and the person in one round trip; both before the workflow starts.
+  await Promise.all([applyToPerson(deps, run, event, person, laterApplied), slotRecorded]);
   const { workflow, ...started } = await startRunWorkflow(deps, policy, { runId: run.runId, employeeId: run.employeeId, lifecycle: event.lifecycle }, restrictAt);
   await ledger.updateRun(run.runId, {
     executionName: run.runId,
@@ -303,7 +317,7 @@ async function applyToPerson(deps: AppDeps, run: RunRecord, event: HrEvent, exis
     // Exception grants end with the employment.
     if (event.lifecycle === 'rehire' || event.lifecycle === 'leaver') delete next.exceptionGrants;
     try {
-      await deps.ledger.putPerson(next, current?.updatedAt ?? null);
+      await deps.ledger.putPerson(next, current ?? null);
       if (event.lifecycle === 'rehire' || event.lifecycle === 'joiner') await cancelRetentionDeletes(deps, run.employeeId);
       return;
     } catch (e) {

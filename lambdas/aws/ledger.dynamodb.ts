@@ -213,12 +213,16 @@ export class DynamoLedger implements Ledger {
    * the person record. So a crash or a lost race between the writes can leave an extra link item
    * (ignored on read, repaired by the next put), never a person whose account cannot be found.
    */
-  async putPerson(person: PersonRecord, expectedUpdatedAt: string | null): Promise<void> {
+  async putPerson(person: PersonRecord, expected: string | null | PersonRecord): Promise<void> {
     const { employeeId } = person;
+    const replaced = typeof expected === 'object' && expected !== null ? expected : undefined;
+    if (replaced && replaced.employeeId !== employeeId) throw new TypeError(`person ${employeeId}: the record it replaces is ${replaced.employeeId}'s`);
+    const expectedUpdatedAt = replaced ? replaced.updatedAt : (expected as string | null);
     if (expectedUpdatedAt !== null && person.updatedAt === expectedUpdatedAt) {
       throw new TypeError(`person ${employeeId}: updatedAt must change on every write (it is the version)`);
     }
-    const current = await this.getPerson(employeeId);
+    // The caller's record is the version the conditional put checks: no read of our own.
+    const current = replaced ?? (await this.getPerson(employeeId));
     this.assertPersonVersion(employeeId, current, expectedUpdatedAt);
 
     const oldLinks = current?.links ?? {};

@@ -203,10 +203,12 @@ export class ConditionFailed extends Error {
 export interface Ledger {
   getPerson(employeeId: string): Promise<PersonRecord | null>;
   /**
-   * Writes the person if `expectedUpdatedAt` still matches (null = must not exist).
+   * Writes the person if the version it replaces is still the stored one: `expected` is that
+   * version's `updatedAt` (null = must not exist), or the record itself as the caller just read
+   * it (its links are the ones to release: the ledger does not read it again).
    * Throws ConditionFailed when another run changed the person first.
    */
-  putPerson(person: PersonRecord, expectedUpdatedAt: string | null): Promise<void>;
+  putPerson(person: PersonRecord, expected: string | null | PersonRecord): Promise<void>;
   /** Reverse link: which person owns an account on a target. */
   findPersonByAccount(target: string, accountId: string): Promise<string | null>;
   listPersons(cursor?: string, limit?: number): Promise<{ persons: PersonRecord[]; nextCursor?: string }>;

@@ -18,13 +18,14 @@ import { handleDrift } from '#app/drift';
 import type { AppDeps, QueueMessage } from '#app/ports';
 import { startRun } from '#app/start-run';
 import { JmlError, ValidationError } from '#core/errors';
+import { LIFECYCLES } from '#core/hr-event';
 import { parseOrThrow } from '#core/validation';
 import { processDeps, type DepsProvider } from './deps.ts';
 import { logger } from './logger.ts';
 
 const id = z.string().min(1).max(256);
 export const QueueMessageSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('hr-event'), runId: id, employeeId: id }).strict(),
+  z.object({ kind: z.literal('hr-event'), runId: id, employeeId: id, lifecycle: z.enum(LIFECYCLES).optional() }).strict(),
   z.object({ kind: z.literal('scheduled-run'), runId: id, employeeId: id }).strict(),
   z
     .object({
@@ -70,7 +71,12 @@ async function processRecord(app: AppDeps, record: SQSRecord): Promise<void> {
       return;
     }
     // The message names the person: their record and runs are read alongside the run's.
-    const r = await startRun(app, { runId: message.runId, employeeId: message.employeeId, scheduled: message.kind === 'scheduled-run' });
+    const r = await startRun(app, {
+      runId: message.runId,
+      employeeId: message.employeeId,
+      scheduled: message.kind === 'scheduled-run',
+      ...(message.kind === 'hr-event' && message.lifecycle ? { lifecycle: message.lifecycle } : {}),
+    });
     if (r.outcome === 'missing') throw new RunMissing(`run ${message.runId}: ${r.reason}`);
     logger.info('run start handled', { outcome: r.outcome, ...('reason' in r ? { reason: r.reason } : {}) });
   } finally {

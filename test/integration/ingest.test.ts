@@ -84,7 +84,7 @@ describe('record first, then enqueue', () => {
     deps.clock.advance(30_000);
     const retry = await acceptHrEvent(deps, { source: 'canonical', rawBody: change() });
     expect(retry).toMatchObject({ runId: stranded!.runId, duplicate: true });
-    expect(deps.queue.sent.map((s) => s.message)).toEqual([{ kind: 'hr-event', runId: stranded!.runId, employeeId: 'E1001' }]);
+    expect(deps.queue.sent.map((s) => s.message)).toEqual([{ kind: 'hr-event', runId: stranded!.runId, employeeId: 'E1001', lifecycle: 'mover' }]);
     expect((await deps.ledger.getRun(stranded!.runId))!.enqueuedAt).toBe(deps.clock.now().toISOString());
   });
 
@@ -119,8 +119,8 @@ describe('record first, then enqueue', () => {
     const [stranded] = await deps.ledger.listRunsByEmployee('E1001');
     expect(await requeueUnqueued(deps)).toEqual([stranded!.runId]);
     expect(deps.queue.sent.map((s) => s.message)).toEqual([
-      { kind: 'hr-event', runId: done.runId, employeeId: 'E1002' },
-      { kind: 'hr-event', runId: stranded!.runId, employeeId: 'E1001' },
+      { kind: 'hr-event', runId: done.runId, employeeId: 'E1002', lifecycle: 'mover' },
+      { kind: 'hr-event', runId: stranded!.runId, employeeId: 'E1001', lifecycle: 'mover' },
     ]);
     expect(await requeueUnqueued(deps)).toEqual([]);
   });

@@ -238,6 +238,35 @@ describe('account links', () => {
     expect(await ledger.findPersonByAccount('wiki', 'w-17')).toBeNull();
   });
 
+  it('given the record it replaces (as the caller just read it), writes without reading it again: same links, same refusals', async () => {
+    const { tableName } = await freshLedger();
+    let reads = 0;
+    const counting = new Proxy(dynamo.client, {
+      get(target, prop, receiver) {
+        if (prop !== 'send') return Reflect.get(target, prop, receiver);
+        return (command: object, ...rest: unknown[]) => {
+          if (command.constructor.name === 'GetCommand') reads += 1;
+          return (target.send as (...a: unknown[]) => unknown).call(target, command, ...rest);
+        };
+      },
+    });
+    const ledger = new DynamoLedger({ client: counting, tableName });
+    const p = person('E3002', { links: { okta: '00u-a', wiki: 'w-1' } });
+    await ledger.putPerson(p, null);
+    reads = 0;
+    const v2 = { ...p, links: { okta: '00u-b' }, updatedAt: '2030-02-01T00:00:00.000Z' };
+    await ledger.putPerson(v2, p);
+    expect(reads).toBe(0);
+    expect(await ledger.findPersonByAccount('okta', '00u-b')).toBe('E3002');
+    expect(await ledger.findPersonByAccount('okta', '00u-a')).toBeNull();
+    expect(await ledger.findPersonByAccount('wiki', 'w-1')).toBeNull();
+    // A record that is no longer the stored version is refused, and nothing of it is written.
+    const stale = ledger.putPerson({ ...p, status: 'terminated', updatedAt: '2030-02-02T00:00:00.000Z' }, p);
+    await expect(stale).rejects.toThrow('person E3002 changed: updatedAt is 2030-02-01T00:00:00.000Z, expected 2030-01-01T08:00:00.000Z');
+    expect(await ledger.getPerson('E3002')).toMatchObject({ status: v2.status, links: { okta: '00u-b' } });
+    await expect(ledger.putPerson(person('E3003'), v2)).rejects.toThrow("person E3003: the record it replaces is E3002's");
+  });
+
   it('refuses to link an account another person owns (a conflict, not a retryable race), and writes nothing for the newcomer', async () => {
     const { ledger } = await freshLedger();
     await ledger.putPerson(person('E3002', { links: { okta: '00u-shared' } }), null);

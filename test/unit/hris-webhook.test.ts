@@ -72,7 +72,7 @@ describe('POST /hris/events — accepted', () => {
       enqueuedAt: '2026-11-20T09:00:00.000Z',
     });
     expect(deps.queue.sent).toEqual([
-      { message: { kind: 'hr-event', runId: out.runId, employeeId: 'E1001' }, groupId: 'E1001', deduplicationId: out.idempotencyKey },
+      { message: { kind: 'hr-event', runId: out.runId, employeeId: 'E1001', lifecycle: 'joiner' }, groupId: 'E1001', deduplicationId: out.idempotencyKey },
     ]);
   });
 
@@ -302,7 +302,7 @@ describe('POST /hris/events — refused, nothing recorded or enqueued', () => {
     const retry = await handler(request);
     expect(retry.statusCode).toBe(202);
     expect(bodyOf(retry)).toMatchObject({ runId: run!.runId, duplicate: true });
-    expect(deps.queue.sent.map((s) => s.message)).toEqual([{ kind: 'hr-event', runId: run!.runId, employeeId: 'E1001' }]);
+    expect(deps.queue.sent.map((s) => s.message)).toEqual([{ kind: 'hr-event', runId: run!.runId, employeeId: 'E1001', lifecycle: 'joiner' }]);
   });
 });
 

@@ -100,6 +100,10 @@ describe('hr-event messages', () => {
     expect(() => parseQueueMessage('nope')).toThrow(ValidationError);
     expect(() => parseQueueMessage(JSON.stringify({ kind: 'hr-event', employeeId: 'E1' }))).toThrow('queue message: runId: required');
     expect(() => parseQueueMessage(JSON.stringify({ kind: 'hr-event', runId: 'r', employeeId: 'E1', extra: 1 }))).toThrow('unknown field(s) extra');
+    // The lifecycle is optional (messages sent before it was added still parse) and checked.
+    expect(parseQueueMessage(JSON.stringify({ kind: 'hr-event', runId: 'r', employeeId: 'E1' }))).toEqual({ kind: 'hr-event', runId: 'r', employeeId: 'E1' });
+    expect(parseQueueMessage(JSON.stringify({ kind: 'hr-event', runId: 'r', employeeId: 'E1', lifecycle: 'leaver' }))).toMatchObject({ lifecycle: 'leaver' });
+    expect(() => parseQueueMessage(JSON.stringify({ kind: 'hr-event', runId: 'r', employeeId: 'E1', lifecycle: 'fired' }))).toThrow('queue message: lifecycle:');
   });
 
   it('an event older than the applied version ends STALE (not a failure)', async () => {
