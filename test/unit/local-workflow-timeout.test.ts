@@ -13,23 +13,28 @@ import { LocalWorkflows } from '#local/workflow-engine';
 const dir = mkdtempSync(join(tmpdir(), 'jml-engine-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** A workflow of one Task that times out after a second and is retried once on the timeout. */
+function oneTaskMachine(workflow: 'joiner' | 'mover') {
+  writeFileSync(
+    join(dir, `${workflow}.asl.json`),
+    JSON.stringify({
+      StartAt: 'Converge',
+      States: {
+        Converge: {
+          Type: 'Task',
+          Resource: '${ConvergeFunctionArn}',
+          TimeoutSeconds: 1,
+          Retry: [{ ErrorEquals: ['States.Timeout'], IntervalSeconds: 1, MaxAttempts: 1 }],
+          End: true,
+        },
+      },
+    }),
+  );
+}
+
 describe('local workflow engine', () => {
   it("refuses a timed-out attempt's target calls while its retry goes through", async () => {
-    writeFileSync(
-      join(dir, 'joiner.asl.json'),
-      JSON.stringify({
-        StartAt: 'Converge',
-        States: {
-          Converge: {
-            Type: 'Task',
-            Resource: '${ConvergeFunctionArn}',
-            TimeoutSeconds: 1,
-            Retry: [{ ErrorEquals: ['States.Timeout'], IntervalSeconds: 1, MaxAttempts: 1 }],
-            End: true,
-          },
-        },
-      }),
-    );
+    oneTaskMachine('joiner');
     const governor = new RateGovernor({ maxConcurrent: 4 });
     const sent: string[] = [];
     const refused: string[] = [];
@@ -66,21 +71,7 @@ describe('local workflow engine', () => {
   });
 
   it("starts a timed-out attempt's retry once that attempt has stopped: a request it had in flight is answered before the retry reads the target", async () => {
-    writeFileSync(
-      join(dir, 'mover.asl.json'),
-      JSON.stringify({
-        StartAt: 'Converge',
-        States: {
-          Converge: {
-            Type: 'Task',
-            Resource: '${ConvergeFunctionArn}',
-            TimeoutSeconds: 1,
-            Retry: [{ ErrorEquals: ['States.Timeout'], IntervalSeconds: 1, MaxAttempts: 1 }],
-            End: true,
-          },
-        },
-      }),
-    );
+    oneTaskMachine('mover');
     const governor = new RateGovernor({ maxConcurrent: 4 });
     const events: string[] = [];
     let attempt = 0;
