@@ -4,7 +4,7 @@
  * retried or resumed task recomputes from current state instead of trusting workflow payloads.
  */
 import type { ActualAccount } from '#core/access';
-import { converge } from '#connectors/converge';
+import { changesBeforeFailure, converge } from '#connectors/converge';
 import { EvidenceBundleExists } from '#core/evidence-store';
 import { buildEvidenceBundle, type EvidenceApproval, type ReconciliationEvidence, type ReconciliationTarget } from '#core/evidence';
 import { desiredState, type DesiredState } from '#core/desired-state';
@@ -279,6 +279,8 @@ export async function convergeTarget(
   const profile = await accountProfile(deps.ledger, phase === 'restrict' ? { ...person, worker: unmanaged } : person);
   const leaverIdp = run.lifecycle === 'leaver' && input.target === policy.idp.name;
   const stepId = `${phase === 'restrict' ? '0' : policy.managedTargets.findIndex((t) => t.name === input.target) + 1}-${input.target}-${phase}`;
+  // What the step changed, for its record when it fails: the converge's changes once it returned.
+  let converged: ChangeRecord[] | undefined;
   try {
     const write = () =>
       converge(connector, profile, target, {
@@ -287,6 +289,7 @@ export async function convergeTarget(
         ...(phase === 'restrict' ? { onlyOps: RESTRICT_OPS, statusOnly: true } : {}),
       });
     const result = phase === 'restrict' ? await write() : await withTargetLease(deps, { employeeId: person.employeeId, target: input.target, holder: `run ${run.runId}` }, write);
+    converged = result.changes;
     const tap = await issueDayOneCredential(deps, ctx, input.target, result);
     if (tap) result.changes.push(tap);
     const finished = nowIso(deps);
@@ -340,6 +343,8 @@ export async function convergeTarget(
     return { target: input.target, accountId: result.accountId, writes: result.writes, planned: result.planned.length, ...(routineAt ? { routineAt } : {}) };
   } catch (e) {
     const err = e as Error;
+    // The writes made before the failure stay on record (the evidence shows what did change).
+    const changes = converged ?? changesBeforeFailure(e);
     await deps.ledger.putStep({
       runId: run.runId,
       stepId,
@@ -348,8 +353,8 @@ export async function convergeTarget(
       startedAt: started,
       finishedAt: nowIso(deps),
       outcome: 'error',
-      changes: [],
-      writes: 0,
+      changes,
+      writes: changes.filter((c) => c.changed).length,
       error: { name: err.name, message: err.message },
     });
     throw e;

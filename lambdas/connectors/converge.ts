@@ -69,13 +69,27 @@ export async function converge(
   };
   if (desired.mode === 'shadow') return result;
 
-  for (const step of planned) {
-    const change = await apply(connector, profile, step, result.accountId);
-    if (step.op === 'create') result.accountId = change.accountId;
-    result.changes.push(change);
-    if (change.changed) result.writes += 1;
+  try {
+    for (const step of planned) {
+      const change = await apply(connector, profile, step, result.accountId);
+      if (step.op === 'create') result.accountId = change.accountId;
+      result.changes.push(change);
+      if (change.changed) result.writes += 1;
+    }
+  } catch (e) {
+    // The error keeps its name (the workflow's Retry and Catch match on it); it carries the
+    // writes made before it, so the failed step's record shows what it did change.
+    if (e instanceof Error && result.changes.length) Object.defineProperty(e, CHANGES_BEFORE_FAILURE, { value: [...result.changes], enumerable: false });
+    throw e;
   }
   return result;
+}
+
+const CHANGES_BEFORE_FAILURE = Symbol('changesBeforeFailure');
+
+/** The writes a converge made before it failed with `error` (none when it failed before writing). */
+export function changesBeforeFailure(error: unknown): ChangeRecord[] {
+  return (error instanceof Error && (error as Error & { [CHANGES_BEFORE_FAILURE]?: ChangeRecord[] })[CHANGES_BEFORE_FAILURE]) || [];
 }
 
 async function apply(

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DesiredTarget, Entitlement } from '#core/access';
 import type { AccountProfile } from '#connectors/connector';
-import { converge } from '#connectors/converge';
+import { changesBeforeFailure, converge } from '#connectors/converge';
 import { createOktaConnector, type OktaConnector } from '#connectors/okta.connector';
 import { startOktaStandIn, type OktaRequestLogEntry, type OktaStandIn, type OktaUserStatus } from '#local/standins/okta';
 
@@ -513,6 +513,20 @@ describe('converge', () => {
     const mark2 = okta.requestLog.length;
     expect((await converge(connect(), profile(), desired())).planned).toEqual([]);
     expect(writesIn(since(mark2))).toEqual([]);
+  });
+
+  it('a converge that fails part-way keeps its error (the workflow matches on its name) and says which writes it made first', async () => {
+    okta.seed({ groups: [{ name: 'Engineering' }, { name: 'All Staff' }], apps: [{ label: 'Slack' }] });
+    // The app assignment keeps failing: the account and its two groups are written before it.
+    okta.controls.faults.push({ kind: 'status', status: 503, method: 'POST', path: /^\/api\/v1\/apps\/[^/]+\/users$/ });
+    const err = await converge(connect({ maxRetries: 1 }), profile(), desired()).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).name).toBe('TargetUnavailable');
+    const made = changesBeforeFailure(err);
+    expect(made.map((c) => `${c.op} ${c.entitlement?.value ?? ''}`.trim())).toEqual(['create', 'addEntitlement Engineering', 'addEntitlement All Staff']);
+    expect(made.every((c) => c.changed)).toBe(true);
+    // An error from before any write carries none.
+    expect(changesBeforeFailure(new Error('read failed'))).toEqual([]);
   });
 
   it('restricts a leaver first — deactivate, then end sessions — and only then removes access', async () => {
