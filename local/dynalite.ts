@@ -49,14 +49,9 @@ export interface LocalDynamo {
  * work does not share the caller's event loop); the port is then always a free one.
  */
 export async function startDynalite(options: { path?: string; port?: number; ownProcess?: boolean } = {}): Promise<LocalDynamo> {
-  if (options.ownProcess) return startDynaliteProcess(options.path);
-  const server = dynalite({
-    ...(options.path ? { path: options.path } : {}),
-    // Table state changes are instant enough for tests; ensureTable still waits for ACTIVE.
-    createTableMs: 5,
-    deleteTableMs: 5,
-    updateTableMs: 5,
-  });
+  const settings = dynaliteOptions(options.path);
+  if (options.ownProcess) return startDynaliteProcess(settings);
+  const server = dynalite(settings);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, '127.0.0.1', () => {
@@ -90,8 +85,14 @@ function clientFor(port: number): { base: DynamoDBClient; client: DynamoDBDocume
   return { base, client: DynamoDBDocumentClient.from(base, LEDGER_TRANSLATE_CONFIG) };
 }
 
-async function startDynaliteProcess(path: string | undefined): Promise<LocalDynamo> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('./dynalite-process.mjs', import.meta.url)), JSON.stringify(path ? { path } : {})], {
+/** dynalite's options, in this process or in its own. */
+function dynaliteOptions(path: string | undefined): DynaliteOptions {
+  // Table state changes are instant enough for tests; ensureTable still waits for ACTIVE.
+  return { ...(path ? { path } : {}), createTableMs: 5, deleteTableMs: 5, updateTableMs: 5 };
+}
+
+async function startDynaliteProcess(settings: DynaliteOptions): Promise<LocalDynamo> {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./dynalite-process.mjs', import.meta.url)), JSON.stringify(settings)], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

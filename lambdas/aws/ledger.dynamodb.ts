@@ -221,9 +221,10 @@ export class DynamoLedger implements Ledger {
     if (expectedUpdatedAt !== null && person.updatedAt === expectedUpdatedAt) {
       throw new TypeError(`person ${employeeId}: updatedAt must change on every write (it is the version)`);
     }
-    // The caller's record is the version the conditional put checks: no read of our own.
+    // The caller's record is the version the conditional put checks: no read of our own, and
+    // nothing to compare before the put (a stale record fails its condition).
     const current = replaced ?? (await this.getPerson(employeeId));
-    this.assertPersonVersion(employeeId, current, expectedUpdatedAt);
+    if (!replaced) this.assertPersonVersion(employeeId, current, expectedUpdatedAt);
 
     const oldLinks = current?.links ?? {};
     const version = isoUtc(person.updatedAt, 'updatedAt');
