@@ -54,6 +54,7 @@ import {
   type PersonRecord,
   type RunRecord,
   type RunStatus,
+  type StepAttempt,
   type StepRecord,
 } from '#core/ledger';
 import { TargetConflict } from '#core/errors';
@@ -168,8 +169,16 @@ class MemoryLedger implements Ledger {
   async listRunsByStatus(status: RunStatus) {
     return [...this.runs.values()].filter((r) => r.status === status);
   }
-  async putStep(step: StepRecord) {
-    this.steps.set(step.runId, [...(this.steps.get(step.runId) ?? []).filter((s) => s.stepId !== step.stepId), step]);
+  async recordStepAttempt(step: StepAttempt) {
+    const steps = this.steps.get(step.runId) ?? [];
+    const before = steps.find((s) => s.stepId === step.stepId);
+    const { error, ...latest } = step;
+    const folded: StepRecord = before
+      ? { ...before, ...latest, startedAt: before.startedAt, changes: [...before.changes, ...step.changes], writes: before.writes + step.writes, attempts: (before.attempts ?? 1) + 1 }
+      : { ...latest, attempts: 1 };
+    if (error) folded.error = error;
+    else delete folded.error;
+    this.steps.set(step.runId, [...steps.filter((s) => s.stepId !== step.stepId), folded]);
   }
   async listSteps(runId: string) {
     return this.steps.get(runId) ?? [];

@@ -293,7 +293,7 @@ export async function convergeTarget(
     const tap = await issueDayOneCredential(deps, ctx, input.target, result);
     if (tap) result.changes.push(tap);
     const finished = nowIso(deps);
-    await deps.ledger.putStep({
+    await deps.ledger.recordStepAttempt({
       runId: run.runId,
       stepId,
       target: input.target,
@@ -345,7 +345,7 @@ export async function convergeTarget(
     const err = e as Error;
     // The writes made before the failure stay on record (the evidence shows what did change).
     const changes = converged ?? changesBeforeFailure(e);
-    await deps.ledger.putStep({
+    await deps.ledger.recordStepAttempt({
       runId: run.runId,
       stepId,
       target: input.target,

@@ -24,6 +24,7 @@ import {
   type RunPatch,
   type RunRecord,
   type RunStatus,
+  type StepAttempt,
   type StepRecord,
   type TicketRef,
   type LeaseResult,
@@ -444,12 +445,28 @@ export class DynamoLedger implements Ledger {
 
   // ---------------------------------------------------------------- steps
 
-  /** Last write wins: a retried step records its latest attempt under the same stepId. */
-  async putStep(step: StepRecord): Promise<void> {
-    const item: Item = { ...keys.step(step.runId, step.stepId), [ENTITY_ATTRIBUTE]: 'step', ...step };
-    checkSize(item, `step ${step.runId}/${step.stepId}`);
-    const [{ PutCommand }, client] = await Promise.all([sdk(), this.client()]);
-    await client.send(new PutCommand({ TableName: this.tableName, Item: item }));
+  /**
+   * One write per attempt, no read: the attempt's changes are appended to the step's, its writes
+   * added, the attempt counted; the outcome and error are the latest attempt's.
+   */
+  async recordStepAttempt(step: StepAttempt): Promise<void> {
+    const { runId, stepId, startedAt, changes, writes, error, ...latest } = step;
+    checkSize({ ...keys.step(runId, stepId), ...step }, `step ${runId}/${stepId}`);
+    const e = new Expr();
+    const name = (k: string) => e.name(k);
+    const sets = Object.entries({ [ENTITY_ATTRIBUTE]: 'step', runId, stepId, ...latest, ...(error ? { error } : {}) }).map(([k, v]) => `${name(k)} = ${e.value(v)}`);
+    sets.push(`${name('startedAt')} = if_not_exists(${name('startedAt')}, ${e.value(startedAt)})`);
+    sets.push(`${name('changes')} = list_append(if_not_exists(${name('changes')}, ${e.value([])}), ${e.value(changes)})`);
+    const expression = `SET ${sets.join(', ')} ADD ${name('writes')} ${e.value(writes)}, ${name('attempts')} ${e.value(1)}${error ? '' : ` REMOVE ${name('error')}`}`;
+    try {
+      const [{ UpdateCommand }, client] = await Promise.all([sdk(), this.client()]);
+      await client.send(new UpdateCommand({ TableName: this.tableName, Key: keys.step(runId, stepId), UpdateExpression: expression, ...e.maps() }));
+    } catch (err) {
+      if (isItemSizeError(err)) {
+        throw new LedgerItemTooLarge(`step ${runId}/${stepId}: its attempts' changes would exceed DynamoDB's 400 KB item limit`, { cause: err });
+      }
+      throw err;
+    }
   }
 
   /** In stepId order (`001-okta` before `002-entra`). */

@@ -114,6 +114,11 @@ export interface TimelineEntry {
  */
 export type RunPatch = Partial<Omit<RunRecord, 'timeline'>> & { addTimeline?: readonly TimelineEntry[] };
 
+/**
+ * One step of a run across its attempts. Each attempt's changes are appended (a retry never
+ * hides the writes of the attempt before it); `startedAt` is the first attempt's, the outcome,
+ * `finishedAt` and `error` the latest one's, `writes` the sum and `attempts` the count.
+ */
 export interface StepRecord {
   runId: string;
   /** Ordering within the run (`001-okta`). */
@@ -125,8 +130,13 @@ export interface StepRecord {
   outcome: 'ok' | 'error' | 'skipped';
   changes: ChangeRecord[];
   writes: number;
+  /** Attempts recorded (1 for a step that ran once). */
+  attempts?: number;
   error?: { name: string; message: string };
 }
+
+/** What one attempt of a step reports; the ledger folds it into the step's record. */
+export type StepAttempt = Omit<StepRecord, 'attempts'>;
 
 export interface ApprovalRecord {
   approvalId: string;
@@ -221,7 +231,8 @@ export interface Ledger {
   listRunsByEmployee(employeeId: string): Promise<RunRecord[]>;
   listRunsByStatus(status: RunStatus): Promise<RunRecord[]>;
 
-  putStep(step: StepRecord): Promise<void>;
+  /** Folds one attempt into the step's record (see StepRecord): no attempt's changes are lost. */
+  recordStepAttempt(step: StepAttempt): Promise<void>;
   listSteps(runId: string): Promise<StepRecord[]>;
 
   putApproval(approval: ApprovalRecord): Promise<void>;

@@ -192,7 +192,7 @@ describe('webhook → queue → consumer → workflow, and the read API', () => 
       expiresAt: '2026-11-23T09:01:00.000Z',
       request: { bundles: ['production-access'] },
     });
-    await deps.ledger.putStep({
+    await deps.ledger.recordStepAttempt({
       runId: r.runId,
       stepId: '001-okta',
       target: 'okta',

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TargetConflict } from '#core/errors';
-import { ConditionFailed, type ApprovalRecord, type ExceptionRecord, type PersonRecord, type RunRecord, type StepRecord } from '#core/ledger';
+import { ConditionFailed, type ApprovalRecord, type ExceptionRecord, type PersonRecord, type RunRecord, type StepAttempt } from '#core/ledger';
 import { DynamoLedger, LedgerItemTooLarge } from '#aws/ledger.dynamodb';
 import { LAYOUT_ATTRIBUTES, keys } from '#aws/table';
 import { ensureTable, startDynalite, type LocalDynamo } from '#local/dynalite';
@@ -122,7 +122,7 @@ function exception(exceptionId: string, overrides: Partial<ExceptionRecord> = {}
   };
 }
 
-function step(runId: string, stepId: string, overrides: Partial<StepRecord> = {}): StepRecord {
+function step(runId: string, stepId: string, overrides: Partial<StepAttempt> = {}): StepAttempt {
   return {
     runId,
     stepId,
@@ -439,18 +439,55 @@ describe('runs', () => {
 });
 
 describe('steps', () => {
-  it('lists a run’s steps in step order, latest attempt of each', async () => {
+  it('lists a run’s steps in step order, one record per step', async () => {
     const { ledger } = await freshLedger();
     await ledger.createRun(run('run-s'));
-    await ledger.putStep(step('run-s', '003-wiki'));
-    await ledger.putStep(step('run-s', '001-okta', { outcome: 'error', error: { name: 'TargetUnavailable', message: 'okta: 503' } }));
-    await ledger.putStep(step('run-s', '002-scim'));
-    await ledger.putStep(step('run-s', '001-okta', { writes: 4 }));
-    await ledger.putStep(step('run-other', '001-okta'));
+    await ledger.recordStepAttempt(step('run-s', '003-wiki'));
+    await ledger.recordStepAttempt(step('run-s', '002-scim'));
+    await ledger.recordStepAttempt(step('run-s', '001-okta'));
+    await ledger.recordStepAttempt(step('run-other', '001-okta'));
     const steps = await ledger.listSteps('run-s');
     expect(steps.map((s) => s.stepId)).toEqual(['001-okta', '002-scim', '003-wiki']);
-    expect(steps[0]).toEqual(step('run-s', '001-okta', { writes: 4 }));
+    expect(steps[0]).toEqual({ ...step('run-s', '001-okta'), attempts: 1 });
     steps.forEach(expectNoLayout);
+  });
+
+  it('keeps every attempt’s changes: a retry does not hide what the attempt before it wrote', async () => {
+    const { ledger } = await freshLedger();
+    await ledger.createRun(run('run-r'));
+    const created = { target: 'okta', op: 'create' as const, accountId: 'acc-1', changed: true, requestIds: ['r-1'] };
+    const added = { target: 'okta', op: 'addEntitlement' as const, accountId: 'acc-1', changed: true, entitlement: { type: 'group' as const, value: 'g-1' }, requestIds: ['r-2'] };
+    // First attempt: created the account, then the target failed.
+    await ledger.recordStepAttempt(
+      step('run-r', '001-okta', { changes: [created], writes: 1, outcome: 'error', error: { name: 'TargetUnavailable', message: 'okta: 503' } }),
+    );
+    // The retry finds the account already there and adds the group.
+    await ledger.recordStepAttempt(
+      step('run-r', '001-okta', {
+        startedAt: '2030-03-01T09:00:05.000Z',
+        finishedAt: '2030-03-01T09:00:06.000Z',
+        changes: [{ ...created, changed: false, requestIds: ['r-3'] }, added],
+        writes: 1,
+      }),
+    );
+    const [s] = await ledger.listSteps('run-r');
+    expect(s).toEqual({
+      ...step('run-r', '001-okta'),
+      startedAt: '2030-03-01T09:00:00.000Z',
+      finishedAt: '2030-03-01T09:00:06.000Z',
+      outcome: 'ok',
+      changes: [created, { ...created, changed: false, requestIds: ['r-3'] }, added],
+      writes: 2,
+      attempts: 2,
+    });
+    expect(s).not.toHaveProperty('error');
+
+    // Attempts recorded at once are all kept (one write each, no read).
+    await Promise.all(Array.from({ length: 12 }, (_, i) => ledger.recordStepAttempt(step('run-r', '002-scim', { changes: [{ ...created, requestIds: [`c-${i}`] }] }))));
+    const [, scim] = await ledger.listSteps('run-r');
+    expect(scim?.attempts).toBe(12);
+    expect(scim?.writes).toBe(12);
+    expect(scim?.changes.flatMap((c) => c.requestIds).sort()).toEqual(Array.from({ length: 12 }, (_, i) => `c-${i}`).sort());
   });
 });
 

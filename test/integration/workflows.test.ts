@@ -93,6 +93,29 @@ describe('joiner', () => {
     expect(stack.outbox.mails.some((m) => m.to.includes('finance-systems@acme.example') && m.subject.includes('netsuite'))).toBe(true);
   });
 
+  it('keeps what a failed attempt wrote on record when the retry finishes the step', async () => {
+    // Slack creates the account, then refuses the group adds until the connector gives up; the
+    // workflow's retry finds the account there and adds the groups.
+    stack.targets.scim.slack!.controls.faults.push({ kind: 'status', status: 503, method: 'PATCH', path: /\/Groups\//, times: 3 });
+    const { accepted, run } = await hire();
+    expect(run.status).toBe('COMPLETED');
+    expect(scimUser('slack', 'E1001')!.active).toBe(true);
+
+    const slack = (await stack.deps.ledger.listSteps(accepted.runId)).find((s) => s.target === 'slack')!;
+    expect(slack).toMatchObject({ outcome: 'ok', attempts: 2 });
+    expect(slack).not.toHaveProperty('error');
+    const creates = slack.changes.filter((c) => c.op === 'create');
+    expect(creates.map((c) => c.changed)).toEqual([true]); // the first attempt's: the retry found the account
+    expect(creates[0]!.requestIds.length).toBeGreaterThan(0);
+    expect(slack.changes.filter((c) => c.op === 'addEntitlement' && c.changed).map((c) => c.entitlement?.value).sort()).toEqual(['all-hands', 'eng', 'member']);
+    expect(slack.writes).toBe(4); // each write once, across both attempts
+
+    const files = await stack.deps.evidence.loadBundle(run.evidence!.prefix);
+    const log = JSON.parse(Buffer.from(files.get('execution-log.json')!).toString()) as { steps: Array<{ target: string; attempts?: number; writes: number }> };
+    expect(log.steps.find((s) => s.target === 'slack')).toMatchObject({ attempts: 2, writes: 4 });
+    expect(Buffer.from(files.get('summary.html')!).toString()).toContain('(2 attempts)');
+  });
+
   it('does not grant a rejected privileged bundle and completes the rest of the run', async () => {
     const finance = worker({ employeeId: 'E1003', department: 'Finance', jobCode: 'FIN-SYSADMIN', managerId: 'E0200', email: 'f3@acme.example' });
     const accepted = await send(stack, hrEvent('hire', finance));
