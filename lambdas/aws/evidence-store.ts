@@ -20,7 +20,7 @@ import { ChainedEvidenceStore, ObjectExists, type EvidenceStore, type ObjectBack
 import { once, type Lazy } from './lazy.ts';
 
 /** The S3 client and commands, loaded on the first evidence call (lazy.ts). */
-export const s3Sdk = () => import('@aws-sdk/client-s3');
+export const s3Sdk = once(() => import('@aws-sdk/client-s3'));
 
 export type { EvidenceStore, ObjectBackend, PersonBundleRef, StoredBundle } from '#core/evidence-store';
 export { EvidenceBundleExists, EvidenceChainConflict, EvidenceStoreCorrupt } from '#core/evidence-store';

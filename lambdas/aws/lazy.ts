@@ -4,6 +4,8 @@
  * rare path does not load the SES client at every cold start. The ledger's DynamoDB client too is
  * loaded on the first ledger call (bootstrap.ts), not at module initialisation: that moves its
  * load into the first invocation rather than saving it (docs/performance.md, "Lambda bundles").
+ * Each adapter's `sdk` is itself `once(() => import(…))`: an `import()` resolves its specifier
+ * again on every call (module loader hooks included), which cost ~0.5 ms per ledger call.
  *
  * Adapters take either a ready client (tests, with aws-sdk-client-mock) or a factory, and call
  * the factory once.

@@ -51,7 +51,7 @@ import {
 import { once, type Lazy } from './lazy.ts';
 
 /** The Document client's commands, loaded with the client on the first ledger call (lazy.ts). */
-const sdk = () => import('@aws-sdk/lib-dynamodb');
+const sdk = once(() => import('@aws-sdk/lib-dynamodb'));
 
 /** Marshalling for every Document client on the ledger table (Lambda and local alike). */
 export const LEDGER_TRANSLATE_CONFIG = {

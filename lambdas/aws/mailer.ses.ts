@@ -15,7 +15,7 @@ import type { WiringContext } from './bootstrap.ts';
 import { ENV, required } from './config.ts';
 import { once, type Lazy } from './lazy.ts';
 
-const sdk = () => import('@aws-sdk/client-sesv2');
+const sdk = once(() => import('@aws-sdk/client-sesv2'));
 
 export class MailRejected extends JmlError {}
 

@@ -14,7 +14,7 @@ import type { WiringContext } from './bootstrap.ts';
 import { ENV, required } from './config.ts';
 import { once, type Lazy } from './lazy.ts';
 
-const sdk = () => import('@aws-sdk/client-sqs');
+const sdk = once(() => import('@aws-sdk/client-sqs'));
 
 /** SQS limits: group and deduplication ids are 1–128 characters of `[!-~]`. */
 const SQS_ID = /^[\x21-\x7e]{1,128}$/;

@@ -27,7 +27,7 @@ import { ENV, required } from './config.ts';
 import { once, type Lazy } from './lazy.ts';
 import { FLEXIBLE_WINDOW_MINUTES, SCHEDULE_RETRY_POLICY, scheduledActionInput } from './schedules.ts';
 
-const sdk = () => import('@aws-sdk/client-scheduler');
+const sdk = once(() => import('@aws-sdk/client-scheduler'));
 
 export class ScheduleInvalid extends JmlError {}
 

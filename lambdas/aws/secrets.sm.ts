@@ -21,7 +21,7 @@ import type { WiringContext } from './bootstrap.ts';
 import { ENV } from './config.ts';
 import { once, type Lazy } from './lazy.ts';
 
-const sdk = () => import('@aws-sdk/client-secrets-manager');
+const sdk = once(() => import('@aws-sdk/client-secrets-manager'));
 
 /** The secret exists but nobody has put a value in it yet (the stack creates some empty). */
 export class SecretNotSet extends JmlError {}

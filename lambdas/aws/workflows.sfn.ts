@@ -19,7 +19,7 @@ import { JmlError } from '#core/errors';
 import type { WiringContext } from './bootstrap.ts';
 import { once, type Lazy } from './lazy.ts';
 
-const sdk = () => import('@aws-sdk/client-sfn');
+const sdk = once(() => import('@aws-sdk/client-sfn'));
 
 /** A workflow the deployment has no state machine for. */
 export class WorkflowNotDeployed extends JmlError {}
