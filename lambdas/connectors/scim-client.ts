@@ -2,7 +2,9 @@
  * HTTP for the SCIM connector: Node's built-in fetch with a per-attempt timeout, every attempt
  * through the connector's RateGovernor, bounded retries, and the typed errors of `#core/errors`.
  *
- * Retries: 5xx (except 501), timeouts and connection resets back off exponentially with jitter;
+ * Retries: 5xx (except 501), timeouts and connection resets back off exponentially with jitter —
+ * except a write the caller marks `resendUnanswered: false`, which is not sent again when its
+ * answer is lost (the caller reads back first, see `UnansweredWrite`);
  * 429 waits for `Retry-After` (via the governor, so concurrent calls wait too) when the wait is
  * short enough to spend inside one Lambda invocation, and otherwise throws TargetThrottled for the
  * workflow to retry later. The bearer token is only ever in the Authorization header: it is never
@@ -35,6 +37,21 @@ export interface CallOptions<T> {
   /** Request ids of every attempt are appended here (the change record's evidence). */
   trace: string[];
   ifMatch?: string;
+  /**
+   * False for a write that must not be sent twice blind: when no answer arrives (timeout, reset)
+   * the call throws `UnansweredWrite` at once, and the caller reads the target to learn whether
+   * the write took effect before sending it again.
+   */
+  resendUnanswered?: boolean;
+}
+
+/**
+ * A write sent without an answer (timeout, connection closed): it may or may not have taken
+ * effect. Its name stays `TargetUnavailable` (the workflow retries on that name).
+ */
+export class UnansweredWrite extends TargetUnavailable {
+  override readonly name = 'TargetUnavailable';
+  readonly unanswered = true;
 }
 
 export interface ScimReply<T> {
@@ -84,6 +101,10 @@ export class ScimClient {
       const retriesLeft = attempt < maxRetries;
 
       if (outcome.kind === 'network') {
+        if (opts.resendUnanswered === false) {
+          const what = outcome.timedOut ? `timed out after ${requestTimeoutMs} ms` : `failed (${outcome.reason})`;
+          throw new UnansweredWrite(target, `${label} ${what}: sent, no answer`);
+        }
         if (retriesLeft) {
           await sleep(this.backoff(attempt));
           continue;

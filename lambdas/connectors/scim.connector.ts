@@ -15,15 +15,19 @@
  *   account's `meta` (lastModified / version) and state as read back, or its absence (404).
  *
  * Every write first reads the current state and makes no call when the account is already as
- * wanted (`changed: false`), so converge and retries are idempotent. PATCH / PUT answers are not
- * read (apps answer 200 with the resource or 204 No Content, both fine); reads are validated.
+ * wanted (`changed: false`), so converge and retries are idempotent. A membership or role PATCH
+ * whose answer is lost (timeout, closed connection) is not sent again blind: the account is read
+ * back and the write resent only if it did not land — an app that appends to the list would
+ * otherwise hold the value twice. PATCH / PUT answers are not read (apps answer 200 with the
+ * resource or 204 No Content, both fine); reads are validated.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as z from 'zod';
 import type { ActualAccount, EntitlementRef } from '#core/access';
 import { AccountNotFound, PolicyViolation, TargetConflict, ValidationError } from '#core/errors';
 import type { TargetCapabilities, TargetOp } from '#core/target-plan';
 import type { AccountPage, AccountProfile, AuditEntry, ChangeRecord, Connector } from './connector.ts';
-import { ScimClient } from './scim-client.ts';
+import { ScimClient, UnansweredWrite } from './scim-client.ts';
 import {
   SCIM_ENTERPRISE_USER_SCHEMA,
   SCIM_GROUP_SCHEMA,
@@ -61,6 +65,11 @@ export type ScimConnectorConfig = z.input<typeof scimConnectorConfigSchema>;
 
 const userList = scimListResponseSchema(scimUserSchema);
 const groupList = scimListResponseSchema(scimGroupSchema);
+
+/** How a write that must not be sent twice blind ended: answered, or found applied after its answer was lost. */
+type Sent = 'written' | 'landed';
+const LANDED = 'the target applied the write; its answer was lost (read back, not sent again)';
+const jittered = (ms: number) => ms / 2 + Math.random() * (ms / 2);
 
 export const SCIM_NO_SESSION_API = 'target has no session API; access ends with active=false';
 
@@ -409,13 +418,19 @@ export function createScimConnector(input: ScimConnectorConfig): ScimConnector {
           ifMatch: etag,
         });
       } else {
-        await client.call('PATCH', userPath(accountId), {
-          body: adding
-            ? patchOp({ op: 'add', path: 'roles', value: [{ value: ref.value }] })
-            : patchOp({ op: 'remove', path: `roles[value eq ${scimString(ref.value)}]` }),
-          what: 'SCIM User',
-          trace,
-        });
+        const sent = await sendOnce(
+          () =>
+            client.call('PATCH', userPath(accountId), {
+              body: adding
+                ? patchOp({ op: 'add', path: 'roles', value: [{ value: ref.value }] })
+                : patchOp({ op: 'remove', path: `roles[value eq ${scimString(ref.value)}]` }),
+              what: 'SCIM User',
+              trace,
+              resendUnanswered: false,
+            }),
+          async () => ((await readUserOrNull(accountId, trace))?.user.roles ?? []).some((r) => r.value === ref.value) === adding,
+        );
+        return change(op, accountId, true, trace, { entitlement: ref, ...(sent === 'landed' ? { detail: LANDED } : {}) });
       }
       return change(op, accountId, true, trace, { entitlement: ref });
     }
@@ -432,28 +447,52 @@ export function createScimConnector(input: ScimConnectorConfig): ScimConnector {
     }
     const isMember = (user.groups ?? []).some((g) => g.value === groupId);
     if (isMember === adding) return change(op, accountId, false, trace, { entitlement: ref });
+    let sent: Sent;
     try {
-      await writeMembership(groupId, accountId, adding, trace);
+      sent = await writeMembership(groupId, accountId, adding, trace);
     } catch (err) {
       if (!(err instanceof AccountNotFound)) throw err;
       // The cached id is stale (the group was re-created): resolve by name once more.
       forget(groupId);
       groupId = await resolveGroup(ref.value, trace, true);
-      await writeMembership(groupId, accountId, adding, trace);
+      sent = await writeMembership(groupId, accountId, adding, trace);
     }
-    return change(op, accountId, true, trace, { entitlement: ref });
+    return change(op, accountId, true, trace, { entitlement: ref, ...(sent === 'landed' ? { detail: LANDED } : {}) });
   }
 
-  async function writeMembership(groupId: string, userId: string, adding: boolean, trace: string[]): Promise<void> {
+  /**
+   * Sends a write that must not be sent twice blind (a membership or role PATCH: an app that
+   * appends to the list would hold the value twice). When its answer is lost (timeout, closed
+   * connection), the account is read again after a back-off — time for a write still in flight to
+   * land — and the write is sent again only if it did not take effect.
+   */
+  async function sendOnce(write: () => Promise<unknown>, tookEffect: () => Promise<boolean>): Promise<Sent> {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        await write();
+        return 'written';
+      } catch (err) {
+        if (!(err instanceof UnansweredWrite) || attempt >= config.maxRetries) throw err;
+        await sleep(jittered(config.retryBaseDelayMs * 2 ** attempt));
+        if (await tookEffect()) return 'landed';
+      }
+    }
+  }
+
+  async function writeMembership(groupId: string, userId: string, adding: boolean, trace: string[]): Promise<Sent> {
     if (!quirks.putOnly) {
-      await client.call('PATCH', groupPath(groupId), {
-        body: adding
-          ? patchOp({ op: 'add', path: 'members', value: [{ value: userId }] })
-          : patchOp({ op: 'remove', path: `members[value eq ${scimString(userId)}]` }),
-        what: `SCIM Group ${groupId}`,
-        trace,
-      });
-      return;
+      return sendOnce(
+        () =>
+          client.call('PATCH', groupPath(groupId), {
+            body: adding
+              ? patchOp({ op: 'add', path: 'members', value: [{ value: userId }] })
+              : patchOp({ op: 'remove', path: `members[value eq ${scimString(userId)}]` }),
+            what: `SCIM Group ${groupId}`,
+            trace,
+            resendUnanswered: false,
+          }),
+        async () => ((await readUserOrNull(userId, trace))?.user.groups ?? []).some((g) => g.value === groupId) === adding,
+      );
     }
     const reply = await client.call('GET', groupPath(groupId), { schema: scimGroupSchema, what: `SCIM Group ${groupId}`, trace });
     const group = reply.body;
@@ -466,6 +505,7 @@ export function createScimConnector(input: ScimConnectorConfig): ScimConnector {
       trace,
       ifMatch: reply.etag ?? group.meta?.version,
     });
+    return 'written';
   }
 
   return connector;

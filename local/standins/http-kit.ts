@@ -9,7 +9,11 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 
-export type FaultKind = 'status' | 'timeout' | 'reset' | 'throttle';
+/**
+ * `lost`: the request is served (a write takes effect) but its answer never arrives: the
+ * connection closes instead — what a client sees when a response is lost after the server acted.
+ */
+export type FaultKind = 'status' | 'timeout' | 'reset' | 'throttle' | 'lost';
 
 export interface FaultRule {
   /** Only requests whose method matches (default: any). */
@@ -87,7 +91,8 @@ export type Decision =
   | { kind: 'status'; status: number }
   | { kind: 'throttle'; retryAfterSeconds: number }
   | { kind: 'timeout' }
-  | { kind: 'reset' };
+  | { kind: 'reset' }
+  | { kind: 'lost' };
 
 /** Picks the fault (if any) for a request and spends the rule. */
 export function decideFault(controls: StandInControls, method: string, path: string): Decision {
@@ -106,6 +111,8 @@ export function decideFault(controls: StandInControls, method: string, path: str
         return { kind: 'timeout' };
       case 'reset':
         return { kind: 'reset' };
+      case 'lost':
+        return { kind: 'lost' };
     }
   }
   return { kind: 'pass' };
@@ -232,5 +239,17 @@ export async function applyControls(
       // Hold the request open without answering; the client's timeout must fire.
       // The socket is destroyed when the server closes.
       return false;
+    case 'lost': {
+      // Served as usual, but the answer is dropped: the connection closes when it would be sent.
+      res.write = (() => {
+        req.socket.destroy();
+        return false;
+      }) as typeof res.write;
+      res.end = (() => {
+        req.socket.destroy();
+        return res;
+      }) as typeof res.end;
+      return true;
+    }
   }
 }

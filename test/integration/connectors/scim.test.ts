@@ -651,6 +651,35 @@ describe('SCIM connector under faults', () => {
     expect(s.requestLog.map((e) => `${e.method} ${e.status}`)).toEqual(['GET 502', 'GET 0', 'GET 200', 'PATCH 200']);
   });
 
+  it('does not send a membership or role write again blind when its answer was lost: reads back, and resends only what did not land', async () => {
+    // The target applies each write, then the connection closes before the answer goes out.
+    const s = await start({
+      controls: {
+        faults: [
+          { kind: 'lost', method: 'PATCH', path: /\/Groups\/g-vpn$/, times: 1 },
+          { kind: 'lost', method: 'PATCH', path: /\/Users\/mgr-1$/, times: 1 },
+        ],
+      },
+    });
+    const connector = connectorFor(s);
+    const added = await connector.addEntitlement('mgr-1', { type: 'group', value: 'VPN Users' });
+    const role = await connector.addEntitlement('mgr-1', { type: 'role', value: 'Editor' });
+    expect(s.state.user('mgr-1')!.groups.map((g: { display: string }) => g.display).sort()).toEqual(['Engineering', 'VPN Users']);
+    expect(s.state.user('mgr-1')!.roles).toEqual([{ value: 'Editor' }]);
+    // Each write sent once; the read after the lost answer showed it had landed.
+    expect(writes(s).map((e) => `${e.method} ${e.path.replace(/^\/scim\/v2/, '')} ${e.status}`)).toEqual(['PATCH /Groups/g-vpn 200', 'PATCH /Users/mgr-1 200']);
+    for (const c of [added, role]) {
+      expect(c).toMatchObject({ changed: true, detail: 'the target applied the write; its answer was lost (read back, not sent again)' });
+    }
+
+    // Closed before it was served (the write did not land): read back, then sent once more.
+    s.controls.faults.push({ kind: 'reset', method: 'PATCH', path: /\/Groups\/g-fin$/, times: 1 });
+    const fin = await connector.addEntitlement('mgr-1', { type: 'group', value: 'Finance' });
+    expect(fin).toMatchObject({ changed: true });
+    expect(fin.detail).toBeUndefined();
+    expect(writes(s).slice(2).map((e) => `${e.method} ${e.path.replace(/^\/scim\/v2/, '')} ${e.status}`)).toEqual(['PATCH /Groups/g-fin 0', 'PATCH /Groups/g-fin 200']);
+  });
+
   it('turns a hung request into TargetUnavailable after the timeout', async () => {
     const s = await start({ controls: { faults: [{ kind: 'timeout' }] } });
     const t0 = Date.now();
