@@ -16,12 +16,16 @@
  *  - retries a 429 only when Okta says when to (`X-Rate-Limit-Reset`), waiting until then, and
  *    gives up early when that wait is longer than a Lambda should idle (the workflow retries);
  *  - retries 5xx, timeouts and connection resets a bounded number of times with jittered
- *    exponential back-off, marking retries with Okta's `X-Okta-Retry-For` / `X-Okta-Retry-Count`;
+ *    exponential back-off, marking retries with Okta's `X-Okta-Retry-For` / `X-Okta-Retry-Count`
+ *    — except requests sent `withoutResend` (group memberships), which a lost answer does not
+ *    resend: the connector reads back first;
  *  - records the `X-Okta-Request-Id` of every response for the change records (see
  *    `captureRequests`), and keeps connections alive across calls of a warm Lambda.
- * Retrying writes is safe here because the connector's writes are idempotent on Okta's side
- * (membership PUT/DELETE, lifecycle transitions that Okta refuses when they no longer apply); the
- * one exception, user creation, is reconciled by the connector (see `createAccount`).
+ * Resending writes is safe in effect because the connector's writes are idempotent on Okta's side
+ * (membership PUT/DELETE, lifecycle transitions that Okta refuses when they no longer apply); user
+ * creation is reconciled by the connector (see `createAccount`). A membership PUT whose answer is
+ * lost is still not resent blind (`withoutResend`): the connector reads the groups back and sends
+ * it again only when it did not land, so each membership write sent was one that was needed.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Agent as HttpAgent } from 'node:http';
@@ -64,6 +68,16 @@ export async function captureRequests<T>(capture: RequestCapture, fn: () => Prom
       parent.retried ||= capture.retried;
     }
   }
+}
+
+const unresentStore = new AsyncLocalStorage<true>();
+
+/**
+ * Runs `fn` with its requests not resent after a lost answer (timeout, reset): the network
+ * error is thrown at once, for the caller to read back whether the write landed (send-once.ts).
+ */
+export function withoutResend<T>(fn: () => Promise<T>): Promise<T> {
+  return unresentStore.run(true, fn);
 }
 
 /** The capture of the operation in progress, if any. */
@@ -153,7 +167,7 @@ export class GovernedRequestExecutor extends RequestExecutor {
           return r;
         });
       } catch (e) {
-        if (attempt < this.options.maxRetries && isRetryableNetworkError(e)) {
+        if (attempt < this.options.maxRetries && isRetryableNetworkError(e) && !unresentStore.getStore()) {
           this.stats.retriedNetwork += 1;
           await this.sleep(this.backoff(attempt));
           continue;

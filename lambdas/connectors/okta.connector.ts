@@ -40,11 +40,14 @@ import {
   captureRequests,
   currentCapture,
   GovernedRequestExecutor,
+  isRetryableNetworkError,
   newCapture,
   OktaHttp,
+  withoutResend,
   type OktaQuery,
   type RequestCapture,
 } from './okta-executor.ts';
+import { LANDED, sendOnce, type Sent } from './send-once.ts';
 import {
   describeIssues,
   OKTA_USER_STATUSES,
@@ -168,6 +171,8 @@ export class OktaConnector implements Connector {
   private readonly executor: GovernedRequestExecutor;
   private readonly okta: OktaHttp;
   private readonly snapshotTtlMs: number;
+  /** Resends and first back-off of a write whose answer was lost (send-once.ts). */
+  private readonly resend: { retries: number; baseDelayMs: number };
   private readonly snapshots = new Map<string, Snapshot>();
   private readonly groupIds = new Map<string, { id: string; at: number }>();
   private readonly appIds = new Map<string, { id: string; at: number }>();
@@ -184,6 +189,7 @@ export class OktaConnector implements Connector {
     this.name = cfg.name;
     this.now = deps.now ?? Date.now;
     this.snapshotTtlMs = cfg.snapshotTtlMs;
+    this.resend = { retries: cfg.maxRetries, baseDelayMs: cfg.backoffBaseMs };
     this.governor = new RateGovernor({ maxConcurrent: cfg.maxConcurrent });
     this.executor = new GovernedRequestExecutor({
       governor: this.governor,
@@ -451,9 +457,12 @@ export class OktaConnector implements Connector {
           groups = await this.readGroups(accountId);
           if (groups.has(id)) return { changed: false, detail: 'already a member' };
         }
-        await this.okta.send('PUT', apiPath`/api/v1/groups/${id}/users/${accountId}`);
+        const sent = await this.sendOnce(
+          () => this.okta.send('PUT', apiPath`/api/v1/groups/${id}/users/${accountId}`),
+          async () => (await this.readGroups(accountId)).has(id),
+        );
         this.snapshot(accountId)?.groups?.set(id, entitlement.value);
-        return { changed: true, detail: `added to group ${id}` };
+        return { changed: true, detail: sent === 'landed' ? LANDED : `added to group ${id}` };
       }
       const apps = this.snapshot(accountId)?.apps;
       if (!apps || apps.has(id)) {
@@ -529,6 +538,11 @@ export class OktaConnector implements Connector {
     } catch (e) {
       throw this.mapError(e, what, capture);
     }
+  }
+
+  /** A group membership PUT: not sent twice blind when its answer is lost (send-once.ts). */
+  private sendOnce(write: () => Promise<unknown>, tookEffect: () => Promise<boolean>): Promise<Sent> {
+    return sendOnce({ write: () => withoutResend(write), tookEffect, unanswered: isRetryableNetworkError, ...this.resend });
   }
 
   private change(

@@ -21,13 +21,13 @@
  * otherwise hold the value twice. PATCH / PUT answers are not read (apps answer 200 with the
  * resource or 204 No Content, both fine); reads are validated.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import * as z from 'zod';
 import type { ActualAccount, EntitlementRef } from '#core/access';
 import { AccountNotFound, PolicyViolation, TargetConflict, ValidationError } from '#core/errors';
 import type { TargetCapabilities, TargetOp } from '#core/target-plan';
 import type { AccountPage, AccountProfile, AuditEntry, ChangeRecord, Connector } from './connector.ts';
 import { ScimClient, UnansweredWrite } from './scim-client.ts';
+import { LANDED, sendOnce as sendOnceWith, type Sent } from './send-once.ts';
 import {
   SCIM_ENTERPRISE_USER_SCHEMA,
   SCIM_GROUP_SCHEMA,
@@ -65,11 +65,6 @@ export type ScimConnectorConfig = z.input<typeof scimConnectorConfigSchema>;
 
 const userList = scimListResponseSchema(scimUserSchema);
 const groupList = scimListResponseSchema(scimGroupSchema);
-
-/** How a write that must not be sent twice blind ended: answered, or found applied after its answer was lost. */
-type Sent = 'written' | 'landed';
-const LANDED = 'the target applied the write; its answer was lost (read back, not sent again)';
-const jittered = (ms: number) => ms / 2 + Math.random() * (ms / 2);
 
 export const SCIM_NO_SESSION_API = 'target has no session API; access ends with active=false';
 
@@ -460,23 +455,9 @@ export function createScimConnector(input: ScimConnectorConfig): ScimConnector {
     return change(op, accountId, true, trace, { entitlement: ref, ...(sent === 'landed' ? { detail: LANDED } : {}) });
   }
 
-  /**
-   * Sends a write that must not be sent twice blind (a membership or role PATCH: an app that
-   * appends to the list would hold the value twice). When its answer is lost (timeout, closed
-   * connection), the account is read again after a back-off — time for a write still in flight to
-   * land — and the write is sent again only if it did not take effect.
-   */
-  async function sendOnce(write: () => Promise<unknown>, tookEffect: () => Promise<boolean>): Promise<Sent> {
-    for (let attempt = 0; ; attempt += 1) {
-      try {
-        await write();
-        return 'written';
-      } catch (err) {
-        if (!(err instanceof UnansweredWrite) || attempt >= config.maxRetries) throw err;
-        await sleep(jittered(config.retryBaseDelayMs * 2 ** attempt));
-        if (await tookEffect()) return 'landed';
-      }
-    }
+  /** A membership or role PATCH: not sent twice blind (send-once.ts). */
+  function sendOnce(write: () => Promise<unknown>, tookEffect: () => Promise<boolean>): Promise<Sent> {
+    return sendOnceWith({ write, tookEffect, unanswered: (e) => e instanceof UnansweredWrite, retries: config.maxRetries, baseDelayMs: config.retryBaseDelayMs });
   }
 
   async function writeMembership(groupId: string, userId: string, adding: boolean, trace: string[]): Promise<Sent> {

@@ -646,6 +646,25 @@ describe('rate limits and failures', () => {
     expect([count(/^\/api\/v1\/users$/), count(/\/groups$/), count(/\/appLinks$/)]).toEqual([2, 2, 2]);
   });
 
+  it('does not PUT a group membership again blind when its answer was lost: reads the groups back first', async () => {
+    const { ada } = seedAda({ groups: ['All Staff'] });
+    const membershipPuts = () => okta.requestLog.filter((r) => r.method === 'PUT' && /^\/api\/v1\/groups\/[^/]+\/users\//.test(r.path));
+    // Served, then the connection closes before the answer: the membership is there.
+    okta.controls.faults.push({ kind: 'lost', method: 'PUT', path: /^\/api\/v1\/groups\/[^/]+\/users\//, times: 1 });
+    const connector = connect();
+    const added = await connector.addEntitlement(ada, { type: 'group', value: 'Engineering' });
+    expect(added).toMatchObject({ changed: true, detail: 'the target applied the write; its answer was lost (read back, not sent again)' });
+    expect(membershipPuts()).toHaveLength(1);
+    expect(okta.state.groupNamesOf(ada).sort()).toEqual(['All Staff', 'Engineering', 'Everyone']);
+
+    // Closed before it was served: not there on reading back, so sent once more.
+    okta.controls.faults.push({ kind: 'reset', method: 'PUT', path: /^\/api\/v1\/groups\/[^/]+\/users\//, times: 1 });
+    const again = await connector.addEntitlement(ada, { type: 'group', value: 'Finance' });
+    expect(again).toMatchObject({ changed: true, detail: expect.stringMatching(/^added to group /) });
+    expect(membershipPuts().slice(1).map((r) => r.status)).toEqual([0, 204]);
+    expect(okta.state.groupNamesOf(ada)).toContain('Finance');
+  });
+
   it('ends persistent timeouts in TargetUnavailable', async () => {
     const { ada } = seedAda();
     okta.controls.faults.push({ kind: 'timeout' });

@@ -664,7 +664,7 @@ describe('SCIM connector under faults', () => {
     const connector = connectorFor(s);
     const added = await connector.addEntitlement('mgr-1', { type: 'group', value: 'VPN Users' });
     const role = await connector.addEntitlement('mgr-1', { type: 'role', value: 'Editor' });
-    expect(s.state.user('mgr-1')!.groups.map((g: { display: string }) => g.display).sort()).toEqual(['Engineering', 'VPN Users']);
+    expect((s.state.user('mgr-1')!.groups as Array<{ display: string }>).map((g) => g.display).sort()).toEqual(['Engineering', 'VPN Users']);
     expect(s.state.user('mgr-1')!.roles).toEqual([{ value: 'Editor' }]);
     // Each write sent once; the read after the lost answer showed it had landed.
     expect(writes(s).map((e) => `${e.method} ${e.path.replace(/^\/scim\/v2/, '')} ${e.status}`)).toEqual(['PATCH /Groups/g-vpn 200', 'PATCH /Users/mgr-1 200']);
