@@ -51,7 +51,6 @@ export interface CallOptions<T> {
  */
 export class UnansweredWrite extends TargetUnavailable {
   override readonly name = 'TargetUnavailable';
-  readonly unanswered = true;
 }
 
 export interface ScimReply<T> {
