@@ -678,6 +678,18 @@ describe('SCIM connector under faults', () => {
     expect(fin).toMatchObject({ changed: true });
     expect(fin.detail).toBeUndefined();
     expect(writes(s).slice(2).map((e) => `${e.method} ${e.path.replace(/^\/scim\/v2/, '')} ${e.status}`)).toEqual(['PATCH /Groups/g-fin 0', 'PATCH /Groups/g-fin 200']);
+
+    // Never answered: sent as often as a retried call would be, a read before each resend, then
+    // TargetUnavailable (the name the workflow retries on).
+    s.controls.faults.push({ kind: 'reset', method: 'PATCH', path: /\/Groups\/g-eng$/ });
+    const err = await connector.removeEntitlement('mgr-1', { type: 'group', value: 'Engineering' }).catch((e: unknown) => e as Error);
+    expect(err).toBeInstanceOf(TargetUnavailable);
+    expect(err.name).toBe('TargetUnavailable');
+    expect(err.message).toMatch(/^wiki: PATCH \/Groups\/g-eng failed \(.+\): sent, no answer$/);
+    const send = 'PATCH /Groups/g-eng';
+    const read = 'GET /Users/mgr-1';
+    expect(s.requestLog.slice(-7).map((e) => `${e.method} ${e.path.replace(/^\/scim\/v2/, '')}`)).toEqual([send, read, send, read, send, read, send]);
+    expect(s.state.user('mgr-1')!.groups).toHaveLength(3); // still a member of all three
   });
 
   it('turns a hung request into TargetUnavailable after the timeout', async () => {
