@@ -90,35 +90,46 @@ export type TaskFaultHook = (task: { execution: string; state: string; input: un
  * States.Timeout and may retry at that moment, and in AWS the Lambda of the first attempt has
  * been stopped by then (its timeout is shorter than the Task's). Here the handler would go on in
  * the same process, so its connector calls are refused from then on (`#connectors/invocation`),
- * and the retry waits until the attempt has stopped (`attempts`): a request it had in flight is
- * answered or dropped before the retry reads the target, as a stopped Lambda's is in AWS long
- * before the Retry's interval ends (a few milliseconds here).
+ * and every later Task of the execution — its retry, or another state converging the same target
+ * after a Catch (the joiner's ExecuteMissing) — waits until the attempt has stopped (`attempts`):
+ * a request it had in flight is answered or dropped before the next Task reads the target, as a
+ * stopped Lambda's is in AWS long before the Retry's interval ends (a few milliseconds here).
  */
-async function untilTimeout<T>(timeoutSeconds: unknown, fn: () => Promise<T>, attempts: Map<string, Promise<unknown>>, key: string): Promise<T> {
+async function untilTimeout<T>(timeoutSeconds: unknown, fn: () => Promise<T>, attempts: Map<string, Set<Attempt>>, execution: string): Promise<T> {
   const seconds = Number(timeoutSeconds);
-  if (!Number.isFinite(seconds) || seconds <= 0) return fn();
-  await attempts.get(key);
+  const timed = Number.isFinite(seconds) && seconds > 0;
+  // The engine's own timer for this state started as it called us: our deadline is its deadline.
+  const deadline = Date.now() + (timed ? seconds * 1000 : 0);
+  const running = attempts.get(execution) ?? new Set<Attempt>();
+  attempts.set(execution, running);
+  // Attempts past their deadline have timed out for the engine (it may not have told us yet: its
+  // timer and ours fire in the same millisecond); attempts still within theirs are Map siblings.
+  await Promise.all([...running].filter((a) => a.deadline - DEADLINE_SLACK_MS <= Date.now()).map((a) => a.stopped));
+  if (!timed) {
+    if (running.size === 0) attempts.delete(execution);
+    return fn();
+  }
   const ended = new AbortController();
-  let run: Promise<T> | undefined;
-  const timer = setTimeout(() => {
-    ended.abort();
-    // Timed out: a retry of the same Task (same execution, state and input) waits for this one.
-    const stopped = run!.then(
-      () => undefined,
-      () => undefined,
-    );
-    attempts.set(key, stopped);
-    void stopped.then(() => {
-      if (attempts.get(key) === stopped) attempts.delete(key);
-    });
-  }, seconds * 1000);
+  const timer = setTimeout(() => ended.abort(), Math.max(0, deadline - Date.now()));
   timer.unref();
-  run = withInvocationSignal(ended.signal, fn).finally(() => clearTimeout(timer));
+  const run = withInvocationSignal(ended.signal, fn).finally(() => clearTimeout(timer));
+  const attempt: Attempt = { deadline, stopped: run.then(() => undefined, () => undefined) };
+  running.add(attempt);
+  void attempt.stopped.then(() => {
+    running.delete(attempt);
+    if (running.size === 0 && attempts.get(execution) === running) attempts.delete(execution);
+  });
   return run;
 }
 
-/** A Task's retry has its attempt's execution, state and input (Map iterations differ in input). */
-const attemptKey = (execution: string, state: string, input: unknown) => `${execution}\u0000${state}\u0000${JSON.stringify(input)}`;
+/** A Task attempt in flight: when the engine times it out, and when its handler has returned. */
+interface Attempt {
+  deadline: number;
+  stopped: Promise<void>;
+}
+
+/** Timers of the same deadline fire within a few milliseconds of each other. */
+const DEADLINE_SLACK_MS = 25;
 
 function signal(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
@@ -134,8 +145,8 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
   /** Resolved (and replaced) each time an execution ends: what `nextEnd()` hands out. */
   private ended = signal();
   private readonly pending = new Map<string, PendingTask>();
-  /** Attempts that timed out and are still stopping, by execution, state and input (see untilTimeout). */
-  private readonly attempts = new Map<string, Promise<unknown>>();
+  /** Attempts that timed out and are still stopping, by execution (see untilTimeout). */
+  private readonly attempts = new Map<string, Set<Attempt>>();
 
   constructor(private readonly options: LocalWorkflowOptions) {}
 
@@ -168,7 +179,7 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
         const fn = this.handler(direct[1]!, name);
         taskResourceLocalHandlers[name] = async (input) => {
           this.beforeTask?.({ execution, state: name, input });
-          return (await untilTimeout(state.TimeoutSeconds, () => fn(input), this.attempts, attemptKey(execution, name, input))) ?? null;
+          return (await untilTimeout(state.TimeoutSeconds, () => fn(input), this.attempts, execution)) ?? null;
         };
         continue;
       }
@@ -180,7 +191,7 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
         taskResourceLocalHandlers[name] = async (input: { Payload?: Record<string, unknown> }) => {
           const payload = { ...(input.Payload ?? {}) };
           this.beforeTask?.({ execution, state: name, input: payload });
-          if (!waits) return { Payload: (await untilTimeout(state.TimeoutSeconds, () => fn(payload), this.attempts, attemptKey(execution, name, payload))) ?? null };
+          if (!waits) return { Payload: (await untilTimeout(state.TimeoutSeconds, () => fn(payload), this.attempts, execution)) ?? null };
           const token = `local-${randomUUID()}`;
           payload.taskToken = token;
           const result = new Promise((resolve, reject) => this.pending.set(token, { resolve, reject }));

@@ -32,6 +32,26 @@ function oneTaskMachine(workflow: 'joiner' | 'mover') {
   );
 }
 
+/** A Task that times out after a second and is caught into a second Task converging the same target (the joiner's ExecuteMissing). */
+function caughtIntoAnotherTask(workflow: 'leaver') {
+  writeFileSync(
+    join(dir, `${workflow}.asl.json`),
+    JSON.stringify({
+      StartAt: 'Converge',
+      States: {
+        Converge: {
+          Type: 'Task',
+          Resource: '${ConvergeFunctionArn}',
+          TimeoutSeconds: 1,
+          Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'ConvergeMissing' }],
+          End: true,
+        },
+        ConvergeMissing: { Type: 'Task', Resource: '${ConvergeFunctionArn}', TimeoutSeconds: 5, End: true },
+      },
+    }),
+  );
+}
+
 describe('local workflow engine', () => {
   it("refuses a timed-out attempt's target calls while its retry goes through", async () => {
     oneTaskMachine('joiner');
@@ -97,6 +117,41 @@ describe('local workflow engine', () => {
 
     expect(record.status).toBe('SUCCEEDED');
     expect(record.output).toEqual({ attempt: 2 });
+    expect(events).toEqual([
+      'attempt 1: reads the target',
+      'attempt 1: write sent',
+      'attempt 1: write answered',
+      'attempt 2: reads the target',
+      'attempt 2: write sent',
+      'attempt 2: write answered',
+    ]);
+  });
+
+  it('starts any later Task of the execution once a timed-out attempt has stopped, not only its retry', async () => {
+    caughtIntoAnotherTask('leaver');
+    const governor = new RateGovernor({ maxConcurrent: 4 });
+    const events: string[] = [];
+    let attempt = 0;
+    const engine = new LocalWorkflows({
+      dir,
+      handlers: {
+        ConvergeFunctionArn: async () => {
+          const mine = ++attempt;
+          events.push(`attempt ${mine}: reads the target`);
+          await governor.run(async () => {
+            events.push(`attempt ${mine}: write sent`);
+            if (mine === 1) await new Promise((r) => setTimeout(r, 1_600));
+            events.push(`attempt ${mine}: write answered`);
+          });
+          return { attempt: mine };
+        },
+      },
+    });
+    await engine.start('leaver', 'run-caught', {});
+    const record = await engine.wait('run-caught', 10_000);
+
+    expect(record.status).toBe('SUCCEEDED');
+    expect(record.path.filter((e) => e.type === 'StateEntered').map((e) => e.state)).toEqual(['Converge', 'ConvergeMissing']);
     expect(events).toEqual([
       'attempt 1: reads the target',
       'attempt 1: write sent',

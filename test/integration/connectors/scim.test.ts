@@ -682,7 +682,7 @@ describe('SCIM connector under faults', () => {
     // Never answered: sent as often as a retried call would be, a read before each resend, then
     // TargetUnavailable (the name the workflow retries on).
     s.controls.faults.push({ kind: 'reset', method: 'PATCH', path: /\/Groups\/g-eng$/ });
-    const err = await connector.removeEntitlement('mgr-1', { type: 'group', value: 'Engineering' }).catch((e: unknown) => e as Error);
+    const err = (await connector.removeEntitlement('mgr-1', { type: 'group', value: 'Engineering' }).catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(TargetUnavailable);
     expect(err.name).toBe('TargetUnavailable');
     expect(err.message).toMatch(/^wiki: PATCH \/Groups\/g-eng failed \(.+\): sent, no answer$/);
