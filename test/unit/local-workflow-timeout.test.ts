@@ -13,48 +13,23 @@ import { LocalWorkflows } from '#local/workflow-engine';
 const dir = mkdtempSync(join(tmpdir(), 'jml-engine-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** A workflow of one Task that times out after a second and is retried once on the timeout. */
-function oneTaskMachine(workflow: 'joiner' | 'mover') {
-  writeFileSync(
-    join(dir, `${workflow}.asl.json`),
-    JSON.stringify({
-      StartAt: 'Converge',
-      States: {
-        Converge: {
-          Type: 'Task',
-          Resource: '${ConvergeFunctionArn}',
-          TimeoutSeconds: 1,
-          Retry: [{ ErrorEquals: ['States.Timeout'], IntervalSeconds: 1, MaxAttempts: 1 }],
-          End: true,
-        },
-      },
-    }),
-  );
-}
-
-/** A Task that times out after a second and is caught into a second Task converging the same target (the joiner's ExecuteMissing). */
-function caughtIntoAnotherTask(workflow: 'leaver') {
-  writeFileSync(
-    join(dir, `${workflow}.asl.json`),
-    JSON.stringify({
-      StartAt: 'Converge',
-      States: {
-        Converge: {
-          Type: 'Task',
-          Resource: '${ConvergeFunctionArn}',
-          TimeoutSeconds: 1,
-          Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'ConvergeMissing' }],
-          End: true,
-        },
-        ConvergeMissing: { Type: 'Task', Resource: '${ConvergeFunctionArn}', TimeoutSeconds: 5, End: true },
-      },
-    }),
-  );
+/** A converge Task that times out after a second: `then` says what follows the timeout. */
+function convergeTimingOut(workflow: 'joiner' | 'mover' | 'leaver', then: 'retry' | 'catch') {
+  const converge = { Type: 'Task', Resource: '${ConvergeFunctionArn}', TimeoutSeconds: 1, End: true };
+  const states =
+    then === 'retry'
+      ? { Converge: { ...converge, Retry: [{ ErrorEquals: ['States.Timeout'], IntervalSeconds: 1, MaxAttempts: 1 }] } }
+      : {
+          // Caught into a second Task converging the same target (the joiner's ExecuteMissing).
+          Converge: { ...converge, Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'ConvergeMissing' }] },
+          ConvergeMissing: { ...converge, TimeoutSeconds: 5 },
+        };
+  writeFileSync(join(dir, `${workflow}.asl.json`), JSON.stringify({ StartAt: 'Converge', States: states }));
 }
 
 describe('local workflow engine', () => {
   it("refuses a timed-out attempt's target calls while its retry goes through", async () => {
-    oneTaskMachine('joiner');
+    convergeTimingOut('joiner', 'retry');
     const governor = new RateGovernor({ maxConcurrent: 4 });
     const sent: string[] = [];
     const refused: string[] = [];
@@ -90,75 +65,56 @@ describe('local workflow engine', () => {
     expect(refused).toEqual(['attempt 1: InvocationEnded']);
   });
 
-  it("starts a timed-out attempt's retry once that attempt has stopped: a request it had in flight is answered before the retry reads the target", async () => {
-    oneTaskMachine('mover');
+  /**
+   * A converge handler whose first attempt's write is sent, and answered only after the state
+   * timed out; `events` is what the target saw, in order.
+   */
+  function slowFirstWrite() {
     const governor = new RateGovernor({ maxConcurrent: 4 });
     const events: string[] = [];
     let attempt = 0;
-    const engine = new LocalWorkflows({
-      dir,
-      retryIntervalMs: 5,
-      handlers: {
-        ConvergeFunctionArn: async () => {
-          const mine = ++attempt;
-          events.push(`attempt ${mine}: reads the target`);
-          // The first attempt's write is sent, and answered only after the state timed out.
-          await governor.run(async () => {
-            events.push(`attempt ${mine}: write sent`);
-            if (mine === 1) await new Promise((r) => setTimeout(r, 1_600));
-            events.push(`attempt ${mine}: write answered`);
-          });
-          return { attempt: mine };
-        },
-      },
-    });
+    const ConvergeFunctionArn = async () => {
+      const mine = ++attempt;
+      events.push(`attempt ${mine}: reads the target`);
+      await governor.run(async () => {
+        events.push(`attempt ${mine}: write sent`);
+        if (mine === 1) await new Promise((r) => setTimeout(r, 1_600));
+        events.push(`attempt ${mine}: write answered`);
+      });
+      return { attempt: mine };
+    };
+    return { events, handlers: { ConvergeFunctionArn } };
+  }
+  const inOrder = [
+    'attempt 1: reads the target',
+    'attempt 1: write sent',
+    'attempt 1: write answered',
+    'attempt 2: reads the target',
+    'attempt 2: write sent',
+    'attempt 2: write answered',
+  ];
+
+  it("starts a timed-out attempt's retry once that attempt has stopped: a request it had in flight is answered before the retry reads the target", async () => {
+    convergeTimingOut('mover', 'retry');
+    const { events, handlers } = slowFirstWrite();
+    const engine = new LocalWorkflows({ dir, retryIntervalMs: 5, handlers });
     await engine.start('mover', 'run-in-flight', {});
     const record = await engine.wait('run-in-flight', 10_000);
 
     expect(record.status).toBe('SUCCEEDED');
     expect(record.output).toEqual({ attempt: 2 });
-    expect(events).toEqual([
-      'attempt 1: reads the target',
-      'attempt 1: write sent',
-      'attempt 1: write answered',
-      'attempt 2: reads the target',
-      'attempt 2: write sent',
-      'attempt 2: write answered',
-    ]);
+    expect(events).toEqual(inOrder);
   });
 
   it('starts any later Task of the execution once a timed-out attempt has stopped, not only its retry', async () => {
-    caughtIntoAnotherTask('leaver');
-    const governor = new RateGovernor({ maxConcurrent: 4 });
-    const events: string[] = [];
-    let attempt = 0;
-    const engine = new LocalWorkflows({
-      dir,
-      handlers: {
-        ConvergeFunctionArn: async () => {
-          const mine = ++attempt;
-          events.push(`attempt ${mine}: reads the target`);
-          await governor.run(async () => {
-            events.push(`attempt ${mine}: write sent`);
-            if (mine === 1) await new Promise((r) => setTimeout(r, 1_600));
-            events.push(`attempt ${mine}: write answered`);
-          });
-          return { attempt: mine };
-        },
-      },
-    });
+    convergeTimingOut('leaver', 'catch');
+    const { events, handlers } = slowFirstWrite();
+    const engine = new LocalWorkflows({ dir, handlers });
     await engine.start('leaver', 'run-caught', {});
     const record = await engine.wait('run-caught', 10_000);
 
     expect(record.status).toBe('SUCCEEDED');
     expect(record.path.filter((e) => e.type === 'StateEntered').map((e) => e.state)).toEqual(['Converge', 'ConvergeMissing']);
-    expect(events).toEqual([
-      'attempt 1: reads the target',
-      'attempt 1: write sent',
-      'attempt 1: write answered',
-      'attempt 2: reads the target',
-      'attempt 2: write sent',
-      'attempt 2: write answered',
-    ]);
+    expect(events).toEqual(inOrder);
   });
 });
