@@ -151,5 +151,7 @@ try {
   await bot.stop();
   await stack?.close();
   await targets.close();
-  rmSync(dir, { recursive: true, force: true });
+  // A run with findings keeps its ledger (dynalite's files) and schedules for a look afterwards.
+  if (process.exitCode === 1) console.log(`  state kept for inspection: ${dataDir}`);
+  else rmSync(dir, { recursive: true, force: true });
 }
