@@ -50,6 +50,9 @@ import { persistGraphStandIn, persistOktaStandIn, persistScimStandIn } from './s
 export const REPO_ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 export const TABLE_NAME = 'jml';
 
+/** Retries of the execution-ended callback (the EventBridge rule's target retries 8 times). */
+const EXECUTION_ENDED_RETRIES = 8;
+
 /** Documented development defaults (never used in AWS, where Secrets Manager holds them). */
 export const DEV_SECRETS: Record<SecretName, string> = {
   hrisWebhook: 'dev-hris-webhook-secret-change-me',
@@ -245,13 +248,29 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     dir: join(REPO_ROOT, 'statemachines'),
     retryIntervalMs: options.retryIntervalMs,
     // What the EventBridge rule on execution status changes does in AWS.
+    // Retried like the rule's Lambda target (8 retries in AWS, then its dead-letter queue): a
+    // ledger write that fails once must not leave the run open.
     onEnd: (name, record) => {
       if (record.status === 'SUCCEEDED' || closing) return;
-      void onExecutionEnded(deps, {
+      const ended = {
         runId: name,
-        status: record.status === 'ABORTED' ? 'ABORTED' : 'FAILED',
+        status: record.status === 'ABORTED' ? ('ABORTED' as const) : ('FAILED' as const),
         ...(record.error ? { error: record.error.name, cause: record.error.message } : {}),
-      }).catch((e: Error) => console.error(`run ${name}: could not record the failed execution: ${e.message}`));
+      };
+      void (async () => {
+        for (let attempt = 0; ; attempt += 1) {
+          try {
+            await onExecutionEnded(deps, ended);
+            return;
+          } catch (e) {
+            if (attempt >= EXECUTION_ENDED_RETRIES || closing) {
+              console.error(`run ${name}: could not record the failed execution: ${(e as Error).message}`);
+              return;
+            }
+            await new Promise((r) => setTimeout(r, Math.min(1000 * 2 ** attempt, 30_000)));
+          }
+        }
+      })();
     },
     handlers: {
       PlanFunctionArn: async (input) => {

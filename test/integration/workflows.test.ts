@@ -148,6 +148,27 @@ describe('mover', () => {
   });
 });
 
+describe('execution ended without closing its run', () => {
+  it('fails the run and opens an exception, retrying when the ledger refuses the first time', async () => {
+    const accepted = await send(stack, hrEvent('hire', ada()));
+    await approvalMail(stack, accepted.runId, 'baseline'); // waiting for the manager
+    // The first attempt to record the ended execution fails (a ledger write refused under load).
+    const ledger = stack.deps.ledger;
+    const openException = ledger.openException.bind(ledger);
+    let refused = 0;
+    ledger.openException = async (e) => {
+      if (e.exceptionId.startsWith('exc-execution-') && refused++ === 0) throw new Error('ThrottlingException: rate of requests exceeds the allowed throughput');
+      return openException(e);
+    };
+    await stack.workflows.stop(accepted.runId);
+    expect(await waitForStatus(stack, accepted.runId, ['FAILED'], 15_000)).toBe('FAILED');
+    expect(refused).toBe(2); // refused once, recorded on the retry
+    const [exception] = await stack.deps.ledger.listExceptions({ runId: accepted.runId });
+    expect(exception).toMatchObject({ exceptionId: `exc-execution-${accepted.runId}`, target: 'run', status: 'open' });
+    expect(exception!.reason).toContain('the joiner workflow ended ABORTED');
+  });
+});
+
 describe('leaver', () => {
   it('disables at the IdP and revokes sessions first, then waits only for data handling, deprovisions apps and schedules deletes', async () => {
     await hire();
