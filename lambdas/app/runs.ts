@@ -281,6 +281,9 @@ export async function convergeTarget(
   const stepId = `${phase === 'restrict' ? '0' : policy.managedTargets.findIndex((t) => t.name === input.target) + 1}-${input.target}-${phase}`;
   // What the step changed, for its record when it fails: the converge's changes once it returned.
   let converged: ChangeRecord[] | undefined;
+  // Once this attempt is on the step record, a later failure (the person update, the run's
+  // timeline) must not fold it in a second time: its writes would count twice.
+  let recorded = false;
   try {
     const write = () =>
       converge(connector, profile, target, {
@@ -304,6 +307,7 @@ export async function convergeTarget(
       changes: result.changes,
       writes: result.writes,
     });
+    recorded = true;
     const added = result.changes.filter((c) => c.op === 'addEntitlement' && c.changed);
     await updatePerson(
       deps.ledger,
@@ -342,6 +346,7 @@ export async function convergeTarget(
     const routineAt = leaverIdp && phase === 'restrict' ? await reserveLeaverRemainder(deps, policy, person) : undefined;
     return { target: input.target, accountId: result.accountId, writes: result.writes, planned: result.planned.length, ...(routineAt ? { routineAt } : {}) };
   } catch (e) {
+    if (recorded) throw e;
     const err = e as Error;
     // The writes made before the failure stay on record (the evidence shows what did change).
     const changes = converged ?? changesBeforeFailure(e);

@@ -116,6 +116,25 @@ describe('joiner', () => {
     expect(Buffer.from(files.get('summary.html')!).toString()).toContain('(2 attempts)');
   });
 
+  it('counts an attempt once when the step fails after recording it (the person update refused)', async () => {
+    // The Slack step converges and records its writes; linking the account to the person then
+    // fails once (as a retryable error), so the workflow runs the step again.
+    const ledger = stack.deps.ledger;
+    const putPerson = ledger.putPerson.bind(ledger);
+    let refused = 0;
+    ledger.putPerson = async (person, expected) => {
+      if (person.links.slack && refused++ === 0) throw Object.assign(new Error('slack link not written'), { name: 'TargetUnavailable' });
+      return putPerson(person, expected);
+    };
+    const { accepted, run } = await hire();
+    expect(run.status).toBe('COMPLETED');
+    expect(refused).toBeGreaterThan(1);
+
+    const slack = (await stack.deps.ledger.listSteps(accepted.runId)).find((s) => s.target === 'slack')!;
+    expect(slack).toMatchObject({ outcome: 'ok', attempts: 2, writes: 4 }); // the retry found everything done
+    expect(slack.changes.filter((c) => c.changed)).toHaveLength(4);
+  });
+
   it('does not grant a rejected privileged bundle and completes the rest of the run', async () => {
     const finance = worker({ employeeId: 'E1003', department: 'Finance', jobCode: 'FIN-SYSADMIN', managerId: 'E0200', email: 'f3@acme.example' });
     const accepted = await send(stack, hrEvent('hire', finance));
