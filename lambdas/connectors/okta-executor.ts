@@ -17,15 +17,15 @@
  *    gives up early when that wait is longer than a Lambda should idle (the workflow retries);
  *  - retries 5xx, timeouts and connection resets a bounded number of times with jittered
  *    exponential back-off, marking retries with Okta's `X-Okta-Retry-For` / `X-Okta-Retry-Count`
- *    — except requests sent `withoutResend` (group memberships), which a lost answer does not
- *    resend: the connector reads back first;
+ *    — except a request sent with `resendUnanswered: false` (a group membership), which a lost
+ *    answer does not resend: the connector reads back first;
  *  - records the `X-Okta-Request-Id` of every response for the change records (see
  *    `captureRequests`), and keeps connections alive across calls of a warm Lambda.
  * Resending writes is safe in effect because the connector's writes are idempotent on Okta's side
  * (membership PUT/DELETE, lifecycle transitions that Okta refuses when they no longer apply); user
  * creation is reconciled by the connector (see `createAccount`). A membership PUT whose answer is
- * lost is still not resent blind (`withoutResend`): the connector reads the groups back and sends
- * it again only when it did not land, so each membership write sent was one that was needed.
+ * lost is still not resent blind (`resendUnanswered: false`): the connector reads the groups
+ * back and sends it again only when it did not land, so each membership write sent was needed.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Agent as HttpAgent } from 'node:http';
@@ -70,19 +70,18 @@ export async function captureRequests<T>(capture: RequestCapture, fn: () => Prom
   }
 }
 
-const unresentStore = new AsyncLocalStorage<true>();
-
-/**
- * Runs `fn` with its requests not resent after a lost answer (timeout, reset): the network
- * error is thrown at once, for the caller to read back whether the write landed (send-once.ts).
- */
-export function withoutResend<T>(fn: () => Promise<T>): Promise<T> {
-  return unresentStore.run(true, fn);
-}
-
 /** The capture of the operation in progress, if any. */
 export function currentCapture(): RequestCapture | undefined {
   return captureStore.getStore();
+}
+
+/** Per request, passed through the SDK's `Http` to the executor with the request. */
+export interface RequestOptions {
+  /**
+   * False for a write that must not be sent twice blind: a network error (timeout, reset) is
+   * thrown at once, for the caller to read back whether the write landed (send-once.ts).
+   */
+  resendUnanswered?: boolean;
 }
 
 export interface ExecutorOptions {
@@ -139,7 +138,7 @@ export class GovernedRequestExecutor extends RequestExecutor {
     return resetEpochSeconds * 1000 + (this.clockOffsetMs ?? 0);
   }
 
-  override async fetch(request: ExecutorRequest): Promise<FetchResponse> {
+  override async fetch({ resendUnanswered, ...request }: ExecutorRequest & RequestOptions): Promise<FetchResponse> {
     const capture = captureStore.getStore();
     const url = String(request.url);
     const agent = url.startsWith('https:') ? this.httpsAgent : this.httpAgent;
@@ -167,7 +166,7 @@ export class GovernedRequestExecutor extends RequestExecutor {
           return r;
         });
       } catch (e) {
-        if (attempt < this.options.maxRetries && isRetryableNetworkError(e) && !unresentStore.getStore()) {
+        if (attempt < this.options.maxRetries && isRetryableNetworkError(e) && resendUnanswered !== false) {
           this.stats.retriedNetwork += 1;
           await this.sleep(this.backoff(attempt));
           continue;
@@ -288,8 +287,8 @@ export class OktaHttp {
   }
 
   /** A write whose answer is not needed: read to the end, so the connection returns to the pool. */
-  async send(method: 'POST' | 'PUT' | 'DELETE', path: string, query?: OktaQuery, body?: unknown): Promise<void> {
-    const res = await this.http.http(this.url(path, query), request(method, body));
+  async send(method: 'POST' | 'PUT' | 'DELETE', path: string, query?: OktaQuery, body?: unknown, options: RequestOptions = {}): Promise<void> {
+    const res = await this.http.http(this.url(path, query), { ...request(method, body), ...options });
     await res.text();
   }
 

@@ -43,7 +43,6 @@ import {
   isRetryableNetworkError,
   newCapture,
   OktaHttp,
-  withoutResend,
   type OktaQuery,
   type RequestCapture,
 } from './okta-executor.ts';
@@ -458,7 +457,7 @@ export class OktaConnector implements Connector {
           if (groups.has(id)) return { changed: false, detail: 'already a member' };
         }
         const sent = await this.sendOnce(
-          () => this.okta.send('PUT', apiPath`/api/v1/groups/${id}/users/${accountId}`),
+          () => this.okta.send('PUT', apiPath`/api/v1/groups/${id}/users/${accountId}`, undefined, undefined, { resendUnanswered: false }),
           async () => (await this.readGroups(accountId)).has(id),
         );
         this.snapshot(accountId)?.groups?.set(id, entitlement.value);
@@ -542,7 +541,7 @@ export class OktaConnector implements Connector {
 
   /** A group membership PUT: not sent twice blind when its answer is lost (send-once.ts). */
   private sendOnce(write: () => Promise<unknown>, tookEffect: () => Promise<boolean>): Promise<Sent> {
-    return sendOnce({ write: () => withoutResend(write), tookEffect, unanswered: isRetryableNetworkError, ...this.resend });
+    return sendOnce({ write, tookEffect, unanswered: isRetryableNetworkError, ...this.resend });
   }
 
   private change(
