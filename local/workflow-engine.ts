@@ -97,24 +97,20 @@ export type TaskFaultHook = (task: { execution: string; state: string; input: un
  */
 async function untilTimeout<T>(timeoutSeconds: unknown, fn: () => Promise<T>, attempts: Map<string, Set<Attempt>>, execution: string): Promise<T> {
   const seconds = Number(timeoutSeconds);
-  const timed = Number.isFinite(seconds) && seconds > 0;
   // The engine's own timer for this state started as it called us: our deadline is its deadline.
-  const deadline = Date.now() + (timed ? seconds * 1000 : 0);
-  const running = attempts.get(execution) ?? new Set<Attempt>();
-  attempts.set(execution, running);
+  const deadline = Date.now() + seconds * 1000;
   // Attempts past their deadline have timed out for the engine (it may not have told us yet: its
   // timer and ours fire in the same millisecond); attempts still within theirs are Map siblings.
-  await Promise.all([...running].filter((a) => a.deadline - DEADLINE_SLACK_MS <= Date.now()).map((a) => a.stopped));
-  if (!timed) {
-    if (running.size === 0) attempts.delete(execution);
-    return fn();
-  }
+  const stale = [...(attempts.get(execution) ?? [])].filter((a) => a.deadline - DEADLINE_SLACK_MS <= Date.now());
+  await Promise.all(stale.map((a) => a.stopped));
+  if (!Number.isFinite(seconds) || seconds <= 0) return fn();
   const ended = new AbortController();
   const timer = setTimeout(() => ended.abort(), Math.max(0, deadline - Date.now()));
   timer.unref();
   const run = withInvocationSignal(ended.signal, fn).finally(() => clearTimeout(timer));
   const attempt: Attempt = { deadline, stopped: run.then(() => undefined, () => undefined) };
-  running.add(attempt);
+  const running = attempts.get(execution) ?? new Set<Attempt>();
+  attempts.set(execution, running.add(attempt));
   void attempt.stopped.then(() => {
     running.delete(attempt);
     if (running.size === 0 && attempts.get(execution) === running) attempts.delete(execution);
@@ -145,7 +141,7 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
   /** Resolved (and replaced) each time an execution ends: what `nextEnd()` hands out. */
   private ended = signal();
   private readonly pending = new Map<string, PendingTask>();
-  /** Attempts that timed out and are still stopping, by execution (see untilTimeout). */
+  /** Timed Task attempts still running, by execution: those past their deadline are waited for (see untilTimeout). */
   private readonly attempts = new Map<string, Set<Attempt>>();
 
   constructor(private readonly options: LocalWorkflowOptions) {}

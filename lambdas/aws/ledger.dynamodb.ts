@@ -453,11 +453,10 @@ export class DynamoLedger implements Ledger {
     const { runId, stepId, startedAt, changes, writes, error, ...latest } = step;
     checkSize({ ...keys.step(runId, stepId), ...step }, `step ${runId}/${stepId}`);
     const e = new Expr();
-    const name = (k: string) => e.name(k);
-    const sets = Object.entries({ [ENTITY_ATTRIBUTE]: 'step', runId, stepId, ...latest, ...(error ? { error } : {}) }).map(([k, v]) => `${name(k)} = ${e.value(v)}`);
-    sets.push(`${name('startedAt')} = if_not_exists(${name('startedAt')}, ${e.value(startedAt)})`);
-    sets.push(`${name('changes')} = list_append(if_not_exists(${name('changes')}, ${e.value([])}), ${e.value(changes)})`);
-    const expression = `SET ${sets.join(', ')} ADD ${name('writes')} ${e.value(writes)}, ${name('attempts')} ${e.value(1)}${error ? '' : ` REMOVE ${name('error')}`}`;
+    const sets = Object.entries({ [ENTITY_ATTRIBUTE]: 'step', runId, stepId, ...latest, ...(error ? { error } : {}) }).map(([k, v]) => `${e.name(k)} = ${e.value(v)}`);
+    const [first, all] = [e.name('startedAt'), e.name('changes')];
+    sets.push(`${first} = if_not_exists(${first}, ${e.value(startedAt)})`, `${all} = list_append(if_not_exists(${all}, ${e.value([])}), ${e.value(changes)})`);
+    const expression = `SET ${sets.join(', ')} ADD ${e.name('writes')} ${e.value(writes)}, ${e.name('attempts')} ${e.value(1)}${error ? '' : ` REMOVE ${e.name('error')}`}`;
     try {
       const [{ UpdateCommand }, client] = await Promise.all([sdk(), this.client()]);
       await client.send(new UpdateCommand({ TableName: this.tableName, Key: keys.step(runId, stepId), UpdateExpression: expression, ...e.maps() }));

@@ -100,15 +100,12 @@ export class ScimClient {
       const retriesLeft = attempt < maxRetries;
 
       if (outcome.kind === 'network') {
-        if (opts.resendUnanswered === false) {
-          const what = outcome.timedOut ? `timed out after ${requestTimeoutMs} ms` : `failed (${outcome.reason})`;
-          throw new UnansweredWrite(target, `${label} ${what}: sent, no answer`);
-        }
+        const what = outcome.timedOut ? `timed out after ${requestTimeoutMs} ms` : `failed (${outcome.reason})`;
+        if (opts.resendUnanswered === false) throw new UnansweredWrite(target, `${label} ${what}: sent, no answer`);
         if (retriesLeft) {
           await sleep(this.backoff(attempt));
           continue;
         }
-        const what = outcome.timedOut ? `timed out after ${requestTimeoutMs} ms` : `failed (${outcome.reason})`;
         throw new TargetUnavailable(target, `${label} ${what}; gave up after ${attempts} attempt${attempts > 1 ? 's' : ''}`);
       }
 
