@@ -64,6 +64,12 @@ export class LedgerItemTooLarge extends JmlError {}
 /** A stored item does not have the shape its kind requires (the message names the field). */
 export class LedgerItemInvalid extends JmlError {}
 
+/** DynamoDB kept leaving keys of a batch read unprocessed (the table's throughput is exceeded). */
+export class LedgerThrottled extends JmlError {}
+
+/** Requests a batch read makes for keys DynamoDB leaves unprocessed, back-off between them, before it gives up. */
+const UNPROCESSED_TRIES = 8;
+
 export interface DynamoLedgerOptions {
   /** A ready client (tests, local) or a factory called once, on the first ledger call (Lambda). */
   client: Lazy<DynamoDBDocumentClient>;
@@ -194,6 +200,8 @@ export class DynamoLedger implements Ledger {
   private readonly now: () => Date;
   /** Per call budget, the case of its schedule that held last time (tried first next time). */
   private readonly callBudgetCase = new Map<string, number>();
+  /** Reads waiting for this turn's request (`getItem`). */
+  private reads: Array<{ key: ItemKey; resolve: (item: Item | null) => void; reject: (e: unknown) => void }> | undefined;
 
   constructor(options: DynamoLedgerOptions) {
     this.client = once(options.client);
@@ -747,26 +755,13 @@ export class DynamoLedger implements Ledger {
     }
   }
 
-  /** One BatchGetItem (strongly consistent), repeated for any keys DynamoDB leaves unprocessed. */
+  /** Read together: one BatchGetItem with whatever else is read at the same moment (`getItem`). */
   async getCounters(counterKeys: readonly string[]): Promise<number[]> {
-    const values = new Map<string, number>();
-    const unique = [...new Set(counterKeys)];
-    const [{ BatchGetCommand }, client] = await Promise.all([sdk(), this.client()]);
-    for (let i = 0; i < unique.length; i += 100) {
-      let request: Item[] | undefined = unique.slice(i, i + 100).map((k) => keys.meta(counterKey(k)) as unknown as Item);
-      for (let attempt = 0; request?.length; attempt++) {
-        if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
-        const out = await client.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: request, ConsistentRead: true } } }));
-        for (const item of out.Responses?.[this.tableName] ?? []) {
-          if (!this.live(item)) continue;
-          const count = item.count;
-          if (typeof count !== 'number') throw new LedgerItemInvalid(`ledger counter item ${String(item[TABLE_KEYS.pk])}: count: expected a number`);
-          values.set(String(item[TABLE_KEYS.pk]), count);
-        }
-        request = out.UnprocessedKeys?.[this.tableName]?.Keys as Item[] | undefined;
-      }
-    }
-    return counterKeys.map((k) => values.get(keys.meta(counterKey(k)).pk) ?? 0);
+    const items = await Promise.all(counterKeys.map((k) => this.getItem(keys.meta(counterKey(k)))));
+    return items.map((item, i) => {
+      if (item && typeof item.count !== 'number') throw new LedgerItemInvalid(`ledger counter item ${keys.meta(counterKey(counterKeys[i]!)).pk}: count: expected a number`);
+      return (item?.count as number | undefined) ?? 0;
+    });
   }
 
   // ---------------------------------------------------------------- leases
@@ -867,11 +862,53 @@ export class DynamoLedger implements Ledger {
 
   // ---------------------------------------------------------------- plumbing
 
-  /** Strongly consistent read; an expired item reads as absent (unless `withExpired`). */
+  /**
+   * Strongly consistent read; an expired item reads as absent (unless `withExpired`). Reads asked
+   * for in the same turn of the event loop go out together (`flushReads`).
+   */
   private async getItem(key: ItemKey, withExpired = false): Promise<Item | null> {
-    const [{ GetCommand }, client] = await Promise.all([sdk(), this.client()]);
-    const out = await client.send(new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }));
-    return out.Item && (withExpired || this.live(out.Item)) ? out.Item : null;
+    const item = await new Promise<Item | null>((resolve, reject) => {
+      if (!this.reads) {
+        this.reads = [];
+        setImmediate(() => void this.flushReads());
+      }
+      this.reads.push({ key, resolve, reject });
+    });
+    return item && (withExpired || this.live(item)) ? item : null;
+  }
+
+  /**
+   * The reads of one turn: a single key is a GetItem, several are one BatchGetItem per 100 keys
+   * (strongly consistent too, the same read units), repeated with back-off for any keys DynamoDB
+   * leaves unprocessed (up to `UNPROCESSED_TRIES` requests). A consumer's first reads (the run, the person, the bulk guard's counters
+   * and count) are then one request, not four.
+   */
+  private async flushReads(): Promise<void> {
+    const reads = this.reads ?? [];
+    this.reads = undefined;
+    const id = (k: ItemKey) => `${k.pk}\n${k.sk}`;
+    try {
+      const [{ GetCommand, BatchGetCommand }, client] = await Promise.all([sdk(), this.client()]);
+      const found = new Map<string, Item>();
+      const unique = [...new Map(reads.map((r) => [id(r.key), r.key])).values()];
+      if (unique.length === 1) {
+        const out = await client.send(new GetCommand({ TableName: this.tableName, Key: unique[0], ConsistentRead: true }));
+        if (out.Item) found.set(id(unique[0]!), out.Item);
+      }
+      for (let i = 0; unique.length > 1 && i < unique.length; i += 100) {
+        let request: ItemKey[] | undefined = unique.slice(i, i + 100);
+        for (let attempt = 0; request?.length; attempt++) {
+          if (attempt === UNPROCESSED_TRIES) throw new LedgerThrottled(`ledger read: DynamoDB left ${request.length} of ${unique.length} keys unprocessed ${UNPROCESSED_TRIES} times (throughput exceeded)`);
+          if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
+          const out = await client.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: request, ConsistentRead: true } } }));
+          for (const item of out.Responses?.[this.tableName] ?? []) found.set(id({ pk: String(item[TABLE_KEYS.pk]), sk: String(item[TABLE_KEYS.sk]) }), item);
+          request = out.UnprocessedKeys?.[this.tableName]?.Keys as ItemKey[] | undefined;
+        }
+      }
+      for (const r of reads) r.resolve(found.get(id(r.key)) ?? null);
+    } catch (e) {
+      for (const r of reads) r.reject(e);
+    }
   }
 
   /** Conditional put. False when the condition failed. */

@@ -245,7 +245,7 @@ describe('account links', () => {
       get(target, prop, receiver) {
         if (prop !== 'send') return Reflect.get(target, prop, receiver);
         return (command: object, ...rest: unknown[]) => {
-          if (command.constructor.name === 'GetCommand') reads += 1;
+          if (command.constructor.name === 'GetCommand' || command.constructor.name === 'BatchGetCommand') reads += 1;
           return (target.send as (...a: unknown[]) => unknown).call(target, command, ...rest);
         };
       },
@@ -702,6 +702,52 @@ describe('counters', () => {
     clock.advance(60);
     expect(await ledger.getCounters(['a', 'b'])).toEqual([2, 0]);
     expect(await ledger.getCounters([])).toEqual([]);
+  });
+});
+
+describe('reads at the same moment', () => {
+  it('go out as one request, and each caller gets its own item: absent and expired ones as null', async () => {
+    const clock = new Clock();
+    const { tableName } = await freshLedger(clock);
+    const sent: string[] = [];
+    const counting = new Proxy(dynamo.client, {
+      get(target, prop, receiver) {
+        if (prop !== 'send') return Reflect.get(target, prop, receiver);
+        return (command: object, ...rest: unknown[]) => {
+          sent.push(command.constructor.name);
+          return (target.send as (...a: unknown[]) => unknown).call(target, command, ...rest);
+        };
+      },
+    });
+    const ledger = new DynamoLedger({ client: counting, tableName, now: () => new Date(clock.ms) });
+    await ledger.putPerson(person('E4001'), null);
+    await ledger.putMeta('count', { n: 3 });
+    await ledger.putMeta('gone', { n: 1 }, Math.floor(clock.ms / 1000) + 60);
+    await ledger.addToCounter('c1', 4);
+    clock.advance(60);
+    sent.length = 0;
+
+    const [p, absent, count, gone, counters, again] = await Promise.all([
+      ledger.getPerson('E4001'),
+      ledger.getPerson('E4999'),
+      ledger.getMeta<{ n: number }>('count'),
+      ledger.getMeta('gone'),
+      ledger.getCounters(['c0', 'c1']),
+      ledger.getPerson('E4001'),
+    ]);
+    expect(sent).toEqual(['BatchGetCommand']);
+    expect(p?.employeeId).toBe('E4001');
+    expect(again).toEqual(p);
+    expect(absent).toBeNull();
+    expect(count).toEqual({ n: 3 });
+    expect(gone).toBeNull();
+    expect(counters).toEqual([0, 4]);
+
+    // One read alone is a GetItem; reads one after another are requests of their own.
+    sent.length = 0;
+    expect((await ledger.getPerson('E4001'))?.employeeId).toBe('E4001');
+    expect(await ledger.getMeta('count')).toEqual({ n: 3 });
+    expect(sent).toEqual(['GetCommand', 'GetCommand']);
   });
 });
 

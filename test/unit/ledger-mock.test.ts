@@ -5,7 +5,7 @@
  * update expressions, pagination keys.
  */
 import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ConditionFailed, type RunRecord } from '#core/ledger';
@@ -110,6 +110,40 @@ describe('DynamoLedger request shapes', () => {
     const update = ddb.commandCalls(UpdateCommand)[0]!.args[0].input;
     expect(update.ConditionExpression).toMatch(/^attribute_exists\(pk\) AND #n\d+ = :v\d+ AND #n\d+ > :v\d+$/);
     expect(ddb.commandCalls(GetCommand)[0]!.args[0].input).toMatchObject({ Key: { pk: 'APPROVAL#ap-1', sk: 'APPROVAL' }, ConsistentRead: true });
+  });
+
+  it('reads asked for at once are one strongly consistent BatchGetItem; keys left unprocessed are asked for again', async () => {
+    const item = (pk: string, sk: string, extra: object) => ({ pk, sk, ...extra });
+    ddb
+      .on(BatchGetCommand)
+      .resolvesOnce({
+        Responses: { 'jml-ledger': [item('META#count', 'META', { value: '{"n":3}' })] },
+        UnprocessedKeys: { 'jml-ledger': { Keys: [{ pk: 'RUN#run-1', sk: 'RUN' }], ConsistentRead: true } },
+      })
+      .resolvesOnce({ Responses: { 'jml-ledger': [] } });
+    const [missing, count] = await Promise.all([ledger.getRun('run-1'), ledger.getMeta('count'), ledger.getMeta('count')]);
+    expect(missing).toBeNull();
+    expect(count).toEqual({ n: 3 });
+    const [first, second] = ddb.commandCalls(BatchGetCommand).map((c) => c.args[0].input);
+    expect(first).toEqual({
+      RequestItems: { 'jml-ledger': { Keys: [{ pk: 'RUN#run-1', sk: 'RUN' }, { pk: 'META#count', sk: 'META' }], ConsistentRead: true } },
+    });
+    expect(second).toEqual({ RequestItems: { 'jml-ledger': { Keys: [{ pk: 'RUN#run-1', sk: 'RUN' }], ConsistentRead: true } } });
+    expect(ddb.commandCalls(GetCommand)).toHaveLength(0);
+  });
+
+  it('keys DynamoDB keeps leaving unprocessed fail the reads after 8 requests, saying so', async () => {
+    ddb.on(BatchGetCommand).resolves({ Responses: { 'jml-ledger': [] }, UnprocessedKeys: { 'jml-ledger': { Keys: [{ pk: 'RUN#run-1', sk: 'RUN' }] } } });
+    const reads = Promise.all([ledger.getRun('run-1'), ledger.getPerson('E1001')]);
+    await expect(reads).rejects.toThrow('ledger read: DynamoDB left 1 of 2 keys unprocessed 8 times (throughput exceeded)');
+    expect(ddb.commandCalls(BatchGetCommand)).toHaveLength(8);
+  });
+
+  it('a batch that fails fails every read in it, with its error', async () => {
+    ddb.on(BatchGetCommand).rejects(new Error('ProvisionedThroughputExceededException: rate of requests exceeds the allowed throughput'));
+    const reads = await Promise.allSettled([ledger.getRun('run-1'), ledger.getPerson('E1001')]);
+    expect(reads.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    for (const r of reads) expect((r as PromiseRejectedResult).reason.message).toMatch(/ProvisionedThroughputExceeded/);
   });
 
   it('listPersons scans the sparse persons index one page at a time and hands back an opaque cursor', async () => {
