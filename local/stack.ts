@@ -247,6 +247,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const workflows = new LocalWorkflows({
     dir: join(REPO_ROOT, 'statemachines'),
     retryIntervalMs: options.retryIntervalMs,
+    now: () => clock.now().getTime(),
     // What the EventBridge rule on execution status changes does in AWS.
     // Retried like the rule's Lambda target (8 retries in AWS, then its dead-letter queue): a
     // ledger write that fails once must not leave the run open.

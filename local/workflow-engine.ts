@@ -8,6 +8,11 @@
  *   handler is called with the Payload (a fresh task token injected, as Step Functions does per
  *   task) and the state waits until `succeed` / `fail` is called with that token — what
  *   SendTaskSuccess / SendTaskFailure do in AWS. A token whose task timed out answers `gone`.
+ * - A Wait until a timestamp (`Timestamp`, `TimestampPath`) waits until that moment by the
+ *   runtime's clock (`now`), which tests move forward: the library would measure it against the
+ *   machine's time (and a wait past 24.8 days overflows Node's timer and ends at once). It runs as
+ *   a Task of the engine's own under the same state name, re-reading the clock at least once a
+ *   second.
  * - The execution's path (states entered, retries, catches) is kept for tests and the CLI.
  */
 import '#local/polyfills';
@@ -29,6 +34,8 @@ export interface LocalWorkflowOptions {
   retryIntervalMs?: number;
   /** Called when an execution ends (for logs and the run's liveness). */
   onEnd?: (name: string, outcome: ExecutionRecord) => void;
+  /** The runtime's clock (epoch ms) a Wait until a timestamp is measured against (default: the machine's). */
+  now?: () => number;
 }
 
 export interface PathEvent {
@@ -70,6 +77,21 @@ function allStates(states: Record<string, StateDef>, out: Array<[string, StateDe
     for (const branch of state.Branches ?? []) allStates(branch.States, out);
   }
   return out;
+}
+
+/** A Wait that ends at a moment rather than after a number of seconds. */
+const waitsUntil = (state: StateDef) => state.Type === 'Wait' && (state.Timestamp !== undefined || state.TimestampPath !== undefined);
+const LOCAL_WAIT_ARN = 'arn:aws:lambda:local:000000000000:function:jml-local-wait-until';
+/** The longest a wait sleeps before it reads the clock again. */
+const WAIT_RECHECK_MS = 1000;
+
+/** The value at a JSONPath of plain field names (`$.slots.restrictAt`): the only kind the definitions use for a Wait. */
+function atPath(input: unknown, path: string): unknown {
+  if (!/^\$(\.[A-Za-z_][A-Za-z0-9_]*)+$/.test(path)) throw new Error(`TimestampPath ${path}: only $.field.field paths are supported locally`);
+  return path
+    .slice(2)
+    .split('.')
+    .reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), input);
 }
 
 export function placeholdersOf(definition: { States: Record<string, StateDef> }): Set<string> {
@@ -156,6 +178,12 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
         (_, key: string) => `arn:aws:lambda:local:000000000000:function:jml-${key.replace(/FunctionArn$/, '')}`,
       );
       const substituted = JSON.parse(text);
+      for (const [, state] of allStates(substituted.States)) {
+        if (!waitsUntil(state)) continue;
+        const { Next, End, Comment } = state;
+        for (const k of Object.keys(state)) delete state[k];
+        Object.assign(state, { Type: 'Task', Resource: LOCAL_WAIT_ARN, ...(Comment ? { Comment } : {}), ...(Next ? { Next } : { End }) });
+      }
       entry = { definition, machine: new StateMachine(substituted, { validationOptions: { checkPaths: true } }) };
       this.machines.set(workflow, entry);
     }
@@ -166,6 +194,16 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
     const taskResourceLocalHandlers: Record<string, (input: any) => Promise<any>> = {};
     const retryIntervalOverrides: Record<string, number | number[]> = {};
     for (const [name, state] of allStates(definition.States)) {
+      if (waitsUntil(state)) {
+        taskResourceLocalHandlers[name] = async (input) => {
+          const at = Date.parse(String(state.Timestamp ?? atPath(input, state.TimestampPath)));
+          if (Number.isNaN(at)) throw Object.assign(new Error(`${name}: the timestamp to wait for is not a date`), { name: 'States.Runtime' });
+          const now = this.options.now ?? Date.now;
+          for (let left = at - now(); left > 0; left = at - now()) await new Promise((r) => setTimeout(r, Math.min(left, WAIT_RECHECK_MS)));
+          return input;
+        };
+        continue;
+      }
       if (state.Retry && this.options.retryIntervalMs !== undefined) {
         retryIntervalOverrides[name] = state.Retry.map(() => this.options.retryIntervalMs!);
       }
