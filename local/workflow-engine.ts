@@ -36,6 +36,8 @@ export interface LocalWorkflowOptions {
   onEnd?: (name: string, outcome: ExecutionRecord) => void;
   /** The runtime's clock (epoch ms) a Wait until a timestamp is measured against (default: the machine's). */
   now?: () => number;
+  /** How long a later Task waits at most for a timed-out attempt's handler to return (default 30 s). */
+  timedOutAttemptGraceMs?: number;
 }
 
 export interface PathEvent {
@@ -117,14 +119,27 @@ export type TaskFaultHook = (task: { execution: string; state: string; input: un
  * a request it had in flight is answered or dropped before the next Task reads the target, as a
  * stopped Lambda's is in AWS long before the Retry's interval ends (a few milliseconds here).
  */
-async function untilTimeout<T>(timeoutSeconds: unknown, fn: () => Promise<T>, attempts: Map<string, Set<Attempt>>, execution: string): Promise<T> {
+async function untilTimeout<T>(
+  timeoutSeconds: unknown,
+  fn: () => Promise<T>,
+  { attempts, execution, graceMs, notStopped }: { attempts: Map<string, Set<Attempt>>; execution: string; graceMs: number; notStopped: (n: number) => void },
+): Promise<T> {
   const seconds = Number(timeoutSeconds);
   // The engine's own timer for this state started as it called us: our deadline is its deadline.
   const deadline = Date.now() + seconds * 1000;
   // Attempts past their deadline have timed out for the engine (it may not have told us yet: its
   // timer and ours fire in the same millisecond); attempts still within theirs are Map siblings.
+  // One whose handler never returns (waiting on something that never answers) is waited for
+  // `graceMs` at most: the execution goes on, and its path says so.
   const stale = [...(attempts.get(execution) ?? [])].filter((a) => a.deadline - DEADLINE_SLACK_MS <= Date.now());
-  await Promise.all(stale.map((a) => a.stopped));
+  if (stale.length) {
+    let grace: NodeJS.Timeout | undefined;
+    const left = await Promise.race([
+      Promise.all(stale.map((a) => a.stopped)).then(() => 0),
+      new Promise<number>((r) => (grace = setTimeout(() => r(stale.length), graceMs))),
+    ]).finally(() => clearTimeout(grace));
+    if (left) notStopped(left);
+  }
   if (!Number.isFinite(seconds) || seconds <= 0) return fn();
   const ended = new AbortController();
   const timer = setTimeout(() => ended.abort(), Math.max(0, deadline - Date.now()));
@@ -145,6 +160,9 @@ interface Attempt {
   deadline: number;
   stopped: Promise<void>;
 }
+
+/** How long a later Task waits at most for a timed-out attempt's handler to return. */
+const TIMED_OUT_ATTEMPT_GRACE_MS = 30_000;
 
 /** Timers of the same deadline fire within a few milliseconds of each other. */
 const DEADLINE_SLACK_MS = 25;
@@ -213,7 +231,7 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
         const fn = this.handler(direct[1]!, name);
         taskResourceLocalHandlers[name] = async (input) => {
           this.beforeTask?.({ execution, state: name, input });
-          return (await untilTimeout(state.TimeoutSeconds, () => fn(input), this.attempts, execution)) ?? null;
+          return (await untilTimeout(state.TimeoutSeconds, () => fn(input), this.attemptsOf(execution, name))) ?? null;
         };
         continue;
       }
@@ -225,7 +243,7 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
         taskResourceLocalHandlers[name] = async (input: { Payload?: Record<string, unknown> }) => {
           const payload = { ...(input.Payload ?? {}) };
           this.beforeTask?.({ execution, state: name, input: payload });
-          if (!waits) return { Payload: (await untilTimeout(state.TimeoutSeconds, () => fn(payload), this.attempts, execution)) ?? null };
+          if (!waits) return { Payload: (await untilTimeout(state.TimeoutSeconds, () => fn(payload), this.attemptsOf(execution, name))) ?? null };
           const token = `local-${randomUUID()}`;
           payload.taskToken = token;
           const result = new Promise((resolve, reject) => this.pending.set(token, { resolve, reject }));
@@ -247,6 +265,17 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
       }
     }
     return { taskResourceLocalHandlers, retryIntervalOverrides };
+  }
+
+  /** What `untilTimeout` needs of the execution's attempts; a Task that went on without one waiting records it on the path. */
+  private attemptsOf(execution: string, state: string) {
+    return {
+      attempts: this.attempts,
+      execution,
+      graceMs: this.options.timedOutAttemptGraceMs ?? TIMED_OUT_ATTEMPT_GRACE_MS,
+      notStopped: (n: number) =>
+        this.executions.get(execution)?.path.push({ type: 'TimedOutAttemptNotStopped', state, error: `${n} timed-out attempt(s) still running`, at: Date.now() }),
+    };
   }
 
   private handler(key: string, state: string): TaskFn {

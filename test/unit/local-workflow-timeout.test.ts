@@ -117,4 +117,26 @@ describe('local workflow engine', () => {
     expect(record.path.filter((e) => e.type === 'StateEntered').map((e) => e.state)).toEqual(['Converge', 'ConvergeMissing']);
     expect(events).toEqual(inOrder);
   });
+
+  it('waits at most the grace for a timed-out attempt whose handler never returns, and says so on the path', async () => {
+    convergeTimingOut('joiner', 'retry');
+    let attempt = 0;
+    const engine = new LocalWorkflows({
+      dir,
+      retryIntervalMs: 5,
+      timedOutAttemptGraceMs: 300,
+      handlers: {
+        // The first attempt waits on something that never answers.
+        ConvergeFunctionArn: async () => ((++attempt === 1 ? await new Promise(() => undefined) : undefined), { attempt }),
+      },
+    });
+    await engine.start('joiner', 'run-hung', {});
+    const record = await engine.wait('run-hung', 10_000);
+
+    expect(record.status).toBe('SUCCEEDED');
+    expect(record.output).toEqual({ attempt: 2 });
+    expect(record.path.filter((e) => e.type === 'TimedOutAttemptNotStopped')).toEqual([
+      expect.objectContaining({ state: 'Converge', error: '1 timed-out attempt(s) still running' }),
+    ]);
+  });
 });
