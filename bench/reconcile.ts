@@ -155,13 +155,11 @@ class MemoryLedger implements Ledger {
     const r = this.runs.get(runId);
     return r ? structuredClone(r) : null;
   }
-  async updateRun(runId: string, patch: Partial<RunRecord>, from?: readonly RunStatus[]) {
+  async updateRun(runId: string, patch: Partial<RunRecord>, from?: readonly RunStatus[]): Promise<void> {
     this.ops.writes += 1;
     const r = this.runs.get(runId);
     if (!r || (from && !from.includes(r.status))) throw new ConditionFailed(`run ${runId}`);
-    const next = { ...r, ...structuredClone(patch), updatedAt: new Date().toISOString() };
-    this.runs.set(runId, next);
-    return structuredClone(next);
+    this.runs.set(runId, { ...r, ...structuredClone(patch), updatedAt: new Date().toISOString() });
   }
   async listRunsByEmployee(employeeId: string) {
     return [...this.runs.values()].filter((r) => r.employeeId === employeeId);

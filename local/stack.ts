@@ -321,7 +321,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     for (const id of await scanRunIds(dynamo.client, TABLE_NAME, statuses)) {
       const run = await ledger.getRun(id);
       if (!run) continue;
-      open.push(indexed.has(id) ? run : await ledger.updateRun(id, { status: run.status }, [run.status]));
+      if (!indexed.has(id)) await ledger.updateRun(id, { status: run.status }, [run.status]);
+      open.push(run);
     }
     for (const run of open) {
       const { lifecycle } = run;

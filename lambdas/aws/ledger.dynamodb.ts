@@ -382,7 +382,7 @@ export class DynamoLedger implements Ledger {
     return item ? this.toRecord<RunRecord>('run', item) : null;
   }
 
-  async updateRun(runId: string, patch: RunPatch, fromStatuses?: readonly RunStatus[]): Promise<RunRecord> {
+  async updateRun(runId: string, patch: RunPatch, fromStatuses?: readonly RunStatus[]): Promise<void> {
     for (const field of IMMUTABLE_RUN_FIELDS) {
       if (patch[field] !== undefined && !(field === 'runId' && patch.runId === runId)) {
         throw new TypeError(`updateRun ${runId}: ${field} cannot change (index keys derive from it)`);
@@ -414,17 +414,15 @@ export class DynamoLedger implements Ledger {
 
     try {
       const [{ UpdateCommand }, client] = await Promise.all([sdk(), this.client()]);
-      const out = await client.send(
+      await client.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: keys.run(runId),
           UpdateExpression: `SET ${sets.join(', ')}`,
           ConditionExpression: condition,
           ...e.maps(),
-          ReturnValues: 'ALL_NEW',
         }),
       );
-      return this.toRecord<RunRecord>('run', out.Attributes ?? {});
     } catch (err) {
       if (isItemSizeError(err)) {
         throw new LedgerItemTooLarge(`run ${runId}: update would exceed DynamoDB's 400 KB item limit (largest fields: ${largestAttributes(fields)})`, {

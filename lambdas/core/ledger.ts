@@ -226,8 +226,12 @@ export interface Ledger {
   /** Conditional put on the run id (derived from the idempotency key). Returns false if it existed. */
   createRun(run: RunRecord): Promise<boolean>;
   getRun(runId: string): Promise<RunRecord | null>;
-  /** Updates fields if the run's status is one of `fromStatuses` (when given). Returns the new record. */
-  updateRun(runId: string, patch: RunPatch, fromStatuses?: readonly RunStatus[]): Promise<RunRecord>;
+  /**
+   * Updates fields if the run's status is one of `fromStatuses` (when given). The new record is
+   * not handed back (a run carries its event, plan and timeline: tens of KB nobody reads after a
+   * write); a caller that needs it reads it.
+   */
+  updateRun(runId: string, patch: RunPatch, fromStatuses?: readonly RunStatus[]): Promise<void>;
   listRunsByEmployee(employeeId: string): Promise<RunRecord[]>;
   listRunsByStatus(status: RunStatus): Promise<RunRecord[]>;
 

@@ -340,14 +340,14 @@ describe('runs', () => {
     expect(await ledger.getRun('run-missing')).toBeNull();
   });
 
-  it('updateRun applies the patch, stamps updatedAt and returns the new record', async () => {
+  it('updateRun applies the patch and stamps updatedAt', async () => {
     const clock = new Clock();
     const { ledger } = await freshLedger(clock);
     await ledger.createRun(run('run-up'));
-    const updated = await ledger.updateRun('run-up', { status: 'PLANNED', plan: { targets: ['okta'] }, kpis: { writes: 3 } }, ['RECEIVED']);
+    await ledger.updateRun('run-up', { status: 'PLANNED', plan: { targets: ['okta'] }, kpis: { writes: 3 } }, ['RECEIVED']);
+    const updated = await ledger.getRun('run-up');
     expect(updated).toMatchObject({ runId: 'run-up', status: 'PLANNED', plan: { targets: ['okta'] }, kpis: { writes: 3 }, updatedAt: clock.iso() });
-    expectNoLayout(updated);
-    expect(await ledger.getRun('run-up')).toEqual(updated);
+    expectNoLayout(updated!);
   });
 
   it('updateRun from a wrong status fails and changes nothing; a missing run is not created', async () => {
