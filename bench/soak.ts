@@ -146,6 +146,10 @@ try {
   if (values['audit-out']) writeFileSync(values['audit-out'], JSON.stringify({ rows: Object.fromEntries(rows), approver, report }, null, 2));
   // Every finding is a broken promise (a run left open, a record not at HR's, a racing add …).
   process.exitCode = findings.length ? 1 : 0;
+} catch (e) {
+  // Said before the runtime is closed under whatever was still running.
+  console.error(`  the soak failed during "${phase}":`, e);
+  process.exitCode = 1;
 } finally {
   clearInterval(progress);
   await bot.stop();

@@ -48,6 +48,9 @@ export interface LocalDynamo {
  * `ownProcess`: dynalite runs in a child process (as DynamoDB runs outside the Lambda in AWS, its
  * work does not share the caller's event loop); the port is then always a free one.
  */
+/** How long closing waits for requests dynalite is still working on. */
+const CLOSE_DRAIN_MS = 10_000;
+
 export async function startDynalite(options: { path?: string; port?: number; ownProcess?: boolean } = {}): Promise<LocalDynamo> {
   const settings = dynaliteOptions(options.path);
   if (options.ownProcess) return startDynaliteProcess(settings);
@@ -61,16 +64,39 @@ export async function startDynalite(options: { path?: string; port?: number; own
   });
   const port = (server.address() as AddressInfo).port;
   const { base, client } = clientFor(port);
+  // Requests dynalite is still working on: it throws (an uncaught exception that ends the
+  // process) when LevelDB closes under one, so close waits for them to be answered.
+  // Once closing, a request that still arrives is dropped before dynalite has read its body.
+  let inFlight = 0;
+  let closing = false;
+  let drained: (() => void) | undefined;
+  server.on('request', (req, res) => {
+    if (closing) return void req.socket.destroy();
+    inFlight += 1;
+    const end = res.end.bind(res);
+    res.end = ((...args: Parameters<typeof res.end>) => {
+      if (--inFlight === 0) drained?.();
+      return end(...args);
+    }) as typeof res.end;
+  });
 
   let closed: Promise<void> | undefined;
   const close = () =>
-    (closed ??= new Promise<void>((resolve, reject) => {
+    (closed ??= (async () => {
+      closing = true;
       client.destroy();
       base.destroy();
+      if (inFlight > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([new Promise<void>((r) => (drained = r)), new Promise((r) => (timer = setTimeout(r, CLOSE_DRAIN_MS)))]);
+        clearTimeout(timer);
+      }
       // dynalite's close stops the listener, then closes LevelDB (which releases its lock).
-      server.close((err) => (err ? reject(err) : resolve()));
-      server.closeAllConnections();
-    }));
+      await new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        server.closeAllConnections();
+      });
+    })());
   return { endpoint: `http://127.0.0.1:${port}`, port, client, close };
 }
 

@@ -7,7 +7,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TargetConflict } from '#core/errors';
 import { ConditionFailed, type ApprovalRecord, type ExceptionRecord, type PersonRecord, type RunRecord, type StepAttempt } from '#core/ledger';
@@ -829,6 +830,56 @@ describe('local dynalite', () => {
         await second.close();
       }
     } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('closes under load: writes it was working on are answered first, none after, and nothing throws', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'jml-dynalite-'));
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown) => uncaught.push(e);
+    process.on('uncaughtException', onUncaught);
+    try {
+      const first = await startDynalite({ path: dir });
+      await ensureTable(first.client, 'jml-ledger');
+      // Another process's client (a runtime's Lambdas): closing does not stop it sending.
+      const other = DynamoDBDocumentClient.from(
+        new DynamoDBClient({ endpoint: first.endpoint, region: 'local', credentials: { accessKeyId: 'local', secretAccessKey: randomBytes(16).toString('hex') }, maxAttempts: 1 }),
+      );
+      // Updates: dynalite reads, then writes the item and its index entries, one LevelDB call after another.
+      const writes = Array.from({ length: 300 }, (_, i) =>
+        other
+          .send(
+            new UpdateCommand({
+              TableName: 'jml-ledger',
+              Key: keys.meta(`load-${i}`),
+              UpdateExpression: 'SET #v = :v',
+              ConditionExpression: 'attribute_not_exists(pk)',
+              ExpressionAttributeNames: { '#v': 'value' },
+              ExpressionAttributeValues: { ':v': '{}' },
+            }),
+          )
+          .then(
+            () => i,
+            () => -1,
+          ),
+      );
+      await Promise.race(writes);
+      await first.close();
+      const answered = (await Promise.all(writes)).filter((i) => i >= 0);
+      other.destroy();
+      await new Promise((r) => setTimeout(r, 200));
+      expect(uncaught).toEqual([]);
+
+      const second = await startDynalite({ path: dir });
+      try {
+        const ledger = new DynamoLedger({ client: second.client, tableName: 'jml-ledger' });
+        for (const i of answered) expect(await ledger.getMeta(`load-${i}`)).toEqual({});
+      } finally {
+        await second.close();
+      }
+    } finally {
+      process.off('uncaughtException', onUncaught);
       await rm(dir, { recursive: true, force: true });
     }
   });
