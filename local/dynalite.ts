@@ -19,9 +19,9 @@ import {
   type CreateTableCommandOutput,
   type DescribeTableCommandOutput,
 } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, DynamoDBDocumentClient, PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { LEDGER_TRANSLATE_CONFIG } from '#aws/ledger.dynamodb';
-import { createTableInput, ENTITY_ATTRIBUTE } from '#aws/table';
+import { createTableInput, TABLE_KEYS } from '#aws/table';
 
 interface DynaliteOptions {
   path?: string;
@@ -190,31 +190,87 @@ export async function ensureTable(client: TableClient, tableName: string, timeou
   }
 }
 
-/**
- * The ids of the runs in `statuses`, read from the table itself rather than its status index.
- *
- * dynalite writes an item's index entries one by one, deleting the old ones before it puts the
- * new ones, and only then the item (db/index.js `updateIndexes`). A local runtime killed in
- * between (SIGKILL, a crash) leaves a run that is in the table but missing from the status index,
- * so a resume that lists runs by status would never see it again. DynamoDB keeps an index
- * consistent with its table, so only the local runtime needs this scan.
- */
-export async function scanRunIds(client: DynamoDBDocumentClient, tableName: string, statuses: readonly string[]): Promise<string[]> {
-  const ids: string[] = [];
-  let ExclusiveStartKey: Record<string, unknown> | undefined;
+type Item = Record<string, unknown>;
+
+/** Every item of the table, or of one of its indexes, with only `attributes` (Scan, all pages). */
+async function scanAll(client: DynamoDBDocumentClient, tableName: string, attributes: readonly string[], indexName?: string): Promise<Item[]> {
+  const items: Item[] = [];
+  const names = Object.fromEntries(attributes.map((a, i) => [`#a${i}`, a]));
+  let ExclusiveStartKey: Item | undefined;
   do {
     const out = await client.send(
       new ScanCommand({
         TableName: tableName,
-        FilterExpression: `#entity = :run AND #status IN (${statuses.map((_, i) => `:s${i}`).join(', ')})`,
-        ProjectionExpression: '#runId',
-        ExpressionAttributeNames: { '#entity': ENTITY_ATTRIBUTE, '#status': 'status', '#runId': 'runId' },
-        ExpressionAttributeValues: { ':run': 'run', ...Object.fromEntries(statuses.map((s, i) => [`:s${i}`, s])) },
+        ...(indexName ? { IndexName: indexName } : {}),
+        ProjectionExpression: Object.keys(names).join(', '),
+        ExpressionAttributeNames: names,
         ...(ExclusiveStartKey ? { ExclusiveStartKey } : {}),
       }),
     );
-    for (const item of out.Items ?? []) if (typeof item.runId === 'string') ids.push(item.runId);
+    items.push(...(out.Items ?? []));
     ExclusiveStartKey = out.LastEvaluatedKey;
   } while (ExclusiveStartKey);
-  return ids;
+  return items;
+}
+
+/**
+ * Makes every global index agree with the table again after a local runtime was killed in the
+ * middle of a write.
+ *
+ * dynalite writes an item's index entries one by one — deleting the old ones, putting the new
+ * ones — and only then the item (db/index.js `updateIndexes`). Killed in between (SIGKILL, a
+ * crash), it leaves an item whose index entry is missing (a run a resume listing runs by status
+ * would never see again) and, under the new index key, an entry for a write the item never got
+ * (a run still listed as RECONCILING long after it failed). DynamoDB keeps its indexes consistent
+ * with the table, so only the local runtime needs this; it runs at start, before anything reads.
+ *
+ * A missing entry is written again by rewriting the item's index key as it is. An orphaned one is
+ * removed the way dynalite removes any entry: the item is moved onto the orphan's key and back
+ * (or, when the item no longer exists, put there and deleted). Returns what it mended.
+ */
+export async function repairIndexes(client: DynamoDBDocumentClient, tableName: string): Promise<{ reindexed: string[]; orphansRemoved: string[] }> {
+  const { Table } = await (client as unknown as TableCommands).send(new DescribeTableCommand({ TableName: tableName }));
+  const indexes = (Table?.GlobalSecondaryIndexes ?? []).map((i) => ({ name: i.IndexName!, keys: (i.KeySchema ?? []).map((k) => k.AttributeName!) }));
+  const indexKeys = [...new Set(indexes.flatMap((i) => i.keys))];
+  const id = (item: Item) => `${String(item[TABLE_KEYS.pk])}\n${String(item[TABLE_KEYS.sk])}`;
+  const base = new Map((await scanAll(client, tableName, [TABLE_KEYS.pk, TABLE_KEYS.sk, ...indexKeys])).map((item) => [id(item), item]));
+  const reindexed: string[] = [];
+  const orphansRemoved: string[] = [];
+  const key = (item: Item) => ({ [TABLE_KEYS.pk]: item[TABLE_KEYS.pk], [TABLE_KEYS.sk]: item[TABLE_KEYS.sk] });
+  const setKeys = (item: Item, keys: readonly string[], values: Item) =>
+    client.send(
+      new UpdateCommand({
+        TableName: tableName,
+        Key: key(item),
+        UpdateExpression: `SET ${keys.map((_, i) => `#k${i} = :k${i}`).join(', ')}`,
+        ExpressionAttributeNames: Object.fromEntries(keys.map((k, i) => [`#k${i}`, k])),
+        ExpressionAttributeValues: Object.fromEntries(keys.map((k, i) => [`:k${i}`, values[k]])),
+      }),
+    );
+  for (const index of indexes) {
+    const sameKey = (a: Item, b: Item) => index.keys.every((k) => a[k] === b[k]);
+    const entries = await scanAll(client, tableName, [TABLE_KEYS.pk, TABLE_KEYS.sk, ...index.keys], index.name);
+    const listed = new Set<string>();
+    for (const entry of entries) {
+      const item = base.get(id(entry));
+      if (item && sameKey(item, entry)) {
+        listed.add(id(entry));
+        continue;
+      }
+      if (item) {
+        await setKeys(item, index.keys, entry);
+        await setKeys(item, index.keys, item);
+      } else {
+        await client.send(new PutCommand({ TableName: tableName, Item: entry }));
+        await client.send(new DeleteCommand({ TableName: tableName, Key: key(entry) }));
+      }
+      orphansRemoved.push(`${index.name} ${id(entry).replace('\n', ' ')}`);
+    }
+    for (const [itemId, item] of base) {
+      if (listed.has(itemId) || !index.keys.every((k) => item[k] !== undefined)) continue;
+      await setKeys(item, index.keys, item);
+      reindexed.push(`${index.name} ${itemId.replace('\n', ' ')}`);
+    }
+  }
+  return { reindexed, orphansRemoved };
 }

@@ -35,9 +35,8 @@ import { reconcileTaskHandlers } from '#handlers/reconcile-tasks';
 import { onExecutionEnded } from '#app/execution-ended';
 import { hrEventMessage } from '#app/ingest';
 import { startRunWorkflow } from '#app/start-run';
-import type { RunRecord } from '#core/ledger';
 import { withDecisionCallbacks } from '#app/standalone-approvals';
-import { ensureTable, scanRunIds, startDynalite, type LocalDynamo } from './dynalite.ts';
+import { ensureTable, repairIndexes, startDynalite, type LocalDynamo } from './dynalite.ts';
 import { fsEvidenceStore } from './evidence-fs.ts';
 import { AdjustableClock, EnvSecrets, LocalFifoQueue, LocalScheduler, MemoryMetrics, Outbox, toSqsEvent, type QueueRecord, type ScheduledEntry } from './adapters.ts';
 import { LocalWorkflows } from './workflow-engine.ts';
@@ -312,18 +311,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   // re-reads the targets and the ledger, so nothing already done is done twice.
   const resumed: string[] = [];
   if (dataDir && !options.fresh) {
-    // Open runs are read from the table, not its status index: a runtime killed in the middle of
-    // a write can leave a run out of dynalite's index (see scanRunIds). Such a run's index entry
-    // is written again here, so the read API and the CLI list it too.
+    // A runtime killed in the middle of a write can leave dynalite's indexes out of step with
+    // the table (see repairIndexes): mended first, so open runs can be listed by status.
+    await repairIndexes(dynamo.client, TABLE_NAME);
     const statuses = ['RECEIVED', 'PLANNED', 'AWAITING_APPROVAL', 'EXECUTING', 'RECONCILING'] as const;
-    const indexed = new Set((await Promise.all(statuses.map((st) => ledger.listRunsByStatus(st)))).flat().map((r) => r.runId));
-    const open: RunRecord[] = [];
-    for (const id of await scanRunIds(dynamo.client, TABLE_NAME, statuses)) {
-      const run = await ledger.getRun(id);
-      if (!run) continue;
-      if (!indexed.has(id)) await ledger.updateRun(id, { status: run.status }, [run.status]);
-      open.push(run);
-    }
+    const open = (await Promise.all(statuses.map((st) => ledger.listRunsByStatus(st)))).flat();
     for (const run of open) {
       const { lifecycle } = run;
       if (lifecycle === 'reconcile') continue;

@@ -14,7 +14,8 @@ import { TargetConflict } from '#core/errors';
 import { ConditionFailed, type ApprovalRecord, type ExceptionRecord, type PersonRecord, type RunRecord, type StepAttempt } from '#core/ledger';
 import { DynamoLedger, LedgerItemTooLarge } from '#aws/ledger.dynamodb';
 import { LAYOUT_ATTRIBUTES, keys } from '#aws/table';
-import { ensureTable, startDynalite, type LocalDynamo } from '#local/dynalite';
+import { ensureTable, repairIndexes, startDynalite, type LocalDynamo } from '#local/dynalite';
+import { tearIndexWrite } from '../helpers/torn-write.ts';
 
 let dynamo: LocalDynamo;
 beforeAll(async () => {
@@ -883,4 +884,44 @@ describe('local dynalite', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('mends its indexes after a write torn by a kill: a run missing from its status, an entry for a status the run never got', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'jml-dynalite-'));
+    try {
+      const first = await startDynalite({ path: dir });
+      let updatedAt: string;
+      try {
+        await ensureTable(first.client, 'jml-ledger');
+        const ledger = new DynamoLedger({ client: first.client, tableName: 'jml-ledger' });
+        await ledger.createRun(run('run-torn'));
+        await ledger.createRun(run('run-whole'));
+        updatedAt = (await ledger.getRun('run-torn'))!.updatedAt;
+      } finally {
+        await first.close();
+      }
+      await tearIndexWrite(dir, 'jml-ledger', keys.run('run-torn'), { status: 'EXECUTING', gsi2pk: 'STATUS#EXECUTING', gsi2sk: '2030-01-02T00:00:00.000Z#run-torn' });
+
+      const second = await startDynalite({ path: dir });
+      try {
+        const ledger = new DynamoLedger({ client: second.client, tableName: 'jml-ledger' });
+        const listed = async (status: 'RECEIVED' | 'EXECUTING') => (await ledger.listRunsByStatus(status)).map((r) => `${r.runId} ${r.status}`);
+        expect(await listed('RECEIVED')).toEqual(['run-whole RECEIVED']);
+        expect(await listed('EXECUTING')).toEqual(['run-torn EXECUTING']);
+        expect((await ledger.getRun('run-torn'))?.status).toBe('RECEIVED');
+
+        const mended = await repairIndexes(second.client, 'jml-ledger');
+        expect(mended).toEqual({ reindexed: ['gsi2 RUN#run-torn RUN'], orphansRemoved: ['gsi2 RUN#run-torn RUN'] });
+        expect((await listed('RECEIVED')).sort()).toEqual(['run-torn RECEIVED', 'run-whole RECEIVED']);
+        expect(await listed('EXECUTING')).toEqual([]);
+        expect(await repairIndexes(second.client, 'jml-ledger')).toEqual({ reindexed: [], orphansRemoved: [] });
+        // The runs themselves are untouched.
+        expect((await ledger.getRun('run-torn'))?.updatedAt).toBe(updatedAt);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
+
