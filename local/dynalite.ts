@@ -42,15 +42,15 @@ export interface LocalDynamo {
   close(): Promise<void>;
 }
 
+/** How long closing waits for requests dynalite is still working on. */
+const CLOSE_DRAIN_MS = 10_000;
+
 /**
  * Starts dynalite on 127.0.0.1. With `path`, data lives in that directory (LevelDB) and
  * survives a restart on the same path; without, it is in memory. `port` 0/absent = a free port.
  * `ownProcess`: dynalite runs in a child process (as DynamoDB runs outside the Lambda in AWS, its
  * work does not share the caller's event loop); the port is then always a free one.
  */
-/** How long closing waits for requests dynalite is still working on. */
-const CLOSE_DRAIN_MS = 10_000;
-
 export async function startDynalite(options: { path?: string; port?: number; ownProcess?: boolean } = {}): Promise<LocalDynamo> {
   const settings = dynaliteOptions(options.path);
   if (options.ownProcess) return startDynaliteProcess(settings);
@@ -237,16 +237,23 @@ export async function repairIndexes(client: DynamoDBDocumentClient, tableName: s
   const reindexed: string[] = [];
   const orphansRemoved: string[] = [];
   const key = (item: Item) => ({ [TABLE_KEYS.pk]: item[TABLE_KEYS.pk], [TABLE_KEYS.sk]: item[TABLE_KEYS.sk] });
-  const setKeys = (item: Item, keys: readonly string[], values: Item) =>
-    client.send(
+  // The item's index key set to `values` (removed where `values` has none: out of a sparse index).
+  const setKeys = (item: Item, keys: readonly string[], values: Item) => {
+    const set = keys.filter((k) => values[k] !== undefined);
+    const removed = keys.filter((k) => values[k] === undefined);
+    const name = (k: string) => `#k${keys.indexOf(k)}`;
+    return client.send(
       new UpdateCommand({
         TableName: tableName,
         Key: key(item),
-        UpdateExpression: `SET ${keys.map((_, i) => `#k${i} = :k${i}`).join(', ')}`,
-        ExpressionAttributeNames: Object.fromEntries(keys.map((k, i) => [`#k${i}`, k])),
-        ExpressionAttributeValues: Object.fromEntries(keys.map((k, i) => [`:k${i}`, values[k]])),
+        UpdateExpression: [set.length ? `SET ${set.map((k) => `${name(k)} = :${name(k).slice(1)}`).join(', ')}` : '', removed.length ? `REMOVE ${removed.map(name).join(', ')}` : '']
+          .filter(Boolean)
+          .join(' '),
+        ExpressionAttributeNames: Object.fromEntries(keys.map((k) => [name(k), k])),
+        ...(set.length ? { ExpressionAttributeValues: Object.fromEntries(set.map((k) => [`:${name(k).slice(1)}`, values[k]])) } : {}),
       }),
     );
+  };
   for (const index of indexes) {
     const sameKey = (a: Item, b: Item) => index.keys.every((k) => a[k] === b[k]);
     const entries = await scanAll(client, tableName, [TABLE_KEYS.pk, TABLE_KEYS.sk, ...index.keys], index.name);

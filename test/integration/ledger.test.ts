@@ -895,22 +895,28 @@ describe('local dynalite', () => {
         const ledger = new DynamoLedger({ client: first.client, tableName: 'jml-ledger' });
         await ledger.createRun(run('run-torn'));
         await ledger.createRun(run('run-whole'));
+        await ledger.putMeta('not-indexed', { n: 1 });
         updatedAt = (await ledger.getRun('run-torn'))!.updatedAt;
       } finally {
         await first.close();
       }
       await tearIndexWrite(dir, 'jml-ledger', keys.run('run-torn'), { status: 'EXECUTING', gsi2pk: 'STATUS#EXECUTING', gsi2sk: '2030-01-02T00:00:00.000Z#run-torn' });
+      // An item that is in no index, torn into one.
+      await tearIndexWrite(dir, 'jml-ledger', keys.meta('not-indexed'), { gsi2pk: 'STATUS#EXECUTING', gsi2sk: '2030-01-03T00:00:00.000Z#meta' });
 
       const second = await startDynalite({ path: dir });
       try {
         const ledger = new DynamoLedger({ client: second.client, tableName: 'jml-ledger' });
         const listed = async (status: 'RECEIVED' | 'EXECUTING') => (await ledger.listRunsByStatus(status)).map((r) => `${r.runId} ${r.status}`);
         expect(await listed('RECEIVED')).toEqual(['run-whole RECEIVED']);
-        expect(await listed('EXECUTING')).toEqual(['run-torn EXECUTING']);
+        await expect(listed('EXECUTING')).rejects.toThrow(); // the meta item is no run
         expect((await ledger.getRun('run-torn'))?.status).toBe('RECEIVED');
 
         const mended = await repairIndexes(second.client, 'jml-ledger');
-        expect(mended).toEqual({ reindexed: ['gsi2 RUN#run-torn RUN'], orphansRemoved: ['gsi2 RUN#run-torn RUN'] });
+        expect(mended).toEqual({ reindexed: ['gsi2 RUN#run-torn RUN'], orphansRemoved: ['gsi2 RUN#run-torn RUN', 'gsi2 META#not-indexed META'] });
+        const raw = await second.client.send(new GetCommand({ TableName: 'jml-ledger', Key: keys.meta('not-indexed') }));
+        expect(raw.Item).not.toHaveProperty('gsi2pk');
+        expect(await ledger.getMeta('not-indexed')).toEqual({ n: 1 });
         expect((await listed('RECEIVED')).sort()).toEqual(['run-torn RECEIVED', 'run-whole RECEIVED']);
         expect(await listed('EXECUTING')).toEqual([]);
         expect(await repairIndexes(second.client, 'jml-ledger')).toEqual({ reindexed: [], orphansRemoved: [] });
