@@ -217,7 +217,11 @@ export class LocalWorkflows implements WorkflowEngine, TaskCallbacks {
           const at = Date.parse(String(state.Timestamp ?? atPath(input, state.TimestampPath)));
           if (Number.isNaN(at)) throw Object.assign(new Error(`${name}: the timestamp to wait for is not a date`), { name: 'States.Runtime' });
           const now = this.options.now ?? Date.now;
-          for (let left = at - now(); left > 0; left = at - now()) await new Promise((r) => setTimeout(r, Math.min(left, WAIT_RECHECK_MS)));
+          // Until the moment, or until the execution is stopped (the library then drops this Task).
+          const running = () => (this.executions.get(execution)?.status ?? 'RUNNING') === 'RUNNING';
+          for (let left = at - now(); left > 0 && running(); left = at - now()) {
+            await new Promise((r) => setTimeout(r, Math.min(left, WAIT_RECHECK_MS)));
+          }
           return input;
         };
         continue;
