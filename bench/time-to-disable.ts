@@ -103,6 +103,8 @@ interface Row {
   oktaCalls: number;
   overheadMs: number;
   ledgerCalls: number;
+  /** DynamoDB requests those calls made (reads asked for at once go out as one BatchGetItem). */
+  dynamoRequests: number;
   ledgerMs: number;
   cpuMs: number;
   ledgerCallP50Ms: number;
@@ -116,6 +118,18 @@ async function oneRound(round: number) {
   deps.ledger = timed(deps.ledger, 'ledger');
   deps.queue = timed(deps.queue, 'queue');
   deps.workflows = timed(deps.workflows, 'workflows');
+  // Every DynamoDB request, on the trace as `dynamodb <operation>` (one hop per request, however many ledger calls it carries).
+  const requests: number[] = [];
+  stack.dynamo.client.middlewareStack.add(
+    (next, context) => (args) => {
+      const at = epochNow();
+      requests.push(at);
+      const keys = (args.input as { RequestItems?: Record<string, { Keys: unknown[] }> }).RequestItems;
+      const size = keys ? ` (${Object.values(keys).reduce((n, t) => n + t.Keys.length, 0)} keys)` : '';
+      return next(args).finally(() => hops.push({ what: `dynamodb ${String(context.commandName).replace(/Command$/, '')}${size}`, start: at, end: epochNow() }));
+    },
+    { step: 'initialize', name: 'countRequests' },
+  );
   // CPU spent by the whole process (engine, stand-ins, and dynalite unless `--ledger-process`) until the sessions are revoked:
   // the machine work of the path, far less sensitive to a busy machine than wall time.
   const revoked: { cpu?: NodeJS.CpuUsage } = {};
@@ -199,6 +213,7 @@ async function oneRound(round: number) {
       oktaCalls: calls,
       overheadMs: round1(measured - latencyMs * calls),
       ledgerCalls: onPath.length,
+      dynamoRequests: requests.filter((t) => t >= t0 && t <= disabledEpoch).length,
       ledgerMs: round1(onPath.reduce((n, h) => n + h.end - h.start, 0)),
       cpuMs: round1(cpuMs),
       ledgerCallP50Ms: round1(pct(onPath.map((h) => h.end - h.start), 50)),
@@ -246,6 +261,7 @@ const results = {
   ledger: values['ledger-process'] ? 'dynalite in its own process' : 'dynalite in the same process',
   oktaCallsBeforeDisable: pct(col('oktaCalls'), 50),
   ledgerCallsBeforeDisable: pct(col('ledgerCalls'), 50),
+  dynamoRequestsBeforeDisable: pct(col('dynamoRequests'), 50),
   measuredMs: { p50: pct(col('measuredMs'), 50), p99: pct(col('measuredMs'), 99) },
   engineOverheadMs: { p50: pct(col('overheadMs'), 50), p99: pct(col('overheadMs'), 99) },
   phasesMsP50: {

@@ -862,13 +862,16 @@ export class DynamoLedger implements Ledger {
 
   /**
    * Strongly consistent read; an expired item reads as absent (unless `withExpired`). Reads asked
-   * for in the same turn of the event loop go out together (`flushReads`).
+   * for in the same turn of the event loop — before it next waits for I/O — go out together
+   * (`flushReads`).
    */
   private async getItem(key: ItemKey, withExpired = false): Promise<Item | null> {
     const item = await new Promise<Item | null>((resolve, reject) => {
       if (!this.reads) {
         this.reads = [];
-        setImmediate(() => void this.flushReads());
+        // Once the promise jobs queued by now (and those they queue) have run, before any I/O:
+        // reads issued along a chain of resolved promises join, and none waits for the event loop.
+        void Promise.resolve().then(() => process.nextTick(() => void this.flushReads()));
       }
       this.reads.push({ key, resolve, reject });
     });
