@@ -14,8 +14,9 @@
  * terminated one after another, each once the previous run has gone quiet (waiting for its
  * data-handling approval), so each figure is the unloaded latency.
  *
- * Every hop on the path is timestamped: each ledger call, the queue send, the workflow start,
- * the states entered and each Okta request. `--trace` prints one leaver's timeline; the summary
+ * Every hop on the path is timestamped: each ledger call, each DynamoDB request (reads asked for
+ * at once share one BatchGetItem, so there are fewer requests than ledger calls), the queue send,
+ * the workflow start, the states entered and each Okta request. `--trace` prints one leaver's timeline; the summary
  * gives the ledger calls made before the disable and where the time went (sequential round
  * trips are best read off the `--trace` timeline: parallel calls and the webhook's own write
  * overlap the consumer's).
@@ -119,11 +120,9 @@ async function oneRound(round: number) {
   deps.queue = timed(deps.queue, 'queue');
   deps.workflows = timed(deps.workflows, 'workflows');
   // Every DynamoDB request, on the trace as `dynamodb <operation>` (one hop per request, however many ledger calls it carries).
-  const requests: number[] = [];
   stack.dynamo.client.middlewareStack.add(
     (next, context) => (args) => {
       const at = epochNow();
-      requests.push(at);
       const keys = (args.input as { RequestItems?: Record<string, { Keys: unknown[] }> }).RequestItems;
       const size = keys ? ` (${Object.values(keys).reduce((n, t) => n + t.Keys.length, 0)} keys)` : '';
       return next(args).finally(() => hops.push({ what: `dynamodb ${String(context.commandName).replace(/Command$/, '')}${size}`, start: at, end: epochNow() }));
@@ -213,7 +212,7 @@ async function oneRound(round: number) {
       oktaCalls: calls,
       overheadMs: round1(measured - latencyMs * calls),
       ledgerCalls: onPath.length,
-      dynamoRequests: requests.filter((t) => t >= t0 && t <= disabledEpoch).length,
+      dynamoRequests: hops.filter((h) => h.what.startsWith('dynamodb ') && h.start >= t0 && h.end <= disabledEpoch).length,
       ledgerMs: round1(onPath.reduce((n, h) => n + h.end - h.start, 0)),
       cpuMs: round1(cpuMs),
       ledgerCallP50Ms: round1(pct(onPath.map((h) => h.end - h.start), 50)),
