@@ -880,9 +880,9 @@ export class DynamoLedger implements Ledger {
 
   /**
    * The reads of one turn: a single key is a GetItem, several are one BatchGetItem per 100 keys
-   * (strongly consistent too, the same read units), repeated with back-off for any keys DynamoDB
-   * leaves unprocessed (up to `UNPROCESSED_TRIES` requests). A consumer's first reads (the run, the person, the bulk guard's counters
-   * and count) are then one request, not four.
+   * (sent at once; strongly consistent too, the same read units), each repeated with back-off for
+   * the keys DynamoDB leaves unprocessed (up to `UNPROCESSED_TRIES` requests). A consumer's first
+   * reads (the run, the person, the bulk guard's counters and count) are one request, not four.
    */
   private async flushReads(): Promise<void> {
     const reads = this.reads ?? [];
@@ -896,16 +896,19 @@ export class DynamoLedger implements Ledger {
         const out = await client.send(new GetCommand({ TableName: this.tableName, Key: unique[0], ConsistentRead: true }));
         if (out.Item) found.set(id(unique[0]!), out.Item);
       }
-      for (let i = 0; unique.length > 1 && i < unique.length; i += 100) {
-        let request: ItemKey[] | undefined = unique.slice(i, i + 100);
-        for (let attempt = 0; request?.length; attempt++) {
-          if (attempt === UNPROCESSED_TRIES) throw new LedgerThrottled(`ledger read: DynamoDB left ${request.length} of ${unique.length} keys unprocessed ${UNPROCESSED_TRIES} times (throughput exceeded)`);
-          if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
-          const out = await client.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: request, ConsistentRead: true } } }));
-          for (const item of out.Responses?.[this.tableName] ?? []) found.set(id({ pk: String(item[TABLE_KEYS.pk]), sk: String(item[TABLE_KEYS.sk]) }), item);
-          request = out.UnprocessedKeys?.[this.tableName]?.Keys as ItemKey[] | undefined;
-        }
-      }
+      const chunks = unique.length > 1 ? Array.from({ length: Math.ceil(unique.length / 100) }, (_, i) => unique.slice(i * 100, i * 100 + 100)) : [];
+      await Promise.all(
+        chunks.map(async (chunk) => {
+          let request: ItemKey[] | undefined = chunk;
+          for (let attempt = 0; request?.length; attempt++) {
+            if (attempt === UNPROCESSED_TRIES) throw new LedgerThrottled(`ledger read: DynamoDB left ${request.length} of ${unique.length} keys unprocessed ${UNPROCESSED_TRIES} times (throughput exceeded)`);
+            if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
+            const out = await client.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: request, ConsistentRead: true } } }));
+            for (const item of out.Responses?.[this.tableName] ?? []) found.set(id({ pk: String(item[TABLE_KEYS.pk]), sk: String(item[TABLE_KEYS.sk]) }), item);
+            request = out.UnprocessedKeys?.[this.tableName]?.Keys as ItemKey[] | undefined;
+          }
+        }),
+      );
       for (const r of reads) r.resolve(found.get(id(r.key)) ?? null);
     } catch (e) {
       for (const r of reads) r.reject(e);
