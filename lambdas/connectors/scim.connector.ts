@@ -404,6 +404,7 @@ export function createScimConnector(input: ScimConnectorConfig): ScimConnector {
       const roles = user.roles ?? [];
       const has = roles.some((r) => r.value === ref.value);
       if (has === adding) return change(op, accountId, false, trace, { entitlement: ref });
+      let sent: Sent = 'written';
       if (quirks.putOnly) {
         const next = adding ? [...roles, { value: ref.value }] : roles.filter((r) => r.value !== ref.value);
         await client.call('PUT', userPath(accountId), {
@@ -413,21 +414,10 @@ export function createScimConnector(input: ScimConnectorConfig): ScimConnector {
           ifMatch: etag,
         });
       } else {
-        const sent = await sendOnce(
-          () =>
-            client.call('PATCH', userPath(accountId), {
-              body: adding
-                ? patchOp({ op: 'add', path: 'roles', value: [{ value: ref.value }] })
-                : patchOp({ op: 'remove', path: `roles[value eq ${scimString(ref.value)}]` }),
-              what: 'SCIM User',
-              trace,
-              resendUnanswered: false,
-            }),
-          async () => ((await readUserOrNull(accountId, trace))?.user.roles ?? []).some((r) => r.value === ref.value) === adding,
-        );
-        return change(op, accountId, true, trace, { entitlement: ref, ...(sent === 'landed' ? { detail: LANDED } : {}) });
+        const patch = { path: userPath(accountId), what: 'SCIM User', list: 'roles', value: ref.value, adding, trace } as const;
+        sent = await patchListOnce(patch, accountId, (u) => (u.roles ?? []).some((r) => r.value === ref.value));
       }
-      return change(op, accountId, true, trace, { entitlement: ref });
+      return change(op, accountId, true, trace, { entitlement: ref, ...(sent === 'landed' ? { detail: LANDED } : {}) });
     }
 
     let groupId: string;
@@ -455,25 +445,35 @@ export function createScimConnector(input: ScimConnectorConfig): ScimConnector {
     return change(op, accountId, true, trace, { entitlement: ref, ...(sent === 'landed' ? { detail: LANDED } : {}) });
   }
 
-  /** A membership or role PATCH: not sent twice blind (send-once.ts). */
-  function sendOnce(write: () => Promise<unknown>, tookEffect: () => Promise<boolean>): Promise<Sent> {
-    return sendOnceWith({ write, tookEffect, unanswered: (e) => e instanceof UnansweredWrite, retries: config.maxRetries, baseDelayMs: config.retryBaseDelayMs });
+  /**
+   * Adds `value` to, or removes it from, a multi-valued attribute (a group's `members`, a user's
+   * `roles`) with one PATCH that is not sent twice blind (send-once.ts): when its answer is lost,
+   * `userId`'s account is read back and `holds` says whether it has the value now.
+   */
+  function patchListOnce(
+    w: { path: string; what: string; list: 'members' | 'roles'; value: string; adding: boolean; trace: string[] },
+    userId: string,
+    holds: (user: ScimUser) => boolean,
+  ): Promise<Sent> {
+    const body = w.adding
+      ? patchOp({ op: 'add', path: w.list, value: [{ value: w.value }] })
+      : patchOp({ op: 'remove', path: `${w.list}[value eq ${scimString(w.value)}]` });
+    return sendOnceWith({
+      write: () => client.call('PATCH', w.path, { body, what: w.what, trace: w.trace, resendUnanswered: false }),
+      tookEffect: async () => {
+        const user = (await readUserOrNull(userId, w.trace))?.user;
+        return (user ? holds(user) : false) === w.adding;
+      },
+      unanswered: (e) => e instanceof UnansweredWrite,
+      retries: config.maxRetries,
+      baseDelayMs: config.retryBaseDelayMs,
+    });
   }
 
   async function writeMembership(groupId: string, userId: string, adding: boolean, trace: string[]): Promise<Sent> {
     if (!quirks.putOnly) {
-      return sendOnce(
-        () =>
-          client.call('PATCH', groupPath(groupId), {
-            body: adding
-              ? patchOp({ op: 'add', path: 'members', value: [{ value: userId }] })
-              : patchOp({ op: 'remove', path: `members[value eq ${scimString(userId)}]` }),
-            what: `SCIM Group ${groupId}`,
-            trace,
-            resendUnanswered: false,
-          }),
-        async () => ((await readUserOrNull(userId, trace))?.user.groups ?? []).some((g) => g.value === groupId) === adding,
-      );
+      const patch = { path: groupPath(groupId), what: `SCIM Group ${groupId}`, list: 'members', value: userId, adding, trace } as const;
+      return patchListOnce(patch, userId, (u) => (u.groups ?? []).some((g) => g.value === groupId));
     }
     const reply = await client.call('GET', groupPath(groupId), { schema: scimGroupSchema, what: `SCIM Group ${groupId}`, trace });
     const group = reply.body;
