@@ -134,7 +134,7 @@ describe(`${EVENTS} HR events for ${PEOPLE} people under faults, crashes and a r
     expect(resumed.length).toBeGreaterThan(0);
     // Runs nothing is working on any more. The two causes this used to tolerate (a Plan write over
     // a superseded run; a started RECEIVED run not resumed) are fixed: none may be left.
-    expect(report.notClosed, JSON.stringify(report.notClosedDetail, null, 1)).toEqual([]);
+    expect(report.notClosed, JSON.stringify(report.detail.notClosed, null, 1)).toEqual([]);
   });
 
   it('leaves no person with two accounts on any target, and no retry, crash, resume or second run of the person adds a group membership twice', () => {
