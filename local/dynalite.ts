@@ -7,21 +7,22 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { createRequire } from 'node:module';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import {
   CreateTableCommand,
   DescribeTableCommand,
   DynamoDBClient,
+  ListTablesCommand,
   ResourceNotFoundException,
   type CreateTableCommandOutput,
   type DescribeTableCommandOutput,
+  type ListTablesCommandOutput,
 } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, DynamoDBDocumentClient, PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { LEDGER_TRANSLATE_CONFIG } from '#aws/ledger.dynamodb';
 import { createTableInput, TABLE_KEYS } from '#aws/table';
+import { listenDynalite } from './dynalite-server.mjs';
 
 interface DynaliteOptions {
   path?: string;
@@ -29,9 +30,6 @@ interface DynaliteOptions {
   deleteTableMs?: number;
   updateTableMs?: number;
 }
-/** dynalite ships no types; this is the part of its API used here. */
-type DynaliteFactory = (options: DynaliteOptions) => Server;
-const dynalite = createRequire(import.meta.url)('dynalite') as DynaliteFactory;
 
 export interface LocalDynamo {
   /** `http://127.0.0.1:<port>` */
@@ -40,64 +38,36 @@ export interface LocalDynamo {
   client: DynamoDBDocumentClient;
   /** Destroys the client, drops open connections and closes the store (flushes LevelDB). */
   close(): Promise<void>;
+  /** What was mended at start in a store that had not been closed (see `startDynalite`). */
+  mended?: { reindexed: string[]; orphansRemoved: string[] };
 }
-
-/** How long closing waits for requests dynalite is still working on. */
-const CLOSE_DRAIN_MS = 10_000;
 
 /**
  * Starts dynalite on 127.0.0.1. With `path`, data lives in that directory (LevelDB) and
  * survives a restart on the same path; without, it is in memory. `port` 0/absent = a free port.
  * `ownProcess`: dynalite runs in a child process (as DynamoDB runs outside the Lambda in AWS, its
  * work does not share the caller's event loop); the port is then always a free one.
+ *
+ * A clean close leaves a marker beside the store (`<path>.closed`). A store without one was not
+ * closed (its runtime was killed): its indexes may be torn, and are mended (`repairIndexes`, every
+ * table) before the store is handed out — `mended` says what was. A normal restart skips the scans.
  */
 export async function startDynalite(options: { path?: string; port?: number; ownProcess?: boolean } = {}): Promise<LocalDynamo> {
   const settings = dynaliteOptions(options.path);
-  if (options.ownProcess) return startDynaliteProcess(settings);
-  const server = dynalite(settings);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  const { base, client } = clientFor(port);
-  // Requests dynalite is still working on: it throws (an uncaught exception that ends the
-  // process) when LevelDB closes under one, so close waits for them to be answered.
-  // Once closing, a request that still arrives is dropped before dynalite has read its body.
-  let inFlight = 0;
-  let closing = false;
-  let drained: (() => void) | undefined;
-  server.on('request', (req, res) => {
-    if (closing) return void req.socket.destroy();
-    inFlight += 1;
-    const end = res.end.bind(res);
-    res.end = ((...args: Parameters<typeof res.end>) => {
-      if (--inFlight === 0) drained?.();
-      return end(...args);
-    }) as typeof res.end;
-  });
-
+  const marker = options.path ? `${options.path}.closed` : undefined;
+  const mayBeTorn = !!options.path && existsSync(options.path) && !existsSync(marker!);
+  if (marker) rmSync(marker, { force: true });
+  const started = options.ownProcess ? await startDynaliteProcess(settings) : await listenDynalite(settings, options.port ?? 0).then((d) => ({ port: d.port, close: () => d.close().then(() => true) }));
+  const { base, client } = clientFor(started.port);
   let closed: Promise<void> | undefined;
   const close = () =>
     (closed ??= (async () => {
-      closing = true;
       client.destroy();
       base.destroy();
-      if (inFlight > 0) {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([new Promise<void>((r) => (drained = r)), new Promise((r) => (timer = setTimeout(r, CLOSE_DRAIN_MS)))]);
-        clearTimeout(timer);
-      }
-      // dynalite's close stops the listener, then closes LevelDB (which releases its lock).
-      await new Promise<void>((resolve, reject) => {
-        server.close((err) => (err ? reject(err) : resolve()));
-        server.closeAllConnections();
-      });
+      if ((await started.close()) && marker) writeFileSync(marker, '');
     })());
-  return { endpoint: `http://127.0.0.1:${port}`, port, client, close };
+  const mended = mayBeTorn ? await repairAllIndexes(client) : undefined;
+  return { endpoint: `http://127.0.0.1:${started.port}`, port: started.port, client, close, ...(mended ? { mended } : {}) };
 }
 
 function clientFor(port: number): { base: DynamoDBClient; client: DynamoDBDocumentClient } {
@@ -117,11 +87,12 @@ function dynaliteOptions(path: string | undefined): DynaliteOptions {
   return { ...(path ? { path } : {}), createTableMs: 5, deleteTableMs: 5, updateTableMs: 5 };
 }
 
-async function startDynaliteProcess(settings: DynaliteOptions): Promise<LocalDynamo> {
+/** dynalite in a child process; `close` stops it and says whether it closed its store cleanly (exit 0). */
+async function startDynaliteProcess(settings: DynaliteOptions): Promise<{ port: number; close: () => Promise<boolean> }> {
   const child = spawn(process.execPath, [fileURLToPath(new URL('./dynalite-process.mjs', import.meta.url)), JSON.stringify(settings)], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     child.stdout.setEncoding('utf8');
@@ -133,22 +104,32 @@ async function startDynaliteProcess(settings: DynaliteOptions): Promise<LocalDyn
     child.once('error', reject);
     child.once('exit', (code) => reject(new Error(`dynalite process exited (${code}) before it listened`)));
   });
-  const { base, client } = clientFor(port);
-  let closed: Promise<void> | undefined;
-  const close = () =>
-    (closed ??= (async () => {
-      client.destroy();
-      base.destroy();
+  return {
+    port,
+    close: async () => {
       child.kill('SIGTERM');
-      await exited;
-    })());
-  return { endpoint: `http://127.0.0.1:${port}`, port, client, close };
+      return (await exited) === 0;
+    },
+  };
+}
+
+/** `repairIndexes` on every table of the store. */
+async function repairAllIndexes(client: DynamoDBDocumentClient): Promise<{ reindexed: string[]; orphansRemoved: string[] }> {
+  const { TableNames = [] } = await (client as unknown as TableCommands).send(new ListTablesCommand({}));
+  const mended = { reindexed: [] as string[], orphansRemoved: [] as string[] };
+  for (const table of TableNames) {
+    const m = await repairIndexes(client, table);
+    mended.reindexed.push(...m.reindexed);
+    mended.orphansRemoved.push(...m.orphansRemoved);
+  }
+  return mended;
 }
 
 type TableClient = DynamoDBDocumentClient | DynamoDBClient;
 interface TableCommands {
   send(command: CreateTableCommand): Promise<CreateTableCommandOutput>;
   send(command: DescribeTableCommand): Promise<DescribeTableCommandOutput>;
+  send(command: ListTablesCommand): Promise<ListTablesCommandOutput>;
 }
 
 /**

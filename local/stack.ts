@@ -36,7 +36,7 @@ import { onExecutionEnded } from '#app/execution-ended';
 import { hrEventMessage } from '#app/ingest';
 import { startRunWorkflow } from '#app/start-run';
 import { withDecisionCallbacks } from '#app/standalone-approvals';
-import { ensureTable, repairIndexes, startDynalite, type LocalDynamo } from './dynalite.ts';
+import { ensureTable, startDynalite, type LocalDynamo } from './dynalite.ts';
 import { fsEvidenceStore } from './evidence-fs.ts';
 import { AdjustableClock, EnvSecrets, LocalFifoQueue, LocalScheduler, MemoryMetrics, Outbox, toSqsEvent, type QueueRecord, type ScheduledEntry } from './adapters.ts';
 import { LocalWorkflows } from './workflow-engine.ts';
@@ -311,9 +311,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   // re-reads the targets and the ledger, so nothing already done is done twice.
   const resumed: string[] = [];
   if (dataDir && !options.fresh) {
-    // A runtime killed in the middle of a write can leave dynalite's indexes out of step with
-    // the table (see repairIndexes): mended first, so open runs can be listed by status.
-    await repairIndexes(dynamo.client, TABLE_NAME);
+    // Listed by status: a store its runtime did not close had its indexes mended as it started
+    // (startDynalite), so a run torn out of its status partition is listed again.
     const statuses = ['RECEIVED', 'PLANNED', 'AWAITING_APPROVAL', 'EXECUTING', 'RECONCILING'] as const;
     const open = (await Promise.all(statuses.map((st) => ledger.listRunsByStatus(st)))).flat();
     for (const run of open) {

@@ -1,9 +1,10 @@
 /**
  * What a local runtime killed in the middle of a ledger write leaves in dynalite's files: the
  * item's index entries moved to `patch` (dynalite's own `updateIndexes`: old entries deleted, new
- * ones put) and the item itself not written — the write that comes after them in dynalite. Call
- * it on a data directory no running dynalite holds.
+ * ones put) and the item itself not written — the write that comes after them in dynalite — and
+ * no mark of a clean close. Call it on a data directory no running dynalite holds.
  */
+import { rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
 type DdbItem = Record<string, { S?: string; N?: string }>;
@@ -33,4 +34,5 @@ export async function tearIndexWrite(path: string, tableName: string, key: { pk:
   } finally {
     await store.db.close();
   }
+  rmSync(`${path}.closed`, { force: true }); // a killed runtime leaves none (see startDynalite)
 }
