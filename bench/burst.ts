@@ -37,6 +37,7 @@ import { createHrisWebhookHandler } from '#handlers/hris-webhook';
 import { toApiGatewayEvent } from '#local/api-gateway';
 import { DEV_SECRETS, REPO_ROOT, startLocalStack } from '#local/stack';
 import { oktaProfileOf } from '#local/standins/okta-state';
+import { percentile } from './_stats.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -188,7 +189,6 @@ const transitions = responses.map((r) => {
 });
 const sortedTransitions = [...transitions].sort((a, b) => a - b);
 const statesOfOne = stack.workflows.statesEntered(responses[0]!.runId);
-const pct = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
 
 await stack.close();
 rmSync(tmp, { recursive: true, force: true });
@@ -215,9 +215,9 @@ const result = {
   runs: byStatus,
   deprovisioned,
   sessionsRevoked,
-  timeToDisableMs: { p50: pct(timeToDisable, 50), p99: pct(timeToDisable, 99), max: timeToDisable.at(-1) },
-  transitionsPerRun: { p50: pct(sortedTransitions, 50), max: sortedTransitions.at(-1), mean: Number((transitions.reduce((a, b) => a + b, 0) / transitions.length).toFixed(1)) },
-  usdPerRun: Number((pct(sortedTransitions, 50) * USD_PER_TRANSITION).toFixed(6)),
+  timeToDisableMs: { p50: percentile(timeToDisable, 50), p99: percentile(timeToDisable, 99), max: timeToDisable.at(-1) },
+  transitionsPerRun: { p50: percentile(sortedTransitions, 50), max: sortedTransitions.at(-1), mean: Number((transitions.reduce((a, b) => a + b, 0) / transitions.length).toFixed(1)) },
+  usdPerRun: Number((percentile(sortedTransitions, 50) * USD_PER_TRANSITION).toFixed(6)),
   usdPer1000Leavers: Number((transitions.reduce((a, b) => a + b, 0) * USD_PER_TRANSITION * (1000 / leavers)).toFixed(3)),
   statesOfOneRun: statesOfOne,
 };

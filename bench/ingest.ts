@@ -17,6 +17,7 @@ import { signCanonical, verifyCanonical } from '#core/signature';
 import { createHrisWebhookHandler } from '#handlers/hris-webhook';
 import { toApiGatewayEvent } from '#local/api-gateway';
 import { DEV_SECRETS, startLocalStack } from '#local/stack';
+import { percentile } from './_stats.ts';
 
 const { values } = parseArgs({ options: { events: { type: 'string' } } });
 const N = Number(values.events ?? 2000);
@@ -35,7 +36,6 @@ function event(i: number) {
   });
 }
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 
 // A. CPU path
 const bodies = Array.from({ length: N }, (_, i) => event(i));
@@ -87,8 +87,8 @@ const parMs = performance.now() - par0;
 await stack.close();
 
 const results = {
-  cpuPath: { events: N, eventsPerSecond: Math.round(N / (cpuMs / 1000)), p50us: Math.round(pct(cpu, 50) * 1000), p99us: Math.round(pct(cpu, 99) * 1000) },
-  handlerSequential: { events: M, eventsPerSecond: Math.round(M / (seqMs / 1000)), p50ms: +pct(seq, 50).toFixed(2), p99ms: +pct(seq, 99).toFixed(2) },
+  cpuPath: { events: N, eventsPerSecond: Math.round(N / (cpuMs / 1000)), p50us: Math.round(percentile(cpu, 50) * 1000), p99us: Math.round(percentile(cpu, 99) * 1000) },
+  handlerSequential: { events: M, eventsPerSecond: Math.round(M / (seqMs / 1000)), p50ms: +percentile(seq, 50).toFixed(2), p99ms: +percentile(seq, 99).toFixed(2) },
   handlerConcurrent8: { events: M, eventsPerSecond: Math.round(M / (parMs / 1000)) },
 };
 console.log('ingest: HRIS webhook acceptance (signature, validation, record RECEIVED, enqueue)');

@@ -40,6 +40,7 @@ import {
   TERMINAL,
 } from '../test/reliability/fixtures/harness.ts';
 import { generateWorkload } from '../test/reliability/fixtures/workload.ts';
+import { percentile } from './_stats.ts';
 
 const { values } = parseArgs({
   options: { people: { type: 'string' }, events: { type: 'string' }, faults: { type: 'string' }, 'kill-at': { type: 'string' }, seed: { type: 'string' }, approvers: { type: 'string' }, 'audit-out': { type: 'string' } },
@@ -115,13 +116,12 @@ try {
     .filter((r) => TERMINAL.includes(r.status) && !['STALE', 'SUPERSEDED'].includes(r.status))
     .map((r) => Date.parse(r.updatedAt) - Date.parse(r.createdAt))
     .sort((a, b) => a - b);
-  const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0;
   const seconds = (closedAt - started) / 1000;
   const rows: Array<[string, string]> = [
     ['people / distinct events / deliveries', `${PEOPLE} / ${workload.events.length} / ${workload.deliveries.length} (${workload.duplicates} redelivered, ${workload.outOfOrder} overtaken)`],
     ['target faults', `${Math.round(FAULTS * 100)}% of requests; runtime killed after ${Math.round(KILL_AT * 100)}% of deliveries; ${crashed.size} Task crashes`],
     ['throughput', `${(deliveries.length / seconds).toFixed(2)} events/s, ${(runs.length / seconds).toFixed(2)} runs/s (${seconds.toFixed(0)} s until nothing was queued or running)`],
-    ['run-close latency', `p50 ${(pct(50) / 1000).toFixed(1)} s, p99 ${(pct(99) / 1000).toFixed(1)} s (${latencies.length} runs that ran)`],
+    ['run-close latency', `p50 ${(percentile(latencies, 50) / 1000).toFixed(1)} s, p99 ${(percentile(latencies, 99) / 1000).toFixed(1)} s (${latencies.length} runs that ran)`],
     ['lost', `${report.lost.length} accepted events without a run; ${report.deadLetters} dead letters; ${report.notClosed.length} runs left open`],
     ['duplicates', `${report.duplicateAccounts.length} accounts, ${report.doubledGroupAdds.length} memberships added twice by one run, ${report.racingGroupAdds.length} by two racing runs of one person`],
     ['revocation completeness', `${report.leaversDisabled}/${report.leavers} leavers disabled everywhere after the nightly reconciliation`],
