@@ -4,6 +4,7 @@
  * status partitions are not shared between tests.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -796,6 +797,37 @@ describe('leases', () => {
 });
 
 describe('local dynalite', () => {
+  it('closes the LevelDB iterator of every query, on disk and in memory (left open, each kept memory the store would free)', async () => {
+    // The iterator classes dynalite's stores use (one abstract-level in the tree).
+    const { AbstractIterator } = createRequire(createRequire(import.meta.url).resolve('dynalite'))('abstract-level');
+    const base = Object.getPrototypeOf(AbstractIterator.prototype) as { close(): Promise<void> };
+    const close = base.close;
+    let closed = 0;
+    base.close = function (this: unknown) {
+      closed += 1;
+      return close.call(this);
+    };
+    const dir = await mkdtemp(join(tmpdir(), 'jml-dynalite-'));
+    try {
+      for (const store of [{ path: join(dir, 'db') }, {}]) {
+        const d = await startDynalite(store);
+        try {
+          await ensureTable(d.client, 'jml-ledger');
+          const ledger = new DynamoLedger({ client: d.client, tableName: 'jml-ledger' });
+          await ledger.createRun(run('run-q', { employeeId: 'E7001' }));
+          closed = 0;
+          for (let i = 0; i < 40; i++) expect((await ledger.listRunsByEmployee('E7001')).map((r) => r.runId)).toEqual(['run-q']);
+          expect(closed, `iterators closed after 40 queries (${store.path ? 'on disk' : 'in memory'})`).toBeGreaterThanOrEqual(40);
+        } finally {
+          await d.close();
+        }
+      }
+    } finally {
+      base.close = close;
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('ensureTable is idempotent and safe to call concurrently', async () => {
     const tableName = `ledger-${randomUUID()}`;
     await Promise.all([ensureTable(dynamo.client, tableName), ensureTable(dynamo.client, tableName)]);
