@@ -114,8 +114,7 @@ try {
 
   const latencies = runs
     .filter((r) => TERMINAL.includes(r.status) && !['STALE', 'SUPERSEDED'].includes(r.status))
-    .map((r) => Date.parse(r.updatedAt) - Date.parse(r.createdAt))
-    .sort((a, b) => a - b);
+    .map((r) => Date.parse(r.updatedAt) - Date.parse(r.createdAt));
   const seconds = (closedAt - started) / 1000;
   const rows: Array<[string, string]> = [
     ['people / distinct events / deliveries', `${PEOPLE} / ${workload.events.length} / ${workload.deliveries.length} (${workload.duplicates} redelivered, ${workload.outOfOrder} overtaken)`],
