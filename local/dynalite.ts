@@ -20,7 +20,7 @@ import {
   type ListTablesCommandOutput,
 } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, DynamoDBDocumentClient, PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { LEDGER_TRANSLATE_CONFIG } from '#aws/ledger.dynamodb';
+import { Expr, LEDGER_TRANSLATE_CONFIG } from '#aws/ledger.dynamodb';
 import { createTableInput, TABLE_KEYS } from '#aws/table';
 import { listenDynalite } from './dynalite-server.mjs';
 
@@ -176,15 +176,16 @@ type Item = Record<string, unknown>;
 /** Every item of the table, or of one of its indexes, with only `attributes` (Scan, all pages). */
 async function scanAll(client: DynamoDBDocumentClient, tableName: string, attributes: readonly string[], indexName?: string): Promise<Item[]> {
   const items: Item[] = [];
-  const names = Object.fromEntries(attributes.map((a, i) => [`#a${i}`, a]));
+  const e = new Expr();
+  const projection = attributes.map((a) => e.name(a)).join(', ');
   let ExclusiveStartKey: Item | undefined;
   do {
     const out = await client.send(
       new ScanCommand({
         TableName: tableName,
         ...(indexName ? { IndexName: indexName } : {}),
-        ProjectionExpression: Object.keys(names).join(', '),
-        ExpressionAttributeNames: names,
+        ProjectionExpression: projection,
+        ...e.maps(),
         ...(ExclusiveStartKey ? { ExclusiveStartKey } : {}),
       }),
     );
@@ -220,20 +221,11 @@ export async function repairIndexes(client: DynamoDBDocumentClient, tableName: s
   const key = (item: Item) => ({ [TABLE_KEYS.pk]: item[TABLE_KEYS.pk], [TABLE_KEYS.sk]: item[TABLE_KEYS.sk] });
   // The item's index key set to `values` (removed where `values` has none: out of a sparse index).
   const setKeys = (item: Item, keys: readonly string[], values: Item) => {
-    const set = keys.filter((k) => values[k] !== undefined);
-    const removed = keys.filter((k) => values[k] === undefined);
-    const name = (k: string) => `#k${keys.indexOf(k)}`;
-    return client.send(
-      new UpdateCommand({
-        TableName: tableName,
-        Key: key(item),
-        UpdateExpression: [set.length ? `SET ${set.map((k) => `${name(k)} = :${name(k).slice(1)}`).join(', ')}` : '', removed.length ? `REMOVE ${removed.map(name).join(', ')}` : '']
-          .filter(Boolean)
-          .join(' '),
-        ExpressionAttributeNames: Object.fromEntries(keys.map((k) => [name(k), k])),
-        ...(set.length ? { ExpressionAttributeValues: Object.fromEntries(set.map((k) => [`:${name(k).slice(1)}`, values[k]])) } : {}),
-      }),
-    );
+    const e = new Expr();
+    const set = keys.filter((k) => values[k] !== undefined).map((k) => `${e.name(k)} = ${e.value(values[k])}`);
+    const removed = keys.filter((k) => values[k] === undefined).map((k) => e.name(k));
+    const update = [set.length ? `SET ${set.join(', ')}` : '', removed.length ? `REMOVE ${removed.join(', ')}` : ''].filter(Boolean).join(' ');
+    return client.send(new UpdateCommand({ TableName: tableName, Key: key(item), UpdateExpression: update, ...e.maps() }));
   };
   for (const index of indexes) {
     const sameKey = (a: Item, b: Item) => index.keys.every((k) => a[k] === b[k]);

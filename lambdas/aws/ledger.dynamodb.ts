@@ -168,8 +168,8 @@ function checkSize(item: Item, what: string): void {
   }
 }
 
-/** Attribute-name placeholders for an expression. */
-class Expr {
+/** Name and value placeholders for one expression (the ledger's, and the local index repair's in local/dynalite.ts). */
+export class Expr {
   readonly names: Record<string, string> = {};
   readonly values: Record<string, unknown> = {};
   private n = 0;
