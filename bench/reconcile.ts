@@ -604,7 +604,7 @@ async function main() {
   if (args.ledger === 'dynalite') {
     const d = await startDynalite();
     await ensureTable(d.client, 'jml');
-    ledger = counted(new DynamoLedger({ client: d.client, tableName: 'jml' }), ledgerOps);
+    ledger = counted(new DynamoLedger({ client: d.ledgerClient, tableName: 'jml' }), ledgerOps);
     dynaliteClose = () => d.close();
   } else {
     memoryLedger = new MemoryLedger();

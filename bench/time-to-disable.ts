@@ -148,15 +148,15 @@ async function oneRound(round: number) {
   deps.queue = timed(deps.queue, 'queue');
   deps.workflows = timed(deps.workflows, 'workflows');
   // Every DynamoDB request, on the trace as `dynamodb <operation>` (one hop per request, however many ledger calls it carries).
-  stack.dynamo.client.middlewareStack.add(
-    (next, context) => (args) => {
-      const at = epochNow();
-      const keys = (args.input as { RequestItems?: Record<string, { Keys: unknown[] }> }).RequestItems;
-      const size = keys ? ` (${Object.values(keys).reduce((n, t) => n + t.Keys.length, 0)} keys)` : '';
-      return next(args).finally(() => hops.push({ what: `dynamodb ${String(context.commandName).replace(/Command$/, '')}${size}`, start: at, end: epochNow() }));
-    },
-    { step: 'initialize', name: 'countRequests' },
-  );
+  // The ledger's client keeps its middleware resolved from its first request on, so the requests are timed at `send`.
+  const client = stack.dynamo.ledgerClient;
+  const send = client.send.bind(client) as (command: { input: unknown }) => Promise<unknown>;
+  client.send = ((command: { input: unknown }) => {
+    const at = epochNow();
+    const keys = (command.input as { RequestItems?: Record<string, { Keys: unknown[] }> }).RequestItems;
+    const size = keys ? ` (${Object.values(keys).reduce((n, t) => n + t.Keys.length, 0)} keys)` : '';
+    return send(command).finally(() => hops.push({ what: `dynamodb ${command.constructor.name.replace(/Command$/, '')}${size}`, start: at, end: epochNow() }));
+  }) as typeof client.send;
   // CPU spent by the whole process (engine, stand-ins, and dynalite unless `--ledger-process`) until the sessions are revoked:
   // the machine work of the path, far less sensitive to a busy machine than wall time.
   const revoked: { cpu?: NodeJS.CpuUsage; waitNs?: number } = {};

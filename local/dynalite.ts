@@ -1,6 +1,6 @@
 /**
  * A local DynamoDB for tests and `npm run local`: dynalite (the DynamoDB API over LevelDB) on
- * 127.0.0.1, in memory or persisted to a directory, plus a Document client configured for it.
+ * 127.0.0.1, in memory or persisted to a directory, plus the ledger's client and a Document client for it.
  *
  * dynalite has no TransactWriteItems and no TTL; the ledger needs neither (single conditional
  * writes, expiry checked on read). See docs/ledger.md.
@@ -20,7 +20,7 @@ import {
   type ListTablesCommandOutput,
 } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, DynamoDBDocumentClient, PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { Expr, LEDGER_TRANSLATE_CONFIG } from '#aws/ledger.dynamodb';
+import { Expr, LEDGER_CLIENT_CONFIG, LEDGER_TRANSLATE_CONFIG } from '#aws/ledger.dynamodb';
 import { createTableInput, TABLE_KEYS } from '#aws/table';
 import { listenDynalite } from './dynalite-server.mjs';
 
@@ -35,7 +35,10 @@ export interface LocalDynamo {
   /** `http://127.0.0.1:<port>` */
   endpoint: string;
   port: number;
+  /** For scripts, tests and the index repair: native values in and out. */
   client: DynamoDBDocumentClient;
+  /** The ledger's client (`LEDGER_CLIENT_CONFIG`: `new DynamoLedger({ client: dynamo.ledgerClient, … })`). */
+  ledgerClient: DynamoDBClient;
   /** Destroys the client, drops open connections and closes the store (flushes LevelDB). */
   close(): Promise<void>;
   /** What was mended at start in a store that had not been closed (see `startDynalite`). */
@@ -58,27 +61,29 @@ export async function startDynalite(options: { path?: string; port?: number; own
   const mayBeTorn = !!options.path && existsSync(options.path) && !existsSync(marker!);
   if (marker) rmSync(marker, { force: true });
   const started = options.ownProcess ? await startDynaliteProcess(settings) : await listenDynalite(settings, options.port ?? 0).then((d) => ({ port: d.port, close: () => d.close().then(() => true) }));
-  const { base, client } = clientFor(started.port);
+  const { base, client, ledgerClient } = clientFor(started.port);
   let closed: Promise<void> | undefined;
   const close = () =>
     (closed ??= (async () => {
       client.destroy();
       base.destroy();
+      ledgerClient.destroy();
       if ((await started.close()) && marker) writeFileSync(marker, '');
     })());
   const mended = mayBeTorn ? await repairAllIndexes(client) : undefined;
-  return { endpoint: `http://127.0.0.1:${started.port}`, port: started.port, client, close, ...(mended ? { mended } : {}) };
+  return { endpoint: `http://127.0.0.1:${started.port}`, port: started.port, client, ledgerClient, close, ...(mended ? { mended } : {}) };
 }
 
-function clientFor(port: number): { base: DynamoDBClient; client: DynamoDBDocumentClient } {
-  const base = new DynamoDBClient({
+function clientFor(port: number): { base: DynamoDBClient; client: DynamoDBDocumentClient; ledgerClient: DynamoDBClient } {
+  const settings = {
     endpoint: `http://127.0.0.1:${port}`,
     region: 'local',
     // dynalite does not check signatures; a fresh throwaway pair keeps real ones out of reach.
     credentials: { accessKeyId: `local${randomBytes(4).toString('hex')}`, secretAccessKey: randomBytes(24).toString('base64url') },
     maxAttempts: 3,
-  });
-  return { base, client: DynamoDBDocumentClient.from(base, LEDGER_TRANSLATE_CONFIG) };
+  };
+  const base = new DynamoDBClient(settings);
+  return { base, client: DynamoDBDocumentClient.from(base, LEDGER_TRANSLATE_CONFIG), ledgerClient: new DynamoDBClient({ ...settings, ...LEDGER_CLIENT_CONFIG }) };
 }
 
 /** dynalite's options, in this process or in its own. */

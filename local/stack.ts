@@ -132,7 +132,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
   const dynamo = await startDynalite({ ...(dataDir ? { path: join(dataDir, 'dynamodb') } : {}), ...(options.ledgerProcess ? { ownProcess: true } : {}) });
   await ensureTable(dynamo.client, TABLE_NAME);
-  const ledger = new DynamoLedger({ client: dynamo.client, tableName: TABLE_NAME, now: () => clock.now() });
+  const ledger = new DynamoLedger({ client: dynamo.ledgerClient, tableName: TABLE_NAME, now: () => clock.now() });
   const evidenceRoot = dataDir ?? join(REPO_ROOT, '.jml-local', `mem-${process.pid}-${Date.now()}`);
   const evidence = fsEvidenceStore(evidenceRoot);
   const outbox = new Outbox(clock, dataDir ? join(dataDir, 'outbox.json') : undefined);

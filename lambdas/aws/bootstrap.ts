@@ -12,14 +12,14 @@
  * SDK clients are created once per container (module scope) and reused; every one, the ledger's
  * DynamoDB client included, is loaded on its first use (lazy.ts), not at module initialisation.
  */
-import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { AppDeps, Clock } from '#app/ports';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { setDeps } from '#handlers/deps';
 import { logger as handlerLogger } from '#handlers/logger';
 import { compilePolicy, type Policy } from '#core/policy';
 import { LambdaConfigError, loadLambdaConfig, type LambdaConfig } from './config.ts';
-import { DynamoLedger, LEDGER_TRANSLATE_CONFIG } from './ledger.dynamodb.ts';
+import { DynamoLedger, LEDGER_CLIENT_CONFIG } from './ledger.dynamodb.ts';
 import { EmfMetrics } from './metrics.emf.ts';
 import { once } from './lazy.ts';
 
@@ -54,8 +54,8 @@ export interface AwsDepsOptions {
   ports?: PortWiring;
   /** Defaults to `process.env`. */
   env?: Record<string, string | undefined>;
-  /** Tests: a Document client on dynalite instead of DynamoDB. */
-  dynamo?: DynamoDBDocumentClient;
+  /** Tests: a client on dynalite (or a mock) instead of DynamoDB (`LEDGER_CLIENT_CONFIG`). */
+  dynamo?: DynamoDBClient;
   clock?: Clock;
   logger?: WiringContext['logger'];
 }
@@ -75,9 +75,9 @@ function unwired<T extends object>(port: PortName): T {
 }
 
 // Module scope: one DynamoDB client per container, loaded with the SDK on the first ledger call.
-const sharedDynamo = once(async (): Promise<DynamoDBDocumentClient> => {
-  const [{ DynamoDBClient }, { DynamoDBDocumentClient }] = await Promise.all([import('@aws-sdk/client-dynamodb'), import('@aws-sdk/lib-dynamodb')]);
-  return DynamoDBDocumentClient.from(new DynamoDBClient({}), LEDGER_TRANSLATE_CONFIG);
+const sharedDynamo = once(async (): Promise<DynamoDBClient> => {
+  const { DynamoDBClient } = await import('@aws-sdk/client-dynamodb');
+  return new DynamoDBClient(LEDGER_CLIENT_CONFIG);
 });
 
 /** Builds AppDeps from the environment: checks the configuration and the policy first. */

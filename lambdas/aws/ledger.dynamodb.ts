@@ -10,7 +10,21 @@
  * values) are stored as JSON strings: their size is then exact (the 400 KB item limit is checked
  * before writing) and arbitrarily deep documents cannot hit DynamoDB's nesting limit.
  */
-import type { DynamoDBDocumentClient, QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type {
+  BatchGetCommandInput,
+  BatchGetCommandOutput,
+  DeleteCommandInput,
+  GetCommandInput,
+  GetCommandOutput,
+  PutCommandInput,
+  QueryCommandInput,
+  QueryCommandOutput,
+  ScanCommandInput,
+  ScanCommandOutput,
+  UpdateCommandInput,
+  UpdateCommandOutput,
+} from '@aws-sdk/lib-dynamodb';
 import * as z from 'zod';
 import { JmlError, TargetConflict } from '#core/errors';
 import { callBudgetCases, reservationCostMs, reserveCalls, type CallReservation } from '#core/call-budget';
@@ -50,13 +64,39 @@ import {
 } from './table.ts';
 import { once, type Lazy } from './lazy.ts';
 
-/** The Document client's commands, loaded with the client on the first ledger call (lazy.ts). */
-const sdk = once(() => import('@aws-sdk/lib-dynamodb'));
+/** The client's commands and the attribute-value marshalling, loaded on the first ledger call (lazy.ts). */
+const sdk = once(async () => {
+  const [commands, marshalling] = await Promise.all([import('@aws-sdk/client-dynamodb'), import('@aws-sdk/util-dynamodb')]);
+  return { ...commands, ...marshalling };
+});
 
-/** Marshalling for every Document client on the ledger table (Lambda and local alike). */
+/**
+ * Marshalling of the ledger's items, and of every Document client on its table (the local
+ * index repair, scripts, tests): one definition.
+ */
 export const LEDGER_TRANSLATE_CONFIG = {
   marshallOptions: { removeUndefinedValues: true },
 } as const;
+
+/**
+ * Settings of the ledger's DynamoDB client (Lambda and local alike). `cacheMiddleware`: the
+ * client resolves each command's middleware stack once instead of on every request (~35 % of
+ * the SDK's CPU per request; docs/performance.md). The Document client cannot have it, so the
+ * ledger sends the base commands and marshals native values itself (`send` below). Middleware
+ * added to the client after its first request of a kind is not used for that kind.
+ */
+export const LEDGER_CLIENT_CONFIG = { cacheMiddleware: true } as const;
+
+/** What the ledger asks of DynamoDB, in native values (the Document client's shapes). */
+interface Requests {
+  get: [GetCommandInput, Pick<GetCommandOutput, 'Item'>];
+  batchGet: [BatchGetCommandInput, Pick<BatchGetCommandOutput, 'Responses' | 'UnprocessedKeys'>];
+  put: [PutCommandInput, unknown];
+  update: [UpdateCommandInput, Pick<UpdateCommandOutput, 'Attributes'>];
+  delete: [DeleteCommandInput, unknown];
+  query: [QueryCommandInput, Pick<QueryCommandOutput, 'Items' | 'LastEvaluatedKey'>];
+  scan: [ScanCommandInput, Pick<ScanCommandOutput, 'Items' | 'LastEvaluatedKey'>];
+}
 
 /** A write would exceed DynamoDB's 400 KB item limit. Names the largest attributes, never values. */
 export class LedgerItemTooLarge extends JmlError {}
@@ -71,8 +111,11 @@ export class LedgerThrottled extends JmlError {}
 const UNPROCESSED_TRIES = 8;
 
 export interface DynamoLedgerOptions {
-  /** A ready client (tests, local) or a factory called once, on the first ledger call (Lambda). */
-  client: Lazy<DynamoDBDocumentClient>;
+  /**
+   * A ready client (tests, local) or a factory called once, on the first ledger call (Lambda);
+   * made with `LEDGER_CLIENT_CONFIG`.
+   */
+  client: Lazy<DynamoDBClient>;
   tableName: string;
   now?: () => Date;
 }
@@ -195,7 +238,7 @@ export class Expr {
 }
 
 export class DynamoLedger implements Ledger {
-  private readonly client: () => Promise<DynamoDBDocumentClient>;
+  private readonly client: () => Promise<DynamoDBClient>;
   private readonly tableName: string;
   private readonly now: () => Date;
   /** Per call budget, the case of its schedule that held last time (tried first next time). */
@@ -281,14 +324,12 @@ export class DynamoLedger implements Ledger {
    */
   async listPersons(cursor?: string, limit = 100): Promise<{ persons: PersonRecord[]; nextCursor?: string }> {
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new RangeError('limit: an integer from 1 to 1000');
-    const [{ ScanCommand }, client] = await Promise.all([sdk(), this.client()]);
-    const out = await client.send(
-      new ScanCommand({
+    const out = await this.send('scan', {
         TableName: this.tableName,
         IndexName: PERSONS_INDEX.indexName,
         Limit: limit,
         ...(cursor ? { ExclusiveStartKey: decodeCursor(cursor) } : {}),
-      }),
+      },
     );
     const persons = (out.Items ?? []).filter((i) => this.live(i)).map((i) => this.toRecord<PersonRecord>('person', i));
     return { persons, ...(out.LastEvaluatedKey ? { nextCursor: encodeCursor(out.LastEvaluatedKey) } : {}) };
@@ -347,14 +388,12 @@ export class DynamoLedger implements Ledger {
     const e = new Expr();
     const claimedFor = e.name('claimedFor');
     try {
-      const [{ DeleteCommand }, client] = await Promise.all([sdk(), this.client()]);
-      await client.send(
-        new DeleteCommand({
+      await this.send('delete', {
           TableName: this.tableName,
           Key: keys.link(target, accountId),
           ConditionExpression: `${e.name('employeeId')} = ${e.value(employeeId)} AND (attribute_not_exists(${claimedFor}) OR ${claimedFor} < ${e.value(version)})`,
           ...e.maps(),
-        }),
+        },
       );
     } catch (err) {
       // Gone already, or someone else's now: nothing of ours to remove.
@@ -413,15 +452,13 @@ export class DynamoLedger implements Ledger {
     if (fromStatuses) condition += ` AND ${e.name('status')} IN (${fromStatuses.map((s) => e.value(s)).join(', ')})`;
 
     try {
-      const [{ UpdateCommand }, client] = await Promise.all([sdk(), this.client()]);
-      await client.send(
-        new UpdateCommand({
+      await this.send('update', {
           TableName: this.tableName,
           Key: keys.run(runId),
           UpdateExpression: `SET ${sets.join(', ')}`,
           ConditionExpression: condition,
           ...e.maps(),
-        }),
+        },
       );
     } catch (err) {
       if (isItemSizeError(err)) {
@@ -464,8 +501,7 @@ export class DynamoLedger implements Ledger {
     sets.push(`${first} = if_not_exists(${first}, ${e.value(startedAt)})`, `${all} = list_append(if_not_exists(${all}, ${e.value([])}), ${e.value(changes)})`);
     const expression = `SET ${sets.join(', ')} ADD ${e.name('writes')} ${e.value(writes)}, ${e.name('attempts')} ${e.value(1)}${error ? '' : ` REMOVE ${e.name('error')}`}`;
     try {
-      const [{ UpdateCommand }, client] = await Promise.all([sdk(), this.client()]);
-      await client.send(new UpdateCommand({ TableName: this.tableName, Key: keys.step(runId, stepId), UpdateExpression: expression, ...e.maps() }));
+      await this.send('update', { TableName: this.tableName, Key: keys.step(runId, stepId), UpdateExpression: expression, ...e.maps() });
     } catch (err) {
       if (isItemSizeError(err)) {
         throw new LedgerItemTooLarge(`step ${runId}/${stepId}: its attempts' changes would exceed DynamoDB's 400 KB item limit`, { cause: err });
@@ -529,16 +565,14 @@ export class DynamoLedger implements Ledger {
       .map(([k, v]) => `${e.name(k)} = ${e.value(v)}`);
     const condition = `attribute_exists(${TABLE_KEYS.pk}) AND ${e.name('status')} = ${e.value('PENDING')} AND ${e.name('expiresAt')} > ${e.value(at)}`;
     try {
-      const [{ UpdateCommand }, client] = await Promise.all([sdk(), this.client()]);
-      const out = await client.send(
-        new UpdateCommand({
+      const out = await this.send('update', {
           TableName: this.tableName,
           Key: keys.approval(approvalId),
           UpdateExpression: `SET ${sets.join(', ')}`,
           ConditionExpression: condition,
           ...e.maps(),
           ReturnValues: 'ALL_NEW',
-        }),
+        },
       );
       return this.toRecord<ApprovalRecord>('approval', out.Attributes ?? {});
     } catch (err) {
@@ -590,16 +624,14 @@ export class DynamoLedger implements Ledger {
     };
     const sets = Object.entries(fields).map(([k, v]) => `${e.name(k)} = ${e.value(v)}`);
     try {
-      const [{ UpdateCommand }, client] = await Promise.all([sdk(), this.client()]);
-      const out = await client.send(
-        new UpdateCommand({
+      const out = await this.send('update', {
           TableName: this.tableName,
           Key: keys.exception(exceptionId),
           UpdateExpression: `SET ${sets.join(', ')}`,
           ConditionExpression: `attribute_exists(${TABLE_KEYS.pk}) AND ${e.name('status')} = ${e.value('open')}`,
           ...e.maps(),
           ReturnValues: 'ALL_NEW',
-        }),
+        },
       );
       return this.toRecord<ExceptionRecord>('exception', out.Attributes ?? {});
     } catch (err) {
@@ -641,15 +673,13 @@ export class DynamoLedger implements Ledger {
     if (update.ticketError === null) removes.push(e.name('ticketError'));
     if (!sets.length && !removes.length) return;
     try {
-      const [{ UpdateCommand }, client] = await Promise.all([sdk(), this.client()]);
-      await client.send(
-        new UpdateCommand({
+      await this.send('update', {
           TableName: this.tableName,
           Key: keys.exception(exceptionId),
           UpdateExpression: [sets.length ? `SET ${sets.join(', ')}` : '', removes.length ? `REMOVE ${removes.join(', ')}` : ''].filter(Boolean).join(' '),
           ConditionExpression: `attribute_exists(${TABLE_KEYS.pk})`,
           ...e.maps(),
-        }),
+        },
       );
     } catch (err) {
       if (isConditionalCheckFailed(err)) throw new ConditionFailed(`exception ${exceptionId} not found`);
@@ -658,20 +688,18 @@ export class DynamoLedger implements Ledger {
   }
 
   async markTicketDue(exceptionId: string): Promise<void> {
-    const [{ PutCommand }, client] = await Promise.all([sdk(), this.client()]);
     const item: Item = { ...keys.ticketDue(exceptionId), [ENTITY_ATTRIBUTE]: 'ticketDue', exceptionId, markedAt: this.now().toISOString() };
     // A mark already there keeps its time (the oldest mark first).
     const e = new Expr();
     try {
-      await client.send(new PutCommand({ TableName: this.tableName, Item: item, ConditionExpression: `attribute_not_exists(${e.name(TABLE_KEYS.pk)})`, ...e.maps() }));
+      await this.send('put', { TableName: this.tableName, Item: item, ConditionExpression: `attribute_not_exists(${e.name(TABLE_KEYS.pk)})`, ...e.maps() });
     } catch (err) {
       if (!isConditionalCheckFailed(err)) throw err;
     }
   }
 
   async clearTicketDue(exceptionId: string): Promise<void> {
-    const [{ DeleteCommand }, client] = await Promise.all([sdk(), this.client()]);
-    await client.send(new DeleteCommand({ TableName: this.tableName, Key: keys.ticketDue(exceptionId) }));
+    await this.send('delete', { TableName: this.tableName, Key: keys.ticketDue(exceptionId) });
   }
 
   async listTicketsDue(): Promise<ExceptionRecord[]> {
@@ -715,8 +743,7 @@ export class DynamoLedger implements Ledger {
       ...(ttlEpochSeconds !== undefined ? { [TTL_ATTRIBUTE]: Math.floor(ttlEpochSeconds) } : {}),
     };
     checkSize(item, `meta ${key}`);
-    const [{ PutCommand }, client] = await Promise.all([sdk(), this.client()]);
-    await client.send(new PutCommand({ TableName: this.tableName, Item: item }));
+    await this.send('put', { TableName: this.tableName, Item: item });
   }
 
   // ---------------------------------------------------------------- counters
@@ -734,17 +761,15 @@ export class DynamoLedger implements Ledger {
     if (options.ttlEpochSeconds !== undefined) sets.push(`${e.name(TTL_ATTRIBUTE)} = ${e.value(Math.floor(options.ttlEpochSeconds))}`);
     const condition = options.max !== undefined ? `attribute_not_exists(${count}) OR ${count} <= ${e.value(options.max - by)}` : undefined;
     if (options.max !== undefined && options.max < by) return { added: false, value: await this.counter(key) };
-    const [{ UpdateCommand }, client] = await Promise.all([sdk(), this.client()]);
     try {
-      const out = await client.send(
-        new UpdateCommand({
+      const out = await this.send('update', {
           TableName: this.tableName,
           Key: keys.meta(counterKey(key)),
           UpdateExpression: `SET ${sets.join(', ')} ADD ${count} ${e.value(by)}`,
           ...(condition ? { ConditionExpression: condition } : {}),
           ...e.maps(),
           ReturnValues: 'UPDATED_NEW',
-        }),
+        },
       );
       return { added: true, value: Number(out.Attributes?.count ?? by) };
     } catch (err) {
@@ -790,10 +815,9 @@ export class DynamoLedger implements Ledger {
 
   async releaseLease(key: string, holder: string, attempt?: string): Promise<void> {
     const e = new Expr();
-    const [{ DeleteCommand }, client] = await Promise.all([sdk(), this.client()]);
     const condition = `${e.name('holder')} = ${e.value(holder)}${attempt ? ` AND ${e.name('attempt')} = ${e.value(attempt)}` : ''}`;
     try {
-      await client.send(new DeleteCommand({ TableName: this.tableName, Key: keys.meta(leaseKey(key)), ConditionExpression: condition, ...e.maps() }));
+      await this.send('delete', { TableName: this.tableName, Key: keys.meta(leaseKey(key)), ConditionExpression: condition, ...e.maps() });
     } catch (err) {
       // Ran out and taken by someone else, or gone: not ours to remove.
       if (!isConditionalCheckFailed(err)) throw err;
@@ -806,7 +830,6 @@ export class DynamoLedger implements Ledger {
     const itemKey = keys.meta(callBudgetKey(key));
     const cases = callBudgetCases(reservation.lane);
     const cost = reservationCostMs(reservation);
-    const [{ UpdateCommand }, client] = await Promise.all([sdk(), this.client()]);
     // One conditional update per try, no read first: under a burst the case that held last time
     // for this target almost always holds again, so most reservations take one round trip.
     const first = this.callBudgetCase.get(key) ?? 0;
@@ -830,15 +853,14 @@ export class DynamoLedger implements Ledger {
         sets.push(move === 'add' ? `${n} = ${n} + ${e.value(cost)}` : `${n} = ${e.value(reservation.nowMs + cost)}`);
       }
       try {
-        const out = await client.send(
-          new UpdateCommand({
+        const out = await this.send('update', {
             TableName: this.tableName,
             Key: itemKey,
             UpdateExpression: `SET ${sets.join(', ')}`,
             ConditionExpression: conditions.join(' AND '),
             ...e.maps(),
             ReturnValues: 'ALL_OLD',
-          }),
+          },
         );
         this.callBudgetCase.set(key, index);
         const old = out.Attributes;
@@ -889,11 +911,10 @@ export class DynamoLedger implements Ledger {
     this.reads = undefined;
     const id = (k: ItemKey) => `${k.pk}\n${k.sk}`;
     try {
-      const [{ GetCommand, BatchGetCommand }, client] = await Promise.all([sdk(), this.client()]);
       const found = new Map<string, Item>();
       const unique = [...new Map(reads.map((r) => [id(r.key), r.key])).values()];
       if (unique.length === 1) {
-        const out = await client.send(new GetCommand({ TableName: this.tableName, Key: unique[0], ConsistentRead: true }));
+        const out = await this.send('get', { TableName: this.tableName, Key: unique[0], ConsistentRead: true });
         if (out.Item) found.set(id(unique[0]!), out.Item);
       }
       const chunks = unique.length > 1 ? Array.from({ length: Math.ceil(unique.length / 100) }, (_, i) => unique.slice(i * 100, i * 100 + 100)) : [];
@@ -903,7 +924,7 @@ export class DynamoLedger implements Ledger {
           for (let attempt = 0; request?.length; attempt++) {
             if (attempt === UNPROCESSED_TRIES) throw new LedgerThrottled(`ledger read: DynamoDB left ${request.length} of ${unique.length} keys unprocessed ${UNPROCESSED_TRIES} times (throughput exceeded)`);
             if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
-            const out = await client.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: request, ConsistentRead: true } } }));
+            const out = await this.send('batchGet', { RequestItems: { [this.tableName]: { Keys: request, ConsistentRead: true } } });
             for (const item of out.Responses?.[this.tableName] ?? []) found.set(id({ pk: String(item[TABLE_KEYS.pk]), sk: String(item[TABLE_KEYS.sk]) }), item);
             request = out.UnprocessedKeys?.[this.tableName]?.Keys as ItemKey[] | undefined;
           }
@@ -915,12 +936,71 @@ export class DynamoLedger implements Ledger {
     }
   }
 
+  /**
+   * One request, in native values: keys, items, expression values and start keys marshalled
+   * (`LEDGER_TRANSLATE_CONFIG`), items and keys in the answer unmarshalled — what the Document
+   * client does, on a client that keeps its middleware resolved (`LEDGER_CLIENT_CONFIG`).
+   */
+  private async send<K extends keyof Requests>(kind: K, input: Requests[K][0]): Promise<Requests[K][1]> {
+    const [m, client] = await Promise.all([sdk(), this.client()]);
+    // A Document client sets `convertTopLevelContainer` on the options object it is given (this
+    // one, when it was built with LEDGER_TRANSLATE_CONFIG): a top-level map is a map here.
+    const options = { ...LEDGER_TRANSLATE_CONFIG.marshallOptions, convertTopLevelContainer: false };
+    const item = (v: Record<string, unknown>) => m.marshall(v, options);
+    const native = (v: Record<string, AttributeValue>) => m.unmarshall(v);
+    const { Key, Item, ExpressionAttributeValues, ExclusiveStartKey, RequestItems, ...rest } = input as Record<string, unknown> & {
+      Key?: Item;
+      Item?: Item;
+      ExpressionAttributeValues?: Item;
+      ExclusiveStartKey?: Item;
+      RequestItems?: Record<string, { Keys: Item[] } & Record<string, unknown>>;
+    };
+    const wire = {
+      ...rest,
+      ...(Key ? { Key: item(Key) } : {}),
+      ...(Item ? { Item: item(Item) } : {}),
+      ...(ExpressionAttributeValues ? { ExpressionAttributeValues: item(ExpressionAttributeValues) } : {}),
+      ...(ExclusiveStartKey ? { ExclusiveStartKey: item(ExclusiveStartKey) } : {}),
+      ...(RequestItems
+        ? { RequestItems: Object.fromEntries(Object.entries(RequestItems).map(([t, r]) => [t, { ...r, Keys: r.Keys.map(item) }])) }
+        : {}),
+    };
+    type Wire = {
+      Item?: Record<string, AttributeValue>;
+      Items?: Array<Record<string, AttributeValue>>;
+      Attributes?: Record<string, AttributeValue>;
+      LastEvaluatedKey?: Record<string, AttributeValue>;
+      Responses?: Record<string, Array<Record<string, AttributeValue>>>;
+      UnprocessedKeys?: Record<string, { Keys?: Array<Record<string, AttributeValue>> }>;
+    };
+    const commands = {
+      get: m.GetItemCommand,
+      batchGet: m.BatchGetItemCommand,
+      put: m.PutItemCommand,
+      update: m.UpdateItemCommand,
+      delete: m.DeleteItemCommand,
+      query: m.QueryCommand,
+      scan: m.ScanCommand,
+    } as const;
+    const Command = commands[kind] as unknown as new (input: unknown) => Parameters<DynamoDBClient['send']>[0];
+    const out = (await client.send(new Command(wire))) as Wire;
+    const each = (t: Record<string, Array<Record<string, AttributeValue>>>) => Object.fromEntries(Object.entries(t).map(([k, v]) => [k, v.map(native)]));
+    return {
+      ...(out.Item ? { Item: native(out.Item) } : {}),
+      ...(out.Items ? { Items: out.Items.map(native) } : {}),
+      ...(out.Attributes ? { Attributes: native(out.Attributes) } : {}),
+      ...(out.LastEvaluatedKey ? { LastEvaluatedKey: native(out.LastEvaluatedKey) } : {}),
+      ...(out.Responses ? { Responses: each(out.Responses) } : {}),
+      ...(out.UnprocessedKeys
+        ? { UnprocessedKeys: Object.fromEntries(Object.entries(out.UnprocessedKeys).map(([t, r]) => [t, { ...r, Keys: (r.Keys ?? []).map(native) }])) }
+        : {}),
+    } as Requests[K][1];
+  }
+
   /** Conditional put. False when the condition failed. */
   private async putItem(item: Item, conditionExpression: string, expr: Expr): Promise<boolean> {
     try {
-      const [{ PutCommand }, client] = await Promise.all([sdk(), this.client()]);
-      await client.send(
-        new PutCommand({ TableName: this.tableName, Item: item, ConditionExpression: conditionExpression, ...expr.maps() }),
+      await this.send('put', { TableName: this.tableName, Item: item, ConditionExpression: conditionExpression, ...expr.maps() },
       );
       return true;
     } catch (err) {
@@ -958,8 +1038,7 @@ export class DynamoLedger implements Ledger {
     const items: Item[] = [];
     let start: Record<string, unknown> | undefined;
     do {
-      const [{ QueryCommand }, client] = await Promise.all([sdk(), this.client()]);
-      const out = await client.send(new QueryCommand({ ...input, ...(start ? { ExclusiveStartKey: start } : {}) }));
+      const out = await this.send('query', { ...input, ...(start ? { ExclusiveStartKey: start } : {}) });
       for (const item of out.Items ?? []) if (this.live(item)) items.push(item);
       start = out.LastEvaluatedKey;
     } while (start);

@@ -118,7 +118,7 @@ export async function startHarness(options: { publicBaseUrl?: string; policy?: P
   const tableName = `approvals-${randomBytes(4).toString('hex')}`;
   await ensureTable(dynamo.client, tableName);
   const clock = new TestClock();
-  const ledger = new DynamoLedger({ client: dynamo.client, tableName, now: () => clock.now() });
+  const ledger = new DynamoLedger({ client: dynamo.ledgerClient, tableName, now: () => clock.now() });
   const outbox = new OutboxMailer();
   const callbacks = new CallbackRecorder();
   const metrics = new Metrics();

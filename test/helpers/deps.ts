@@ -337,7 +337,7 @@ export async function testDeps(dynamo: LocalDynamo, options: TestDepsOptions = {
   await ensureTable(dynamo.client, tableName);
   const evidenceObjects = new MemoryObjectBackend();
   const deps: TestDeps = {
-    ledger: new DynamoLedger({ client: dynamo.client, tableName, now: () => clock.now() }),
+    ledger: new DynamoLedger({ client: dynamo.ledgerClient, tableName, now: () => clock.now() }),
     tableName,
     evidence: new ChainedEvidenceStore(evidenceObjects),
     evidenceObjects,

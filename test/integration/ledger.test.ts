@@ -41,7 +41,7 @@ class Clock {
 async function freshLedger(clock = new Clock()) {
   const tableName = `ledger-${randomUUID()}`;
   await ensureTable(dynamo.client, tableName);
-  return { ledger: new DynamoLedger({ client: dynamo.client, tableName, now: clock.now }), tableName, clock };
+  return { ledger: new DynamoLedger({ client: dynamo.ledgerClient, tableName, now: clock.now }), tableName, clock };
 }
 
 function person(employeeId: string, overrides: Partial<PersonRecord> = {}): PersonRecord {
@@ -244,11 +244,11 @@ describe('account links', () => {
   it('given the record it replaces (as the caller just read it), writes without reading it again: same links, same refusals', async () => {
     const { tableName } = await freshLedger();
     let reads = 0;
-    const counting = new Proxy(dynamo.client, {
+    const counting = new Proxy(dynamo.ledgerClient, {
       get(target, prop, receiver) {
         if (prop !== 'send') return Reflect.get(target, prop, receiver);
         return (command: object, ...rest: unknown[]) => {
-          if (command.constructor.name === 'GetCommand' || command.constructor.name === 'BatchGetCommand') reads += 1;
+          if (command.constructor.name === 'GetItemCommand' || command.constructor.name === 'BatchGetItemCommand') reads += 1;
           return (target.send as (...a: unknown[]) => unknown).call(target, command, ...rest);
         };
       },
@@ -292,13 +292,13 @@ describe('account links', () => {
     const released = new Promise<void>((r) => (releaseDelete = r));
     const slowClient = {
       send: async (command: { constructor: { name: string } }) => {
-        if (command.constructor.name === 'DeleteCommand') {
+        if (command.constructor.name === 'DeleteItemCommand') {
           deleteRequested();
           await released;
         }
-        return dynamo.client.send(command as never);
+        return dynamo.ledgerClient.send(command as never);
       },
-    } as unknown as typeof dynamo.client;
+    } as unknown as typeof dynamo.ledgerClient;
     const slow = new DynamoLedger({ client: slowClient, tableName });
 
     const v2 = { ...p, links: {}, updatedAt: '2030-02-01T00:00:00.000Z' };
@@ -713,7 +713,7 @@ describe('reads at the same moment', () => {
     const clock = new Clock();
     const { tableName } = await freshLedger(clock);
     const sent: string[] = [];
-    const counting = new Proxy(dynamo.client, {
+    const counting = new Proxy(dynamo.ledgerClient, {
       get(target, prop, receiver) {
         if (prop !== 'send') return Reflect.get(target, prop, receiver);
         return (command: object, ...rest: unknown[]) => {
@@ -738,7 +738,7 @@ describe('reads at the same moment', () => {
       ledger.getCounters(['c0', 'c1']),
       ledger.getPerson('E4001'),
     ]);
-    expect(sent).toEqual(['BatchGetCommand']);
+    expect(sent).toEqual(['BatchGetItemCommand']);
     expect(p?.employeeId).toBe('E4001');
     expect(again).toEqual(p);
     expect(absent).toBeNull();
@@ -750,7 +750,7 @@ describe('reads at the same moment', () => {
     sent.length = 0;
     expect((await ledger.getPerson('E4001'))?.employeeId).toBe('E4001');
     expect(await ledger.getMeta('count')).toEqual({ n: 3 });
-    expect(sent).toEqual(['GetCommand', 'GetCommand']);
+    expect(sent).toEqual(['GetItemCommand', 'GetItemCommand']);
   });
 });
 
@@ -813,7 +813,7 @@ describe('local dynalite', () => {
         const d = await startDynalite(store);
         try {
           await ensureTable(d.client, 'jml-ledger');
-          const ledger = new DynamoLedger({ client: d.client, tableName: 'jml-ledger' });
+          const ledger = new DynamoLedger({ client: d.ledgerClient, tableName: 'jml-ledger' });
           await ledger.createRun(run('run-q', { employeeId: 'E7001' }));
           closed = 0;
           for (let i = 0; i < 40; i++) expect((await ledger.listRunsByEmployee('E7001')).map((r) => r.runId)).toEqual(['run-q']);
@@ -832,7 +832,7 @@ describe('local dynalite', () => {
     const tableName = `ledger-${randomUUID()}`;
     await Promise.all([ensureTable(dynamo.client, tableName), ensureTable(dynamo.client, tableName)]);
     await ensureTable(dynamo.client, tableName);
-    const ledger = new DynamoLedger({ client: dynamo.client, tableName });
+    const ledger = new DynamoLedger({ client: dynamo.ledgerClient, tableName });
     expect(await ledger.createRun(run('run-t'))).toBe(true);
   });
 
@@ -842,7 +842,7 @@ describe('local dynalite', () => {
       const first = await startDynalite({ path: join(dir, 'db') });
       try {
         await ensureTable(first.client, 'jml-ledger');
-        const ledger = new DynamoLedger({ client: first.client, tableName: 'jml-ledger' });
+        const ledger = new DynamoLedger({ client: first.ledgerClient, tableName: 'jml-ledger' });
         await ledger.putPerson(person('E5001', { links: { okta: '00u-persist' } }), null);
         await ledger.createRun(run('run-persist'));
       } finally {
@@ -854,7 +854,7 @@ describe('local dynalite', () => {
       try {
         expect(second.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
         await ensureTable(second.client, 'jml-ledger');
-        const ledger = new DynamoLedger({ client: second.client, tableName: 'jml-ledger' });
+        const ledger = new DynamoLedger({ client: second.ledgerClient, tableName: 'jml-ledger' });
         expect(await ledger.getPerson('E5001')).toEqual(person('E5001', { links: { okta: '00u-persist' } }));
         expect(await ledger.findPersonByAccount('okta', '00u-persist')).toBe('E5001');
         expect((await ledger.getRun('run-persist'))?.status).toBe('RECEIVED');
@@ -906,7 +906,7 @@ describe('local dynalite', () => {
 
       const second = await startDynalite({ path: join(dir, 'db') });
       try {
-        const ledger = new DynamoLedger({ client: second.client, tableName: 'jml-ledger' });
+        const ledger = new DynamoLedger({ client: second.ledgerClient, tableName: 'jml-ledger' });
         for (const i of answered) expect(await ledger.getMeta(`load-${i}`)).toEqual({});
       } finally {
         await second.close();
@@ -925,7 +925,7 @@ describe('local dynalite', () => {
       let updatedAt: string;
       try {
         await ensureTable(first.client, 'jml-ledger');
-        const ledger = new DynamoLedger({ client: first.client, tableName: 'jml-ledger' });
+        const ledger = new DynamoLedger({ client: first.ledgerClient, tableName: 'jml-ledger' });
         await ledger.createRun(run('run-torn'));
         await ledger.createRun(run('run-whole'));
         await ledger.putMeta('not-indexed', { n: 1 });
@@ -940,7 +940,7 @@ describe('local dynalite', () => {
       const second = await startDynalite({ path });
       try {
         expect(second.mended).toEqual({ reindexed: ['gsi2 RUN#run-torn RUN'], orphansRemoved: ['gsi2 RUN#run-torn RUN', 'gsi2 META#not-indexed META'] });
-        const ledger = new DynamoLedger({ client: second.client, tableName: 'jml-ledger' });
+        const ledger = new DynamoLedger({ client: second.ledgerClient, tableName: 'jml-ledger' });
         const listed = async (status: 'RECEIVED' | 'EXECUTING') => (await ledger.listRunsByStatus(status)).map((r) => `${r.runId} ${r.status}`);
         const raw = await second.client.send(new GetCommand({ TableName: 'jml-ledger', Key: keys.meta('not-indexed') }));
         expect(raw.Item).not.toHaveProperty('gsi2pk');

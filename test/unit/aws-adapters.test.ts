@@ -8,7 +8,6 @@ import { parsePolicyYaml } from '#core/policy-yaml';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { ConflictException, CreateScheduleCommand, DeleteScheduleCommand, ResourceNotFoundException, SchedulerClient, UpdateScheduleCommand } from '@aws-sdk/client-scheduler';
 import { GetSecretValueCommand, ResourceNotFoundException as SecretNotFound, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { MessageRejected, SendEmailCommand, SESv2Client } from '@aws-sdk/client-sesv2';
@@ -43,7 +42,7 @@ import { wireTicketing } from '#aws/ticketing.wiring';
 import type { WiringContext } from '#aws/bootstrap';
 import type { ExceptionRecord } from '#core/ledger';
 import { wireWorkflowsWithDecisions } from '#aws/decisions.wiring';
-import { DynamoLedger } from '#aws/ledger.dynamodb';
+import { DynamoLedger, LEDGER_CLIENT_CONFIG } from '#aws/ledger.dynamodb';
 import { createScheduledActionHandler, type ScheduledActionEvent } from '#aws/scheduled-action';
 import { SCHEDULED_TIME, SCHEDULE_RETRY_POLICY, scheduledActionInput } from '#aws/schedules';
 import { PolicyViolation, ValidationError } from '#core/errors';
@@ -625,7 +624,7 @@ describe('connector shapes', () => {
 // ---------------------------------------------------------------------------------------------
 describe('composition root', () => {
   const env = { [ENV.tableName]: 'jml', [ENV.publicBaseUrl]: 'https://api.example.test/v1' };
-  const dynamo = DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'local' }));
+  const dynamo = new DynamoDBClient({ region: 'local', ...LEDGER_CLIENT_CONFIG });
   const policyDocument = parsePolicyYaml(readFileSync(POLICY_PATH, 'utf8'));
 
   it('gives every function the ledger, policy, metrics, clock and base URL, and makes unwired ports fail loudly by name', async () => {

@@ -1,21 +1,34 @@
 /**
- * Request shapes the ledger sends to DynamoDB (aws-sdk-client-mock on the Document client).
+ * Request shapes the ledger sends to DynamoDB (aws-sdk-client-mock on the ledger's client; the
+ * ledger marshals native values itself, so the wire shapes are unmarshalled here to read them).
  * Behaviour against a real DynamoDB API lives in test/integration/ledger.test.ts; these pin the
  * parts a reviewer of IAM policies, CloudTrail or capacity would read: conditions, index names,
  * update expressions, pagination keys.
  */
-import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { BatchGetCommand, DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import {
+  BatchGetItemCommand,
+  ConditionalCheckFailedException,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  ScanCommand,
+  UpdateItemCommand,
+  type AttributeValue,
+} from '@aws-sdk/client-dynamodb';
+import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ConditionFailed, type RunRecord } from '#core/ledger';
-import { DynamoLedger, LEDGER_TRANSLATE_CONFIG } from '#aws/ledger.dynamodb';
+import { DynamoLedger, LEDGER_CLIENT_CONFIG } from '#aws/ledger.dynamodb';
 import { PERSONS_INDEX } from '#aws/table';
 
-const client = DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'local' }), LEDGER_TRANSLATE_CONFIG);
+const client = new DynamoDBClient({ region: 'local', ...LEDGER_CLIENT_CONFIG });
 const ddb = mockClient(client);
 const NOW = new Date('2030-03-01T09:00:00.000Z');
 const ledger = new DynamoLedger({ client, tableName: 'jml-ledger', now: () => NOW });
+
+/** Native values of a marshalled map (an item, a key, expression values). */
+const native = (m: Record<string, AttributeValue> | undefined) => unmarshall(m ?? {});
 
 const conditionFailed = () => new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
 
@@ -44,16 +57,16 @@ beforeEach(() => {
 
 describe('DynamoLedger request shapes', () => {
   it('createRun is one conditional put on absence of the key, with both index keys', async () => {
-    ddb.on(PutCommand).resolvesOnce({}).rejectsOnce(conditionFailed());
+    ddb.on(PutItemCommand).resolvesOnce({}).rejectsOnce(conditionFailed());
     expect(await ledger.createRun(run)).toBe(true);
     expect(await ledger.createRun(run)).toBe(false);
 
-    const calls = ddb.commandCalls(PutCommand);
+    const calls = ddb.commandCalls(PutItemCommand);
     expect(calls).toHaveLength(2);
     const input = calls[0]!.args[0].input;
     expect(input.ConditionExpression).toBe('attribute_not_exists(pk)');
     expect(input.TableName).toBe('jml-ledger');
-    expect(input.Item).toMatchObject({
+    expect(native(input.Item)).toMatchObject({
       pk: 'RUN#run-1',
       sk: 'RUN',
       gsi1pk: 'EMP#E1001',
@@ -66,12 +79,12 @@ describe('DynamoLedger request shapes', () => {
   });
 
   it('updateRun sends SET with placeholders, moves the status index, and guards the from-status', async () => {
-    ddb.on(UpdateCommand).resolves({});
+    ddb.on(UpdateItemCommand).resolves({});
     await ledger.updateRun('run-1', { status: 'PLANNED', plan: { targets: [] }, statusReason: undefined }, ['RECEIVED', 'SCHEDULED']);
 
-    const input = ddb.commandCalls(UpdateCommand)[0]!.args[0].input;
+    const input = ddb.commandCalls(UpdateItemCommand)[0]!.args[0].input;
     const names = input.ExpressionAttributeNames!;
-    const values = input.ExpressionAttributeValues!;
+    const values = native(input.ExpressionAttributeValues);
     const byName = Object.fromEntries(Object.entries(names).map(([ph, attr]) => [attr, ph]));
     // Every attribute goes through a name placeholder (`status` is a reserved word).
     expect(Object.values(names).sort()).toEqual(['gsi2pk', 'gsi2sk', 'plan', 'status', 'updatedAt']);
@@ -88,9 +101,9 @@ describe('DynamoLedger request shapes', () => {
   });
 
   it('a failed decision reads the approval once to say why', async () => {
-    ddb.on(UpdateCommand).rejects(conditionFailed());
-    ddb.on(GetCommand).resolves({
-      Item: {
+    ddb.on(UpdateItemCommand).rejects(conditionFailed());
+    ddb.on(GetItemCommand).resolves({
+      Item: marshall({
         pk: 'APPROVAL#ap-1',
         sk: 'APPROVAL',
         approvalId: 'ap-1',
@@ -98,45 +111,47 @@ describe('DynamoLedger request shapes', () => {
         status: 'PENDING',
         expiresAt: '2030-03-01T08:00:00.000Z',
         request: '{}',
-      },
+      }),
     });
     const decision = ledger.decideApproval('ap-1', { status: 'APPROVED', decidedAt: NOW.toISOString() }, NOW.toISOString());
     await expect(decision).rejects.toBeInstanceOf(ConditionFailed);
     await expect(decision).rejects.toThrow('approval ap-1 expired at 2030-03-01T08:00:00.000Z');
-    const update = ddb.commandCalls(UpdateCommand)[0]!.args[0].input;
+    const update = ddb.commandCalls(UpdateItemCommand)[0]!.args[0].input;
     expect(update.ConditionExpression).toMatch(/^attribute_exists\(pk\) AND #n\d+ = :v\d+ AND #n\d+ > :v\d+$/);
-    expect(ddb.commandCalls(GetCommand)[0]!.args[0].input).toMatchObject({ Key: { pk: 'APPROVAL#ap-1', sk: 'APPROVAL' }, ConsistentRead: true });
+    const read = ddb.commandCalls(GetItemCommand)[0]!.args[0].input;
+    expect(native(read.Key)).toEqual({ pk: 'APPROVAL#ap-1', sk: 'APPROVAL' });
+    expect(read.ConsistentRead).toBe(true);
   });
 
   it('reads asked for at once are one strongly consistent BatchGetItem; keys left unprocessed are asked for again', async () => {
-    const item = (pk: string, sk: string, extra: object) => ({ pk, sk, ...extra });
+    const item = (pk: string, sk: string, extra: object) => marshall({ pk, sk, ...extra });
     ddb
-      .on(BatchGetCommand)
+      .on(BatchGetItemCommand)
       .resolvesOnce({
         Responses: { 'jml-ledger': [item('META#count', 'META', { value: '{"n":3}' })] },
-        UnprocessedKeys: { 'jml-ledger': { Keys: [{ pk: 'RUN#run-1', sk: 'RUN' }], ConsistentRead: true } },
+        UnprocessedKeys: { 'jml-ledger': { Keys: [marshall({ pk: 'RUN#run-1', sk: 'RUN' })], ConsistentRead: true } },
       })
       .resolvesOnce({ Responses: { 'jml-ledger': [] } });
     const [missing, count] = await Promise.all([ledger.getRun('run-1'), ledger.getMeta('count'), ledger.getMeta('count')]);
     expect(missing).toBeNull();
     expect(count).toEqual({ n: 3 });
-    const [first, second] = ddb.commandCalls(BatchGetCommand).map((c) => c.args[0].input);
-    expect(first).toEqual({
-      RequestItems: { 'jml-ledger': { Keys: [{ pk: 'RUN#run-1', sk: 'RUN' }, { pk: 'META#count', sk: 'META' }], ConsistentRead: true } },
-    });
-    expect(second).toEqual({ RequestItems: { 'jml-ledger': { Keys: [{ pk: 'RUN#run-1', sk: 'RUN' }], ConsistentRead: true } } });
-    expect(ddb.commandCalls(GetCommand)).toHaveLength(0);
+    const [first, second] = ddb.commandCalls(BatchGetItemCommand).map((c) => c.args[0].input);
+    const keysOf = (input: typeof first) => ({ ...input!.RequestItems!['jml-ledger']!, Keys: input!.RequestItems!['jml-ledger']!.Keys!.map(native) });
+    expect(Object.keys(first!.RequestItems!)).toEqual(['jml-ledger']);
+    expect(keysOf(first)).toEqual({ Keys: [{ pk: 'RUN#run-1', sk: 'RUN' }, { pk: 'META#count', sk: 'META' }], ConsistentRead: true });
+    expect(keysOf(second)).toEqual({ Keys: [{ pk: 'RUN#run-1', sk: 'RUN' }], ConsistentRead: true });
+    expect(ddb.commandCalls(GetItemCommand)).toHaveLength(0);
   });
 
   it('keys DynamoDB keeps leaving unprocessed fail the reads after 8 requests, saying so', async () => {
-    ddb.on(BatchGetCommand).resolves({ Responses: { 'jml-ledger': [] }, UnprocessedKeys: { 'jml-ledger': { Keys: [{ pk: 'RUN#run-1', sk: 'RUN' }] } } });
+    ddb.on(BatchGetItemCommand).resolves({ Responses: { 'jml-ledger': [] }, UnprocessedKeys: { 'jml-ledger': { Keys: [marshall({ pk: 'RUN#run-1', sk: 'RUN' })] } } });
     const reads = Promise.all([ledger.getRun('run-1'), ledger.getPerson('E1001')]);
     await expect(reads).rejects.toThrow('ledger read: DynamoDB left 1 of 2 keys unprocessed 8 times (throughput exceeded)');
-    expect(ddb.commandCalls(BatchGetCommand)).toHaveLength(8);
+    expect(ddb.commandCalls(BatchGetItemCommand)).toHaveLength(8);
   });
 
   it('a batch that fails fails every read in it, with its error', async () => {
-    ddb.on(BatchGetCommand).rejects(new Error('ProvisionedThroughputExceededException: rate of requests exceeds the allowed throughput'));
+    ddb.on(BatchGetItemCommand).rejects(new Error('ProvisionedThroughputExceededException: rate of requests exceeds the allowed throughput'));
     const reads = await Promise.allSettled([ledger.getRun('run-1'), ledger.getPerson('E1001')]);
     expect(reads.map((r) => r.status)).toEqual(['rejected', 'rejected']);
     for (const r of reads) expect((r as PromiseRejectedResult).reason.message).toMatch(/ProvisionedThroughputExceeded/);
@@ -144,7 +159,7 @@ describe('DynamoLedger request shapes', () => {
 
   it('listPersons scans the sparse persons index one page at a time and hands back an opaque cursor', async () => {
     const lastKey = { pk: 'PERSON#E2', sk: 'PROFILE', personId: 'E2' };
-    ddb.on(ScanCommand).resolvesOnce({ Items: [], LastEvaluatedKey: lastKey }).resolvesOnce({ Items: [] });
+    ddb.on(ScanCommand).resolvesOnce({ Items: [], LastEvaluatedKey: marshall(lastKey) }).resolvesOnce({ Items: [] });
     const first = await ledger.listPersons(undefined, 25);
     expect(first.nextCursor).toBeDefined();
     expect(first.nextCursor).not.toContain('PERSON#');
@@ -153,7 +168,7 @@ describe('DynamoLedger request shapes', () => {
 
     const [a, b] = ddb.commandCalls(ScanCommand).map((c) => c.args[0].input);
     expect(a).toEqual({ TableName: 'jml-ledger', IndexName: PERSONS_INDEX.indexName, Limit: 25 });
-    expect(b?.ExclusiveStartKey).toEqual(lastKey);
+    expect(native(b?.ExclusiveStartKey)).toEqual(lastKey);
     await expect(ledger.listPersons(undefined, 0)).rejects.toThrow(/limit/);
   });
 });
