@@ -2,7 +2,7 @@
  * Time to disable: termination event accepted → IdP account disabled and sessions revoked, on the
  * local stack (same handlers and ASL as in AWS) against the Okta stand-in with a set latency.
  *
- *   npx tsx bench/time-to-disable.ts [--leavers 20] [--latency 20] [--rounds 1] [--window 60] [--trace] [--rate-limit 600] [--ledger-process]
+ *   npx tsx bench/time-to-disable.ts [--leavers 20] [--latency 20] [--rounds 1] [--window 60] [--trace] [--rate-limit 600] [--ledger-process] [--pin]
  *
  * Each round starts a fresh stack and terminates two more people first, not counted: the first
  * run of a process pays one-time costs (module loading, JIT) that belong to a cold start, and the
@@ -28,13 +28,17 @@
  * runs it under SCHED_FIFO, where the main thread keeps its CPU until it waits, and a thread that
  * wakes meanwhile (the process's own V8 collector and compiler threads among them) runs on the
  * other CPU instead of preempting it. The work is the same (see `cpuMsBeforeDisable`).
+ * `--pin` (Linux, `taskset`) does it by placement instead: the main thread alone on the first CPU
+ * the process may use, every other thread of the process (V8's collector and compiler helpers,
+ * libuv's pool) on the others — each measured leaver starts with every thread placed so.
  *
  * The bulk-change guard keeps the policy's window (default 60 minutes: 12 steps of 5 minutes,
  * so its counting is on the path as it is in production) with its limits raised for the
  * benchmark: terminating 20 people of a 33-person company in seconds is exactly what it holds.
  */
 import '../local/quiet.ts';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parse, stringify } from 'yaml';
@@ -56,6 +60,8 @@ const { values } = parseArgs({
     // dynalite in its own process, as DynamoDB is outside the Lambda in AWS (its CPU is then not
     // the process CPU reported here, and it does not wait for the engine's event loop).
     'ledger-process': { type: 'boolean', default: false },
+    // The main thread on a CPU of its own, the process's other threads on the rest (see above).
+    pin: { type: 'boolean', default: false },
   },
 });
 const latencyMs = Number(values.latency);
@@ -108,6 +114,41 @@ function schedulingPolicy(): string {
   const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
   return ['SCHED_OTHER', 'SCHED_FIFO', 'SCHED_RR', 'SCHED_BATCH', 'SCHED_ISO', 'SCHED_IDLE', 'SCHED_DEADLINE'][Number(fields[41 - 3])] ?? `policy ${fields[41 - 3]}`;
 }
+
+/** CPUs this process may run on (Linux `Cpus_allowed_list`, e.g. `0-1,4`). */
+function allowedCpus(): number[] {
+  const list = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '';
+  return list.split(',').flatMap((r) => {
+    const [a, b = a] = r.split('-').map(Number);
+    return Array.from({ length: b! - a! + 1 }, (_, i) => a! + i);
+  });
+}
+/** Read before `--pin` narrows the main thread's own list. */
+const CPUS = allowedCpus();
+/** Threads already placed by `--pin`. */
+const pinned = new Set<string>();
+/** `--pin`: the main thread alone on the first allowed CPU, every other thread on the others; places threads created since the last call. */
+function pinThreads(): string {
+  const cpus = CPUS;
+  if (cpus.length < 2) throw new Error(`--pin needs two CPUs or more; this process may use ${cpus.length}`);
+  for (const tid of readdirSync('/proc/self/task')) {
+    if (pinned.has(tid)) continue;
+    const set = tid === String(process.pid) ? String(cpus[0]) : cpus.slice(1).join(',');
+    const r = spawnSync('taskset', ['-p', '-c', set, tid], { encoding: 'utf8' });
+    if (r.error || r.status !== 0) throw new Error(`--pin: taskset could not place thread ${tid}: ${r.error?.message ?? r.stderr.trim()}`);
+    pinned.add(tid);
+  }
+  // With `--ledger-process`, dynalite's process and all its threads go with the other threads.
+  const children = readdirSync('/proc/self/task').flatMap((tid) => readFileSync(`/proc/self/task/${tid}/children`, 'utf8').split(' ').filter(Boolean));
+  for (const child of children) {
+    if (pinned.has(`child ${child}`)) continue;
+    const r = spawnSync('taskset', ['-a', '-p', '-c', cpus.slice(1).join(','), child], { encoding: 'utf8' });
+    if (r.error || r.status !== 0) throw new Error(`--pin: taskset could not place process ${child}: ${r.error?.message ?? r.stderr.trim()}`);
+    pinned.add(`child ${child}`);
+  }
+  return `main thread alone on CPU ${cpus[0]}, the process's ${pinned.size - 1} other threads on CPU ${cpus.slice(1).join(',')}`;
+}
+let placement = 'as the scheduler places them';
 
 /** Garbage-collection pauses of the main thread ([start, duration] in ms on the performance timeline). */
 const gcPauses: Array<[number, number]> = [];
@@ -187,6 +228,7 @@ async function oneRound(round: number) {
   const traces: string[][] = [];
   for (const [i, w] of people.entries()) {
     const warmup = i < WARMUP;
+    if (values.pin) placement = pinThreads(); // before the clock starts
     const today = new Date().toISOString().slice(0, 10);
     const body = JSON.stringify({
       eventId: `ttd-${round}-${i}`,
@@ -289,6 +331,7 @@ const results = {
   bulkGuardWindowMinutes: Number(values.window),
   ledger: values['ledger-process'] ? 'dynalite in its own process' : 'dynalite in the same process',
   scheduling: schedulingPolicy(),
+  threads: placement,
   oktaCallsBeforeDisable: percentile(col('oktaCalls'), 50),
   ledgerCallsBeforeDisable: percentile(col('ledgerCalls'), 50),
   dynamoRequestsBeforeDisable: percentile(col('dynamoRequests'), 50),
