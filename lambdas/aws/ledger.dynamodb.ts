@@ -121,6 +121,11 @@ export interface DynamoLedgerOptions {
 }
 
 type Item = Record<string, unknown>;
+/** An item, key or value map as DynamoDB's API carries it. */
+type AttributeMap = Record<string, AttributeValue>;
+
+/** Each value of a per-table map (batch requests and answers) through `f`. */
+const mapValues = <A, B>(o: Record<string, A>, f: (a: A) => B): Record<string, B> => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v)]));
 
 /** Fields held as JSON strings, per item kind. */
 const JSON_FIELDS: Record<'run' | 'approval' | 'exception', readonly string[]> = {
@@ -946,32 +951,22 @@ export class DynamoLedger implements Ledger {
     // A Document client sets `convertTopLevelContainer` on the options object it is given (this
     // one, when it was built with LEDGER_TRANSLATE_CONFIG): a top-level map is a map here.
     const options = { ...LEDGER_TRANSLATE_CONFIG.marshallOptions, convertTopLevelContainer: false };
-    const item = (v: Record<string, unknown>) => m.marshall(v, options);
-    const native = (v: Record<string, AttributeValue>) => m.unmarshall(v);
+    const wire = (v: Item) => m.marshall(v, options) as AttributeMap;
+    const native = (v: AttributeMap) => m.unmarshall(v);
     const { Key, Item, ExpressionAttributeValues, ExclusiveStartKey, RequestItems, ...rest } = input as Record<string, unknown> & {
       Key?: Item;
       Item?: Item;
       ExpressionAttributeValues?: Item;
       ExclusiveStartKey?: Item;
-      RequestItems?: Record<string, { Keys: Item[] } & Record<string, unknown>>;
+      RequestItems?: Record<string, { Keys: Item[] }>;
     };
-    const wire = {
+    const request = {
       ...rest,
-      ...(Key ? { Key: item(Key) } : {}),
-      ...(Item ? { Item: item(Item) } : {}),
-      ...(ExpressionAttributeValues ? { ExpressionAttributeValues: item(ExpressionAttributeValues) } : {}),
-      ...(ExclusiveStartKey ? { ExclusiveStartKey: item(ExclusiveStartKey) } : {}),
-      ...(RequestItems
-        ? { RequestItems: Object.fromEntries(Object.entries(RequestItems).map(([t, r]) => [t, { ...r, Keys: r.Keys.map(item) }])) }
-        : {}),
-    };
-    type Wire = {
-      Item?: Record<string, AttributeValue>;
-      Items?: Array<Record<string, AttributeValue>>;
-      Attributes?: Record<string, AttributeValue>;
-      LastEvaluatedKey?: Record<string, AttributeValue>;
-      Responses?: Record<string, Array<Record<string, AttributeValue>>>;
-      UnprocessedKeys?: Record<string, { Keys?: Array<Record<string, AttributeValue>> }>;
+      ...(Key ? { Key: wire(Key) } : {}),
+      ...(Item ? { Item: wire(Item) } : {}),
+      ...(ExpressionAttributeValues ? { ExpressionAttributeValues: wire(ExpressionAttributeValues) } : {}),
+      ...(ExclusiveStartKey ? { ExclusiveStartKey: wire(ExclusiveStartKey) } : {}),
+      ...(RequestItems ? { RequestItems: mapValues(RequestItems, (r) => ({ ...r, Keys: r.Keys.map(wire) })) } : {}),
     };
     const commands = {
       get: m.GetItemCommand,
@@ -983,17 +978,21 @@ export class DynamoLedger implements Ledger {
       scan: m.ScanCommand,
     } as const;
     const Command = commands[kind] as unknown as new (input: unknown) => Parameters<DynamoDBClient['send']>[0];
-    const out = (await client.send(new Command(wire))) as Wire;
-    const each = (t: Record<string, Array<Record<string, AttributeValue>>>) => Object.fromEntries(Object.entries(t).map(([k, v]) => [k, v.map(native)]));
+    const out = (await client.send(new Command(request))) as {
+      Item?: AttributeMap;
+      Items?: AttributeMap[];
+      Attributes?: AttributeMap;
+      LastEvaluatedKey?: AttributeMap;
+      Responses?: Record<string, AttributeMap[]>;
+      UnprocessedKeys?: Record<string, { Keys?: AttributeMap[] }>;
+    };
     return {
       ...(out.Item ? { Item: native(out.Item) } : {}),
       ...(out.Items ? { Items: out.Items.map(native) } : {}),
       ...(out.Attributes ? { Attributes: native(out.Attributes) } : {}),
       ...(out.LastEvaluatedKey ? { LastEvaluatedKey: native(out.LastEvaluatedKey) } : {}),
-      ...(out.Responses ? { Responses: each(out.Responses) } : {}),
-      ...(out.UnprocessedKeys
-        ? { UnprocessedKeys: Object.fromEntries(Object.entries(out.UnprocessedKeys).map(([t, r]) => [t, { ...r, Keys: (r.Keys ?? []).map(native) }])) }
-        : {}),
+      ...(out.Responses ? { Responses: mapValues(out.Responses, (items) => items.map(native)) } : {}),
+      ...(out.UnprocessedKeys ? { UnprocessedKeys: mapValues(out.UnprocessedKeys, (r) => ({ ...r, Keys: (r.Keys ?? []).map(native) })) } : {}),
     } as Requests[K][1];
   }
 
