@@ -39,7 +39,7 @@ export interface LocalDynamo {
   client: DynamoDBDocumentClient;
   /** The ledger's client (`LEDGER_CLIENT_CONFIG`: `new DynamoLedger({ client: dynamo.ledgerClient, … })`). */
   ledgerClient: DynamoDBClient;
-  /** Destroys the client, drops open connections and closes the store (flushes LevelDB). */
+  /** Destroys the clients, drops open connections and closes the store (flushes LevelDB). */
   close(): Promise<void>;
   /** What was mended at start in a store that had not been closed (see `startDynalite`). */
   mended?: { reindexed: string[]; orphansRemoved: string[] };
