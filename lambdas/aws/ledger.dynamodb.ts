@@ -330,12 +330,11 @@ export class DynamoLedger implements Ledger {
   async listPersons(cursor?: string, limit = 100): Promise<{ persons: PersonRecord[]; nextCursor?: string }> {
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new RangeError('limit: an integer from 1 to 1000');
     const out = await this.send('scan', {
-        TableName: this.tableName,
-        IndexName: PERSONS_INDEX.indexName,
-        Limit: limit,
-        ...(cursor ? { ExclusiveStartKey: decodeCursor(cursor) } : {}),
-      },
-    );
+      TableName: this.tableName,
+      IndexName: PERSONS_INDEX.indexName,
+      Limit: limit,
+      ...(cursor ? { ExclusiveStartKey: decodeCursor(cursor) } : {}),
+    });
     const persons = (out.Items ?? []).filter((i) => this.live(i)).map((i) => this.toRecord<PersonRecord>('person', i));
     return { persons, ...(out.LastEvaluatedKey ? { nextCursor: encodeCursor(out.LastEvaluatedKey) } : {}) };
   }
@@ -394,12 +393,11 @@ export class DynamoLedger implements Ledger {
     const claimedFor = e.name('claimedFor');
     try {
       await this.send('delete', {
-          TableName: this.tableName,
-          Key: keys.link(target, accountId),
-          ConditionExpression: `${e.name('employeeId')} = ${e.value(employeeId)} AND (attribute_not_exists(${claimedFor}) OR ${claimedFor} < ${e.value(version)})`,
-          ...e.maps(),
-        },
-      );
+        TableName: this.tableName,
+        Key: keys.link(target, accountId),
+        ConditionExpression: `${e.name('employeeId')} = ${e.value(employeeId)} AND (attribute_not_exists(${claimedFor}) OR ${claimedFor} < ${e.value(version)})`,
+        ...e.maps(),
+      });
     } catch (err) {
       // Gone already, or someone else's now: nothing of ours to remove.
       if (!isConditionalCheckFailed(err)) throw err;
@@ -458,13 +456,12 @@ export class DynamoLedger implements Ledger {
 
     try {
       await this.send('update', {
-          TableName: this.tableName,
-          Key: keys.run(runId),
-          UpdateExpression: `SET ${sets.join(', ')}`,
-          ConditionExpression: condition,
-          ...e.maps(),
-        },
-      );
+        TableName: this.tableName,
+        Key: keys.run(runId),
+        UpdateExpression: `SET ${sets.join(', ')}`,
+        ConditionExpression: condition,
+        ...e.maps(),
+      });
     } catch (err) {
       if (isItemSizeError(err)) {
         throw new LedgerItemTooLarge(`run ${runId}: update would exceed DynamoDB's 400 KB item limit (largest fields: ${largestAttributes(fields)})`, {
@@ -571,14 +568,13 @@ export class DynamoLedger implements Ledger {
     const condition = `attribute_exists(${TABLE_KEYS.pk}) AND ${e.name('status')} = ${e.value('PENDING')} AND ${e.name('expiresAt')} > ${e.value(at)}`;
     try {
       const out = await this.send('update', {
-          TableName: this.tableName,
-          Key: keys.approval(approvalId),
-          UpdateExpression: `SET ${sets.join(', ')}`,
-          ConditionExpression: condition,
-          ...e.maps(),
-          ReturnValues: 'ALL_NEW',
-        },
-      );
+        TableName: this.tableName,
+        Key: keys.approval(approvalId),
+        UpdateExpression: `SET ${sets.join(', ')}`,
+        ConditionExpression: condition,
+        ...e.maps(),
+        ReturnValues: 'ALL_NEW',
+      });
       return this.toRecord<ApprovalRecord>('approval', out.Attributes ?? {});
     } catch (err) {
       if (!isConditionalCheckFailed(err)) throw err;
@@ -630,14 +626,13 @@ export class DynamoLedger implements Ledger {
     const sets = Object.entries(fields).map(([k, v]) => `${e.name(k)} = ${e.value(v)}`);
     try {
       const out = await this.send('update', {
-          TableName: this.tableName,
-          Key: keys.exception(exceptionId),
-          UpdateExpression: `SET ${sets.join(', ')}`,
-          ConditionExpression: `attribute_exists(${TABLE_KEYS.pk}) AND ${e.name('status')} = ${e.value('open')}`,
-          ...e.maps(),
-          ReturnValues: 'ALL_NEW',
-        },
-      );
+        TableName: this.tableName,
+        Key: keys.exception(exceptionId),
+        UpdateExpression: `SET ${sets.join(', ')}`,
+        ConditionExpression: `attribute_exists(${TABLE_KEYS.pk}) AND ${e.name('status')} = ${e.value('open')}`,
+        ...e.maps(),
+        ReturnValues: 'ALL_NEW',
+      });
       return this.toRecord<ExceptionRecord>('exception', out.Attributes ?? {});
     } catch (err) {
       if (!isConditionalCheckFailed(err)) throw err;
@@ -679,13 +674,12 @@ export class DynamoLedger implements Ledger {
     if (!sets.length && !removes.length) return;
     try {
       await this.send('update', {
-          TableName: this.tableName,
-          Key: keys.exception(exceptionId),
-          UpdateExpression: [sets.length ? `SET ${sets.join(', ')}` : '', removes.length ? `REMOVE ${removes.join(', ')}` : ''].filter(Boolean).join(' '),
-          ConditionExpression: `attribute_exists(${TABLE_KEYS.pk})`,
-          ...e.maps(),
-        },
-      );
+        TableName: this.tableName,
+        Key: keys.exception(exceptionId),
+        UpdateExpression: [sets.length ? `SET ${sets.join(', ')}` : '', removes.length ? `REMOVE ${removes.join(', ')}` : ''].filter(Boolean).join(' '),
+        ConditionExpression: `attribute_exists(${TABLE_KEYS.pk})`,
+        ...e.maps(),
+      });
     } catch (err) {
       if (isConditionalCheckFailed(err)) throw new ConditionFailed(`exception ${exceptionId} not found`);
       throw err;
@@ -768,14 +762,13 @@ export class DynamoLedger implements Ledger {
     if (options.max !== undefined && options.max < by) return { added: false, value: await this.counter(key) };
     try {
       const out = await this.send('update', {
-          TableName: this.tableName,
-          Key: keys.meta(counterKey(key)),
-          UpdateExpression: `SET ${sets.join(', ')} ADD ${count} ${e.value(by)}`,
-          ...(condition ? { ConditionExpression: condition } : {}),
-          ...e.maps(),
-          ReturnValues: 'UPDATED_NEW',
-        },
-      );
+        TableName: this.tableName,
+        Key: keys.meta(counterKey(key)),
+        UpdateExpression: `SET ${sets.join(', ')} ADD ${count} ${e.value(by)}`,
+        ...(condition ? { ConditionExpression: condition } : {}),
+        ...e.maps(),
+        ReturnValues: 'UPDATED_NEW',
+      });
       return { added: true, value: Number(out.Attributes?.count ?? by) };
     } catch (err) {
       if (!isConditionalCheckFailed(err)) throw err;
@@ -859,14 +852,13 @@ export class DynamoLedger implements Ledger {
       }
       try {
         const out = await this.send('update', {
-            TableName: this.tableName,
-            Key: itemKey,
-            UpdateExpression: `SET ${sets.join(', ')}`,
-            ConditionExpression: conditions.join(' AND '),
-            ...e.maps(),
-            ReturnValues: 'ALL_OLD',
-          },
-        );
+          TableName: this.tableName,
+          Key: itemKey,
+          UpdateExpression: `SET ${sets.join(', ')}`,
+          ConditionExpression: conditions.join(' AND '),
+          ...e.maps(),
+          ReturnValues: 'ALL_OLD',
+        });
         this.callBudgetCase.set(key, index);
         const old = out.Attributes;
         const until = typeof old?.until === 'number' ? old.until : reservation.nowMs;
@@ -999,8 +991,7 @@ export class DynamoLedger implements Ledger {
   /** Conditional put. False when the condition failed. */
   private async putItem(item: Item, conditionExpression: string, expr: Expr): Promise<boolean> {
     try {
-      await this.send('put', { TableName: this.tableName, Item: item, ConditionExpression: conditionExpression, ...expr.maps() },
-      );
+      await this.send('put', { TableName: this.tableName, Item: item, ConditionExpression: conditionExpression, ...expr.maps() });
       return true;
     } catch (err) {
       if (isConditionalCheckFailed(err)) return false;
