@@ -1,9 +1,9 @@
 /**
  * The AWS SDK's own CPU per ledger request: the ledger's client (the base DynamoDB client with
- * `cacheMiddleware`, native values marshalled as the ledger's `send` does) against the Document
- * client it replaced and the base client without the cache, for the same read and update. The requests are answered in process by a
- * canned response (no network, no DynamoDB), so the figure is the client side alone: what a
- * Lambda spends per ledger call before and after the wire.
+ * `cacheMiddleware`, each request through the ledger's own `ledgerRequest`) against the Document
+ * client it replaced and the base client without the cache, for the same read and update. The
+ * requests are answered in process by a canned response (no network, no DynamoDB), so the figure
+ * is the client side alone: what a Lambda spends per ledger call before and after the wire.
  *
  *   npx tsx bench/ledger-client.ts [--requests 2000] [--reps 7]
  *
@@ -13,11 +13,11 @@
 import '../local/quiet.ts';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { DynamoDBClient, GetItemCommand, UpdateItemCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
+import { marshall } from '@aws-sdk/util-dynamodb';
 import { HttpResponse } from '@smithy/core/protocols';
-import { LEDGER_CLIENT_CONFIG, LEDGER_TRANSLATE_CONFIG } from '#aws/ledger.dynamodb';
+import { LEDGER_CLIENT_CONFIG, LEDGER_TRANSLATE_CONFIG, ledgerRequest } from '#aws/ledger.dynamodb';
 import { keys } from '#aws/table';
 import { percentile } from './_stats.ts';
 
@@ -55,34 +55,28 @@ const settings = { region: 'local', credentials: { accessKeyId: 'bench', secretA
 const documentClient = DynamoDBDocumentClient.from(new DynamoDBClient(settings), LEDGER_TRANSLATE_CONFIG);
 const plainClient = new DynamoDBClient(settings);
 const ledgerClient = new DynamoDBClient({ ...settings, ...LEDGER_CLIENT_CONFIG });
-const options = { ...LEDGER_TRANSLATE_CONFIG.marshallOptions, convertTopLevelContainer: false };
-const wire = (v: object) => marshall(v, options) as Record<string, AttributeValue>;
+/** The same two requests for every client, in native values. */
+const read = { TableName: 'jml-ledger', Key: keys.run(runId), ConsistentRead: true };
 const update = {
   TableName: 'jml-ledger',
+  Key: keys.run(runId),
   UpdateExpression: 'SET #n0 = :v1, #n2 = list_append(if_not_exists(#n2, :v3), :v4)',
   ConditionExpression: 'attribute_exists(pk)',
   ExpressionAttributeNames: { '#n0': 'status', '#n2': 'timeline' },
+  ExpressionAttributeValues: { ':v1': 'COMPLETED', ':v3': [], ':v4': [{ phase: 'Closed', at: '2030-01-01T09:00:00.000Z' }] },
 };
-const updateValues = { ':v1': 'COMPLETED', ':v3': [], ':v4': [{ phase: 'Closed', at: '2030-01-01T09:00:00.000Z' }] };
-/** What the ledger sends per request (its `send`): native values marshalled, the answer's item unmarshalled. */
-const read = (client: DynamoDBClient) => async () => {
-  const out = await client.send(new GetItemCommand({ TableName: 'jml-ledger', Key: wire(keys.run(runId)), ConsistentRead: true }));
-  return out.Item ? unmarshall(out.Item) : null;
-};
-const write = (client: DynamoDBClient) => () =>
-  client.send(new UpdateItemCommand({ ...update, Key: wire(keys.run(runId)), ExpressionAttributeValues: wire(updateValues) }));
 
 type Client = 'Document client' | 'base client' | 'base client, cacheMiddleware (the ledger)';
 const kinds: Record<string, Record<Client, () => Promise<unknown>>> = {
   'read (GetItem)': {
-    'Document client': () => documentClient.send(new GetCommand({ TableName: 'jml-ledger', Key: keys.run(runId), ConsistentRead: true })),
-    'base client': read(plainClient),
-    'base client, cacheMiddleware (the ledger)': read(ledgerClient),
+    'Document client': () => documentClient.send(new GetCommand(read)),
+    'base client': () => ledgerRequest(plainClient, 'get', read),
+    'base client, cacheMiddleware (the ledger)': () => ledgerRequest(ledgerClient, 'get', read),
   },
   'update (UpdateItem)': {
-    'Document client': () => documentClient.send(new UpdateCommand({ ...update, Key: keys.run(runId), ExpressionAttributeValues: updateValues })),
-    'base client': write(plainClient),
-    'base client, cacheMiddleware (the ledger)': write(ledgerClient),
+    'Document client': () => documentClient.send(new UpdateCommand(update)),
+    'base client': () => ledgerRequest(plainClient, 'update', update),
+    'base client, cacheMiddleware (the ledger)': () => ledgerRequest(ledgerClient, 'update', update),
   },
 };
 

@@ -64,11 +64,6 @@ import {
 } from './table.ts';
 import { once, type Lazy } from './lazy.ts';
 
-/** The client's commands and the attribute-value marshalling, loaded on the first ledger call (lazy.ts). */
-const sdk = once(async () => {
-  const [commands, marshalling] = await Promise.all([import('@aws-sdk/client-dynamodb'), import('@aws-sdk/util-dynamodb')]);
-  return { ...commands, ...marshalling };
-});
 
 /**
  * Marshalling of the ledger's items, and of every Document client on its table (the local
@@ -82,7 +77,7 @@ export const LEDGER_TRANSLATE_CONFIG = {
  * Settings of the ledger's DynamoDB client (Lambda and local alike). `cacheMiddleware`: the
  * client resolves each command's middleware stack once instead of on every request (a quarter to a third of
  * the SDK's CPU per request; docs/performance.md). The Document client cannot have it, so the
- * ledger sends the base commands and marshals native values itself (`send` below). Middleware
+ * ledger sends the base commands and marshals native values itself (`ledgerRequest` below). Middleware
  * added to the client after its first request of a kind is not used for that kind.
  */
 export const LEDGER_CLIENT_CONFIG = { cacheMiddleware: true } as const;
@@ -126,6 +121,68 @@ type AttributeMap = Record<string, AttributeValue>;
 
 /** Each value of a per-table map (batch requests and answers) through `f`. */
 const mapValues = <A, B>(o: Record<string, A>, f: (a: A) => B): Record<string, B> => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v)]));
+
+/**
+ * How the ledger marshals native values: LEDGER_TRANSLATE_CONFIG's options, copied once. A
+ * Document client sets `convertTopLevelContainer` on the options object it is given (that one,
+ * when it was built with LEDGER_TRANSLATE_CONFIG); here a top-level map stays a map.
+ */
+const MARSHALL_OPTIONS = { ...LEDGER_TRANSLATE_CONFIG.marshallOptions, convertTopLevelContainer: false };
+
+/** The client's commands by request kind and the marshalling, loaded on the first ledger call (lazy.ts). */
+const sdk = once(async () => {
+  const [c, { marshall, unmarshall }] = await Promise.all([import('@aws-sdk/client-dynamodb'), import('@aws-sdk/util-dynamodb')]);
+  const commands = {
+    get: c.GetItemCommand,
+    batchGet: c.BatchGetItemCommand,
+    put: c.PutItemCommand,
+    update: c.UpdateItemCommand,
+    delete: c.DeleteItemCommand,
+    query: c.QueryCommand,
+    scan: c.ScanCommand,
+  } as unknown as Record<keyof Requests, new (input: unknown) => Parameters<DynamoDBClient['send']>[0]>;
+  return { commands, wire: (v: Item) => marshall(v, MARSHALL_OPTIONS) as AttributeMap, native: (v: AttributeMap) => unmarshall(v) };
+});
+
+/**
+ * One request in native values, as the ledger sends it: keys, items, expression values and start
+ * keys marshalled, items and keys in the answer unmarshalled — what the Document client does, on
+ * a client that keeps its middleware resolved (`LEDGER_CLIENT_CONFIG`).
+ */
+export async function ledgerRequest<K extends keyof Requests>(client: DynamoDBClient, kind: K, input: Requests[K][0]): Promise<Requests[K][1]> {
+  const { commands, wire, native } = await sdk();
+  const { Key, Item, ExpressionAttributeValues, ExclusiveStartKey, RequestItems, ...rest } = input as Record<string, unknown> & {
+    Key?: Item;
+    Item?: Item;
+    ExpressionAttributeValues?: Item;
+    ExclusiveStartKey?: Item;
+    RequestItems?: Record<string, { Keys: Item[] }>;
+  };
+  const request = {
+    ...rest,
+    ...(Key ? { Key: wire(Key) } : {}),
+    ...(Item ? { Item: wire(Item) } : {}),
+    ...(ExpressionAttributeValues ? { ExpressionAttributeValues: wire(ExpressionAttributeValues) } : {}),
+    ...(ExclusiveStartKey ? { ExclusiveStartKey: wire(ExclusiveStartKey) } : {}),
+    ...(RequestItems ? { RequestItems: mapValues(RequestItems, (r) => ({ ...r, Keys: r.Keys.map(wire) })) } : {}),
+  };
+  const out = (await client.send(new commands[kind](request))) as {
+    Item?: AttributeMap;
+    Items?: AttributeMap[];
+    Attributes?: AttributeMap;
+    LastEvaluatedKey?: AttributeMap;
+    Responses?: Record<string, AttributeMap[]>;
+    UnprocessedKeys?: Record<string, { Keys?: AttributeMap[] }>;
+  };
+  return {
+    ...(out.Item ? { Item: native(out.Item) } : {}),
+    ...(out.Items ? { Items: out.Items.map(native) } : {}),
+    ...(out.Attributes ? { Attributes: native(out.Attributes) } : {}),
+    ...(out.LastEvaluatedKey ? { LastEvaluatedKey: native(out.LastEvaluatedKey) } : {}),
+    ...(out.Responses ? { Responses: mapValues(out.Responses, (items) => items.map(native)) } : {}),
+    ...(out.UnprocessedKeys ? { UnprocessedKeys: mapValues(out.UnprocessedKeys, (r) => ({ ...r, Keys: (r.Keys ?? []).map(native) })) } : {}),
+  } as Requests[K][1];
+}
 
 /** Fields held as JSON strings, per item kind. */
 const JSON_FIELDS: Record<'run' | 'approval' | 'exception', readonly string[]> = {
@@ -933,59 +990,10 @@ export class DynamoLedger implements Ledger {
     }
   }
 
-  /**
-   * One request, in native values: keys, items, expression values and start keys marshalled
-   * (`LEDGER_TRANSLATE_CONFIG`), items and keys in the answer unmarshalled — what the Document
-   * client does, on a client that keeps its middleware resolved (`LEDGER_CLIENT_CONFIG`).
-   */
+  /** One request on the ledger's client (`ledgerRequest`); the SDK loads beside the client on the first call. */
   private async send<K extends keyof Requests>(kind: K, input: Requests[K][0]): Promise<Requests[K][1]> {
-    const [m, client] = await Promise.all([sdk(), this.client()]);
-    // A Document client sets `convertTopLevelContainer` on the options object it is given (this
-    // one, when it was built with LEDGER_TRANSLATE_CONFIG): a top-level map is a map here.
-    const options = { ...LEDGER_TRANSLATE_CONFIG.marshallOptions, convertTopLevelContainer: false };
-    const wire = (v: Item) => m.marshall(v, options) as AttributeMap;
-    const native = (v: AttributeMap) => m.unmarshall(v);
-    const { Key, Item, ExpressionAttributeValues, ExclusiveStartKey, RequestItems, ...rest } = input as Record<string, unknown> & {
-      Key?: Item;
-      Item?: Item;
-      ExpressionAttributeValues?: Item;
-      ExclusiveStartKey?: Item;
-      RequestItems?: Record<string, { Keys: Item[] }>;
-    };
-    const request = {
-      ...rest,
-      ...(Key ? { Key: wire(Key) } : {}),
-      ...(Item ? { Item: wire(Item) } : {}),
-      ...(ExpressionAttributeValues ? { ExpressionAttributeValues: wire(ExpressionAttributeValues) } : {}),
-      ...(ExclusiveStartKey ? { ExclusiveStartKey: wire(ExclusiveStartKey) } : {}),
-      ...(RequestItems ? { RequestItems: mapValues(RequestItems, (r) => ({ ...r, Keys: r.Keys.map(wire) })) } : {}),
-    };
-    const commands = {
-      get: m.GetItemCommand,
-      batchGet: m.BatchGetItemCommand,
-      put: m.PutItemCommand,
-      update: m.UpdateItemCommand,
-      delete: m.DeleteItemCommand,
-      query: m.QueryCommand,
-      scan: m.ScanCommand,
-    } as const;
-    const Command = commands[kind] as unknown as new (input: unknown) => Parameters<DynamoDBClient['send']>[0];
-    const out = (await client.send(new Command(request))) as {
-      Item?: AttributeMap;
-      Items?: AttributeMap[];
-      Attributes?: AttributeMap;
-      LastEvaluatedKey?: AttributeMap;
-      Responses?: Record<string, AttributeMap[]>;
-      UnprocessedKeys?: Record<string, { Keys?: AttributeMap[] }>;
-    };
-    return {
-      ...(out.Item ? { Item: native(out.Item) } : {}),
-      ...(out.Items ? { Items: out.Items.map(native) } : {}),
-      ...(out.Attributes ? { Attributes: native(out.Attributes) } : {}),
-      ...(out.LastEvaluatedKey ? { LastEvaluatedKey: native(out.LastEvaluatedKey) } : {}),
-      ...(out.Responses ? { Responses: mapValues(out.Responses, (items) => items.map(native)) } : {}),
-      ...(out.UnprocessedKeys ? { UnprocessedKeys: mapValues(out.UnprocessedKeys, (r) => ({ ...r, Keys: (r.Keys ?? []).map(native) })) } : {}),
-    } as Requests[K][1];
+    const [client] = await Promise.all([this.client(), sdk()]);
+    return ledgerRequest(client, kind, input);
   }
 
   /** Conditional put. False when the condition failed. */
