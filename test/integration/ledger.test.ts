@@ -708,6 +708,18 @@ describe('counters', () => {
   });
 });
 
+describe('marshalling', () => {
+  it('keeps writing items as top-level attributes after a Document client built with the shared options has sent (it changes the options object it is given)', async () => {
+    const { ledger, tableName } = await freshLedger();
+    // The local Document client is built with LEDGER_TRANSLATE_CONFIG, as scripts and tests build theirs.
+    await dynamo.client.send(new PutCommand({ TableName: tableName, Item: { ...keys.meta('other'), entity: 'meta', value: '{}' } }));
+    await ledger.putMeta('after', { n: 1 });
+    const raw = await dynamo.client.send(new GetCommand({ TableName: tableName, Key: keys.meta('after') }));
+    expect(raw.Item).toEqual({ ...keys.meta('after'), entity: 'meta', value: '{"n":1}' });
+    expect(await ledger.getMeta('after')).toEqual({ n: 1 });
+  });
+});
+
 describe('reads at the same moment', () => {
   it('go out as one request, and each caller gets its own item: absent and expired ones as null', async () => {
     const clock = new Clock();
