@@ -129,24 +129,21 @@ const CPUS = allowedCpus();
 const pinned = new Set<string>();
 /** `--pin`: the main thread alone on the first allowed CPU, every other thread on the others; places threads created since the last call. */
 function pinThreads(): string {
-  const cpus = CPUS;
-  if (cpus.length < 2) throw new Error(`--pin needs two CPUs or more; this process may use ${cpus.length}`);
-  for (const tid of readdirSync('/proc/self/task')) {
-    if (pinned.has(tid)) continue;
-    const set = tid === String(process.pid) ? String(cpus[0]) : cpus.slice(1).join(',');
-    const r = spawnSync('taskset', ['-p', '-c', set, tid], { encoding: 'utf8' });
-    if (r.error || r.status !== 0) throw new Error(`--pin: taskset could not place thread ${tid}: ${r.error?.message ?? r.stderr.trim()}`);
-    pinned.add(tid);
-  }
+  if (CPUS.length < 2) throw new Error(`--pin needs two CPUs or more; this process may use ${CPUS.length}`);
+  const [main, ...others] = CPUS.map(String);
+  const place = (key: string, args: string[]) => {
+    if (pinned.has(key)) return;
+    const r = spawnSync('taskset', args, { encoding: 'utf8' });
+    if (r.error || r.status !== 0) throw new Error(`--pin: taskset could not place ${key}: ${r.error?.message ?? r.stderr.trim()}`);
+    pinned.add(key);
+  };
+  const tids = readdirSync('/proc/self/task');
+  for (const tid of tids) place(`thread ${tid}`, ['-p', '-c', tid === String(process.pid) ? main! : others.join(','), tid]);
   // With `--ledger-process`, dynalite's process and all its threads go with the other threads.
-  const children = readdirSync('/proc/self/task').flatMap((tid) => readFileSync(`/proc/self/task/${tid}/children`, 'utf8').split(' ').filter(Boolean));
-  for (const child of children) {
-    if (pinned.has(`child ${child}`)) continue;
-    const r = spawnSync('taskset', ['-a', '-p', '-c', cpus.slice(1).join(','), child], { encoding: 'utf8' });
-    if (r.error || r.status !== 0) throw new Error(`--pin: taskset could not place process ${child}: ${r.error?.message ?? r.stderr.trim()}`);
-    pinned.add(`child ${child}`);
+  for (const tid of tids) {
+    for (const child of readFileSync(`/proc/self/task/${tid}/children`, 'utf8').split(' ').filter(Boolean)) place(`process ${child}`, ['-a', '-p', '-c', others.join(','), child]);
   }
-  return `main thread alone on CPU ${cpus[0]}, the process's ${pinned.size - 1} other threads on CPU ${cpus.slice(1).join(',')}`;
+  return `main thread alone on CPU ${main}, the process's ${pinned.size - 1} other threads on CPU ${others.join(',')}`;
 }
 let placement = 'as the scheduler places them';
 

@@ -75,10 +75,10 @@ export const LEDGER_TRANSLATE_CONFIG = {
 
 /**
  * Settings of the ledger's DynamoDB client (Lambda and local alike). `cacheMiddleware`: the
- * client resolves each command's middleware stack once instead of on every request (a quarter to a third of
- * the SDK's CPU per request; docs/performance.md). The Document client cannot have it, so the
- * ledger sends the base commands and marshals native values itself (`ledgerRequest` below). Middleware
- * added to the client after its first request of a kind is not used for that kind.
+ * client resolves each command's middleware stack once instead of on every request (a quarter to
+ * a third of the SDK's CPU per request; docs/performance.md). The Document client cannot have it,
+ * so the ledger sends the base commands and marshals native values itself (`ledgerRequest`
+ * below). Middleware added to the client after its first request of a kind is not used for it.
  */
 export const LEDGER_CLIENT_CONFIG = { cacheMiddleware: true } as const;
 
