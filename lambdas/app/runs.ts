@@ -78,10 +78,15 @@ function resolveTarget(target: string, policy: Policy): string {
   return target === 'idp' ? policy.idp.name : target;
 }
 
-/** Moves a run forward unless another task already moved it (a no-op then, not an error). */
+/** A restrict step's search for the person's accounts at `target`, by employee id alone and status only (see `converge`'s `found`). */
+function findAhead(deps: AppDeps, target: string, employeeId: string): Promise<ActualAccount[]> {
+  return deps.policy().then((policy) => deps.connectors.get(resolveTarget(target, policy)).findAccounts({ employeeId, entitlements: false }));
+}
+
 /** Statuses of a run that is still going (planning may write over these, never over a terminal one). */
 const OPEN_RUN_STATUSES: readonly RunStatus[] = RUN_STATUSES.filter((st) => !TERMINAL_RUN_STATUSES.has(st));
 
+/** Moves a run forward unless another task already moved it (a no-op then, not an error). */
 async function advanceStatus(ledger: Ledger, runId: string, to: RunStatus, from: readonly RunStatus[]): Promise<void> {
   try {
     await ledger.updateRun(runId, { status: to }, from);
@@ -257,9 +262,14 @@ export async function convergeTarget(
   deps: AppDeps,
   input: { runId: string; target: string; phase?: ConvergePhase; employeeId?: string },
 ): Promise<ConvergeTaskOutput> {
+  const phase = input.phase ?? 'full';
+  // A restrict step (a leaver's disable, a leave's suspension) searches the target for the
+  // person's accounts while it reads the run and the person: the search needs only the employee
+  // id, and nothing is written before both are back and the run is checked.
+  const found = phase === 'restrict' && input.employeeId ? findAhead(deps, input.target, input.employeeId) : undefined;
+  found?.catch(() => undefined); // not needed when the run turns out to be over
   const ctx = await loadContext(deps, input.runId, input.employeeId);
   const { run, person, policy } = ctx;
-  const phase = input.phase ?? 'full';
   const started = nowIso(deps);
   // The leaver workflow disables at the IdP before it plans anything, naming the target `idp`.
   input = { ...input, target: resolveTarget(input.target, policy) };
@@ -289,7 +299,7 @@ export async function convergeTarget(
       converge(connector, profile, target, {
         linkIds: person.links[input.target] ? [person.links[input.target]!] : [],
         forceRevoke: leaverIdp,
-        ...(phase === 'restrict' ? { onlyOps: RESTRICT_OPS, statusOnly: true } : {}),
+        ...(phase === 'restrict' ? { onlyOps: RESTRICT_OPS, statusOnly: true, ...(found && person.employeeId === input.employeeId ? { found } : {}) } : {}),
       });
     const result = phase === 'restrict' ? await write() : await withTargetLease(deps, { employeeId: person.employeeId, target: input.target, holder: `run ${run.runId}` }, write);
     converged = result.changes;

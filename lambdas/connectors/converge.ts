@@ -36,6 +36,13 @@ export interface ConvergeOptions extends TargetPlanOptions {
    * then empty. A leaver's disable saves two Okta calls (groups, app links) on its critical path.
    */
   statusOnly?: boolean;
+  /**
+   * With `statusOnly`: the accounts a search by the employee id alone (`entitlements: false`, no
+   * link ids) found, asked for before the caller knew the person's links — a leaver's disable
+   * starts it while it reads the run and the person, so the two do not wait for each other. Taken
+   * when every link id is among them; otherwise the accounts are looked up again with the links.
+   */
+  found?: Promise<ActualAccount[]>;
 }
 
 export async function converge(
@@ -47,7 +54,8 @@ export async function converge(
   if (options.statusOnly && !options.onlyOps?.every((op) => op !== 'addEntitlement' && op !== 'removeEntitlement' && op !== 'create' && op !== 'delete')) {
     throw new Error('internal: statusOnly converge must be limited to status operations (onlyOps)');
   }
-  const accounts = await connector.findAccounts({ employeeId: profile.employeeId, linkIds: options.linkIds, ...(options.statusOnly ? { entitlements: false } : {}) });
+  if (options.found && !options.statusOnly) throw new Error('internal: accounts found ahead are status-only: `found` needs statusOnly');
+  const accounts = await findAccounts(connector, profile.employeeId, options);
   if (accounts.length > 1) {
     throw new TargetConflict(
       connector.name,
@@ -83,6 +91,15 @@ export async function converge(
     throw e;
   }
   return result;
+}
+
+async function findAccounts(connector: Connector, employeeId: string, options: ConvergeOptions): Promise<ActualAccount[]> {
+  const linkIds = options.linkIds ?? [];
+  if (options.found) {
+    const found = await options.found;
+    if (linkIds.every((id) => found.some((a) => a.id === id))) return found;
+  }
+  return connector.findAccounts({ employeeId, linkIds, ...(options.statusOnly ? { entitlements: false } : {}) });
 }
 
 const CHANGES_BEFORE_FAILURE = Symbol('changesBeforeFailure');

@@ -41,6 +41,9 @@ async function hire(w = ada()) {
   return { accepted, run: await closed(accepted.runId) };
 }
 
+/** Ada's termination, effective 3 November. */
+const terminate = () => send(stack, hrEvent('termination', { ...ada(), terminationDate: '2026-11-03' }, { effectiveDate: '2026-11-03', occurredAt: '2026-11-03T08:00:00.000Z' }));
+
 describe('joiner', () => {
   it('plans, waits for the manager, provisions the IdP then the apps, reconciles and closes with evidence', async () => {
     const { accepted, run } = await hire();
@@ -191,10 +194,7 @@ describe('execution ended without closing its run', () => {
 describe('leaver', () => {
   it('disables at the IdP and revokes sessions first, then waits only for data handling, deprovisions apps and schedules deletes', async () => {
     await hire();
-    const accepted = await send(
-      stack,
-      hrEvent('termination', { ...ada(), terminationDate: '2026-11-03' }, { effectiveDate: '2026-11-03', occurredAt: '2026-11-03T08:00:00.000Z' }),
-    );
+    const accepted = await terminate();
     // Access is cut before anybody is asked anything.
     await waitFor('IdP disabled', () => oktaUser('E1001')?.status === 'DEPROVISIONED');
     const { mail } = await approvalMail(stack, accepted.runId, 'data:mailbox-delegation');
@@ -226,6 +226,72 @@ describe('leaver', () => {
     for (const phase of ['Ingest', 'IdpDisabled', 'Plan', 'Reconcile', 'ScheduleRetentionDelete', 'CloseWithEvidence']) expect(phases).toContain(phase);
     expect(run.timeline!.filter((t) => t.phase === 'Ingest').map((t) => t.note)).toEqual([expect.any(String), 'started leaver workflow']);
     expect(phases.at(-1)).toBe('CloseWithEvidence');
+  });
+});
+
+describe("a leaver's first step", () => {
+  /** Terminates Ada while `onRead` runs inside every read of her run once its workflow has started (the first step's read). */
+  async function terminateWhileFirstStepReads(onRead: (runId: string, requests: () => string[]) => Promise<void>) {
+    await hire();
+    const mark = stack.targets.okta!.requestLog.length;
+    const requests = () => stack.targets.okta!.requestLog.slice(mark).map((r) => `${r.method} ${r.path}${r.query}`);
+    const ledger = stack.deps.ledger;
+    stack.deps.ledger = new Proxy(ledger, {
+      get(target, p, receiver) {
+        const v = Reflect.get(target, p, receiver);
+        if (p !== 'getRun') return typeof v === 'function' ? v.bind(target) : v;
+        return async (runId: string) => {
+          const run = await ledger.getRun(runId);
+          if (run && stack.workflows.execution(runId)) await onRead(runId, requests);
+          return run && stack.workflows.execution(runId) ? ledger.getRun(runId) : run;
+        };
+      },
+    });
+    const accepted = await terminate();
+    await waitFor('the first step', () => {
+      const execution = stack.workflows.execution(accepted.runId);
+      return execution && (execution.status !== 'RUNNING' || stack.workflows.statesEntered(accepted.runId).includes('AwaitRoutineSlot'));
+    });
+    stack.deps.ledger = ledger;
+    return { runId: accepted.runId, requests };
+  }
+  const searched = (log: string[]) => log.some((r) => r.startsWith('GET /api/v1/users?') && decodeURIComponent(r).includes('employeeNumber eq "E1001"'));
+
+  it('searches the IdP for the account while it reads the run and the person, then disables it', async () => {
+    let searchedDuringRead: boolean | undefined; // at the first step's read (later steps read the run too)
+    const { runId, requests } = await terminateWhileFirstStepReads(async (_, requests) => {
+      // The read answers only once the search has (or after 2 s, when the search waits for it).
+      for (const started = Date.now(); !searched(requests()) && Date.now() - started < 2_000; ) await new Promise((r) => setTimeout(r, 5));
+      searchedDuringRead ??= searched(requests());
+    });
+    expect(searchedDuringRead).toBe(true);
+    expect(stack.workflows.statesEntered(runId).slice(0, 3)).toEqual(['AwaitRestrictSlot', 'DisableAtIdp', 'AwaitRoutineSlot']);
+    expect(oktaUser('E1001')!.status).toBe('DEPROVISIONED');
+    const id = oktaUser('E1001')!.id;
+    expect(requests().filter((r) => !r.startsWith('GET')).slice(0, 2)).toEqual([`POST /api/v1/users/${id}/lifecycle/deactivate?sendEmail=false`, `DELETE /api/v1/users/${id}/sessions?oauthTokens=true`]);
+  });
+
+  it('changes nothing when the run was withdrawn by the time its reads are back, though it searched', async () => {
+    const { runId, requests } = await terminateWhileFirstStepReads(async (id) => {
+      await stack.deps.ledger.updateRun(id, { status: 'SUPERSEDED', supersededBy: 'run-withdrawal' });
+    });
+    await stack.workflows.wait(runId).catch(() => undefined);
+    expect(searched(requests())).toBe(true);
+    expect(requests().filter((r) => !r.startsWith('GET'))).toEqual([]);
+    expect(oktaUser('E1001')!.status).toBe('PROVISIONED');
+  });
+
+  it("still finds and disables the linked account when the IdP's employee number no longer names the person", async () => {
+    await hire();
+    const user = oktaUser('E1001')!;
+    user.profile.employeeNumber = 'E1001-old'; // changed by an IdP admin: the search finds nobody
+    const mark = stack.targets.okta!.requestLog.length;
+    const accepted = await terminate();
+    await waitFor('IdP disabled', async () => (await stack.deps.ledger.getRun(accepted.runId))?.timeline?.some((t) => t.phase === 'IdpDisabled'));
+    expect(okta().users.get(user.id)!.status).toBe('DEPROVISIONED');
+    // The search ahead found nobody, so the step looked again with the person's link.
+    const first = stack.targets.okta!.requestLog.slice(mark).map((r) => `${r.method} ${r.path}`).slice(0, 5);
+    expect(first).toEqual(['GET /api/v1/users', 'GET /api/v1/users', `GET /api/v1/users/${user.id}`, `POST /api/v1/users/${user.id}/lifecycle/deactivate`, `DELETE /api/v1/users/${user.id}/sessions`]);
   });
 });
 

@@ -580,6 +580,8 @@ describe('converge', () => {
     expect(okta.state.users.get(ada)!.status).toBe('DEPROVISIONED');
     // A status-only read must never drive a membership change.
     await expect(converge(connector, profile(), desired({ account: 'disabled', entitlements: [] }), { statusOnly: true })).rejects.toThrow(/statusOnly/);
+    // Nor may accounts found ahead without their memberships.
+    await expect(converge(connector, profile(), desired({ account: 'disabled', entitlements: [] }), { found: Promise.resolve([]) })).rejects.toThrow(/`found` needs statusOnly/);
   });
 
   it('refuses to act when two users carry one employeeNumber', async () => {
