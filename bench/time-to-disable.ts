@@ -47,7 +47,7 @@ import { acceptHrEvent } from '#app/ingest';
 import type { AppDeps } from '#app/ports';
 import { REPO_ROOT, startLocalStack } from '#local/stack';
 import { loadDemoOrg, seedDemoOrg } from '#local/demo-org';
-import { percentile } from './_stats.ts';
+import { nearestRank, percentile } from './_stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -151,7 +151,8 @@ function pinThreads(): string {
   for (const tid of tids) {
     for (const child of readFileSync(`/proc/self/task/${tid}/children`, 'utf8').split(' ').filter(Boolean)) place(`process ${child}`, ['-a', '-p', '-c', others.join(','), child]);
   }
-  return `main thread alone on CPU ${main}, the process's ${pinned.size - 1} other threads on CPU ${others.join(',')}`;
+  const children = [...pinned].filter((k) => k.startsWith('process ')).length;
+  return `main thread alone on CPU ${main}, the process's ${tids.length - 1} other threads${children ? ` and ${children} child process${children > 1 ? 'es' : ''}` : ''} on CPU ${others.join(',')}`;
 }
 let placement = 'as the scheduler places them';
 
@@ -352,7 +353,7 @@ const results = {
   measuredMs: p50p99(col('measuredMs')),
   engineOverheadMs: p50p99(col('overheadMs')),
   /** Which leaver the p99 is (nearest rank): with fewer than 100 it is the slowest. */
-  p99Is: `${ordinal(all.length - Math.ceil(all.length * 0.99) + 1)} slowest of ${all.length}`,
+  p99Is: `${ordinal(all.length - nearestRank(99, all.length) + 1)} slowest of ${all.length}`,
   phasesMsP50: {
     accept: percentile(col('acceptMs'), 50),
     queueAndStart: percentile(col('queueAndStartMs'), 50),

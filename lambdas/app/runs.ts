@@ -299,7 +299,7 @@ export async function convergeTarget(
       converge(connector, profile, target, {
         linkIds: person.links[input.target] ? [person.links[input.target]!] : [],
         forceRevoke: leaverIdp,
-        ...(phase === 'restrict' ? { onlyOps: RESTRICT_OPS, statusOnly: true, ...(found && person.employeeId === input.employeeId ? { found } : {}) } : {}),
+        ...(phase === 'restrict' ? { onlyOps: RESTRICT_OPS, statusOnly: true, ...(found ? { found } : {}) } : {}),
       });
     const result = phase === 'restrict' ? await write() : await withTargetLease(deps, { employeeId: person.employeeId, target: input.target, holder: `run ${run.runId}` }, write);
     converged = result.changes;
